@@ -1,0 +1,180 @@
+//! The `airgate` command: `serve`, `validate`, `crds`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Enforcement, LoadedConfig};
+use crate::gateway::Snapshot;
+use crate::server::{self, AppState, ServerLimits};
+use crate::telemetry::{self, Metrics};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "airgate",
+    version,
+    about = "An OpenAI-compatible AI gateway for air-gapped clusters"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        /// A YAML file or a folder of YAML files (multi-document) with AIGateway and API resources.
+        #[arg(long)]
+        config: PathBuf,
+        /// Public listener (the OpenAI-compatible API).
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        /// Admin listener (/metrics, /healthz, /readyz).
+        #[arg(long, default_value = "0.0.0.0:9090")]
+        admin_listen: SocketAddr,
+    },
+    /// Check configuration files; exit 0 when valid, 1 otherwise, one line per problem.
+    Validate {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the CustomResourceDefinitions of AIGateway and API.
+    Crds,
+}
+
+/// What this version enforces; everything else that is configured is reported as not enforced.
+pub fn enforcement() -> Enforcement {
+    Enforcement::default()
+}
+
+/// Runs the command; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            admin_listen,
+        } => serve(&config, listen, admin_listen).await.map(|()| 0),
+        Command::Validate { paths } => Ok(validate(&paths)),
+        Command::Crds => {
+            print!("{}", config::crds::render()?);
+            Ok(0)
+        }
+    }
+}
+
+/// Loads every path; prints errors and warnings one per line; returns 0 when all are valid.
+pub fn validate(paths: &[PathBuf]) -> i32 {
+    let mut failed = false;
+    for path in paths {
+        match load(path) {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    println!("warning: {warning}");
+                }
+                println!(
+                    "ok: {} ({} AIGateway, {} API)",
+                    path.display(),
+                    loaded.gateways.len(),
+                    loaded.apis.len()
+                );
+            }
+            Err(errors) => {
+                failed = true;
+                for error in errors {
+                    println!("error: {error}");
+                }
+            }
+        }
+    }
+    i32::from(failed)
+}
+
+/// Loads a path and adds the not-enforced warnings.
+fn load(path: &Path) -> Result<LoadedConfig, Vec<config::ConfigIssue>> {
+    let mut loaded = config::load_path(path)?;
+    let unenforced = config::unenforced_warnings(&loaded, &enforcement());
+    loaded.warnings.extend(unenforced);
+    Ok(loaded)
+}
+
+async fn serve(path: &Path, listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result<()> {
+    telemetry::logging::init();
+    let loaded = match load(path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for error in &errors {
+                tracing::error!(problem = %error, "invalid configuration");
+            }
+            anyhow::bail!(
+                "{} configuration error(s) in {}",
+                errors.len(),
+                path.display()
+            );
+        }
+    };
+    for warning in &loaded.warnings {
+        tracing::warn!(warning = %warning, "configuration warning");
+    }
+    let shutdown = CancellationToken::new();
+    let metrics = Arc::new(Metrics::try_new()?);
+    let snapshot = Snapshot::build(&loaded, &metrics, &shutdown).map_err(anyhow::Error::msg)?;
+    if snapshot.default.is_none() && snapshot.len() > 1 {
+        tracing::warn!("several AIGateways and none annotated airgate.io/default: \"true\"; /v1 is not served, use /gateways/{{namespace}}/{{name}}/v1");
+    }
+    let state = AppState::new(snapshot, Arc::clone(&metrics));
+    let public = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let admin = TcpListener::bind(admin_listen)
+        .await
+        .with_context(|| format!("binding {admin_listen}"))?;
+    tracing::info!(listen = %public.local_addr()?, admin = %admin.local_addr()?, gateways = state.snapshot.load().len(), "airgate serving");
+    let limits = ServerLimits::default();
+    let public_task = tokio::spawn(server::serve(
+        public,
+        server::public_router(Arc::clone(&state)),
+        limits.clone(),
+        shutdown.clone(),
+    ));
+    let admin_task = tokio::spawn(server::serve(
+        admin,
+        server::admin_router(Arc::clone(&state)),
+        limits,
+        shutdown.clone(),
+    ));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = public_task.await;
+    let _ = admin_task.await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,205 @@
+//! The one error type that becomes an HTTP answer, in OpenAI's error shape.
+//! The status is an exhaustive match; 5xx details that could leak internals are logged, not shown.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::openai::{ErrorBody, ErrorObject};
+
+/// One failed upstream attempt, as named in a 503 message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptFailure {
+    pub backend: String,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed or semantically invalid request.
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
+    /// No backend lists the requested model.
+    #[error("The model `{0}` does not exist or is not served by this gateway")]
+    ModelNotFound(String),
+    /// No route at this path.
+    #[error("Unknown request URL: {method} {path}")]
+    RouteNotFound { method: String, path: String },
+    /// The body is larger than the configured limit.
+    #[error("Request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    /// The client did not send its body in time.
+    #[error("Timed out reading the request body")]
+    RequestTimeout,
+    /// The caller may not use what it asked for.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Every candidate backend failed before answering.
+    #[error("{}", no_backend_message(model, attempts))]
+    NoBackendAvailable {
+        model: String,
+        attempts: Vec<AttemptFailure>,
+    },
+    /// A backend's own non-retriable error answer, normalised, with its status.
+    #[error("{}", body.error.message)]
+    Upstream { status: u16, body: ErrorBody },
+    /// A bug or an internal fault; the detail is logged, never shown.
+    #[error("internal error")]
+    Internal(String),
+}
+
+fn no_backend_message(model: &str, attempts: &[AttemptFailure]) -> String {
+    if attempts.is_empty() {
+        return format!("No backend is available for model `{model}`");
+    }
+    let tried: Vec<String> = attempts
+        .iter()
+        .map(|a| format!("{}: {}", a.backend, a.reason))
+        .collect();
+    format!(
+        "No backend could serve model `{model}`; attempts: {}",
+        tried.join("; ")
+    )
+}
+
+impl ApiError {
+    pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
+        ApiError::InvalidRequest {
+            message: message.into(),
+            param: param.map(str::to_string),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::ModelNotFound(_) | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            ApiError::NoBackendAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Upstream { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Low-cardinality name for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest { .. } => "invalid_request",
+            ApiError::ModelNotFound(_) => "model_not_found",
+            ApiError::RouteNotFound { .. } => "route_not_found",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::RequestTimeout => "request_timeout",
+            ApiError::PermissionDenied(_) => "permission_denied",
+            ApiError::NoBackendAvailable { .. } => "no_backend_available",
+            ApiError::Upstream { .. } => "upstream_error",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let object = match self {
+            ApiError::InvalidRequest { message, param } => ErrorObject {
+                param: param.clone(),
+                ..ErrorObject::new(message.clone(), "invalid_request_error", None)
+            },
+            ApiError::ModelNotFound(model) => ErrorObject {
+                param: Some("model".into()),
+                ..ErrorObject::new(
+                    format!("The model `{model}` does not exist or is not served by this gateway"),
+                    "invalid_request_error",
+                    Some("model_not_found"),
+                )
+            },
+            ApiError::RouteNotFound { .. } => ErrorObject::new(
+                self.to_string(),
+                "invalid_request_error",
+                Some("unknown_url"),
+            ),
+            ApiError::PayloadTooLarge { .. } => ErrorObject::new(
+                self.to_string(),
+                "invalid_request_error",
+                Some("request_too_large"),
+            ),
+            ApiError::RequestTimeout => {
+                ErrorObject::new(self.to_string(), "invalid_request_error", Some("timeout"))
+            }
+            ApiError::PermissionDenied(message) => ErrorObject::new(
+                message.clone(),
+                "permission_error",
+                Some("permission_denied"),
+            ),
+            ApiError::NoBackendAvailable { .. } => ErrorObject::new(
+                self.to_string(),
+                "server_error",
+                Some("no_backend_available"),
+            ),
+            ApiError::Upstream { body, .. } => body.error.clone(),
+            ApiError::Internal(_) => ErrorObject::new(
+                "Internal gateway error",
+                "server_error",
+                Some("internal_error"),
+            ),
+        };
+        ErrorBody { error: object }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(detail = %detail, "internal error");
+        }
+        let status = self.status();
+        let mut response = (status, axum::Json(self.body())).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            // The OpenAI SDK retries 5xx by itself; a fleet that is down would see the load tripled.
+            ApiError::NoBackendAvailable { .. } => {
+                headers.insert("x-should-retry", HeaderValue::from_static("false"));
+            }
+            ApiError::RequestTimeout | ApiError::PayloadTooLarge { .. } => {
+                headers.insert("connection", HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_openai_contract() {
+        assert_eq!(ApiError::invalid("x", None).status(), 400);
+        assert_eq!(ApiError::ModelNotFound("m".into()).status(), 404);
+        assert_eq!(ApiError::PayloadTooLarge { limit: 1 }.status(), 413);
+        assert_eq!(ApiError::RequestTimeout.status(), 408);
+        let e = ApiError::NoBackendAvailable {
+            model: "m".into(),
+            attempts: vec![AttemptFailure {
+                backend: "a".into(),
+                reason: "connection refused".into(),
+            }],
+        };
+        assert_eq!(e.status(), 503);
+        assert_eq!(
+            e.body().error.message,
+            "No backend could serve model `m`; attempts: a: connection refused"
+        );
+    }
+
+    #[test]
+    fn internal_detail_is_not_shown() {
+        let e = ApiError::Internal("secret path /etc/x".into());
+        assert!(!e.body().error.message.contains("secret"));
+    }
+}

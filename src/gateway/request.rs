@@ -1,0 +1,236 @@
+//! Parsing and validating an AI request. The body stays a JSON map, so every field the gateway
+//! does not interpret (tools, response_format, seed, logprobs, n, ...) reaches the backend as it
+//! came; only fields that would redirect traffic are removed.
+
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// The OpenAI endpoints the gateway proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/v1/chat/completions",
+            Endpoint::Completions => "/v1/completions",
+            Endpoint::Embeddings => "/v1/embeddings",
+        }
+    }
+
+    /// Metric label.
+    pub fn route(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat_completions",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+
+    /// The field that carries the input and must be present.
+    fn input_field(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "messages",
+            Endpoint::Completions => "prompt",
+            Endpoint::Embeddings => "input",
+        }
+    }
+}
+
+/// Request fields that, in some gateways, let the caller choose the upstream (LiteLLM honours
+/// `api_base`). AirGate only ever contacts configured backends, so these are dropped.
+pub const REDIRECT_FIELDS: &[&str] = &[
+    "api_base",
+    "base_url",
+    "api_key",
+    "api_version",
+    "custom_llm_provider",
+    "extra_headers",
+];
+
+#[derive(Debug, Clone)]
+pub struct AiRequest {
+    pub endpoint: Endpoint,
+    pub body: Map<String, Value>,
+    pub model: String,
+    pub stream: bool,
+}
+
+impl AiRequest {
+    pub fn parse(endpoint: Endpoint, bytes: &[u8]) -> Result<Self, ApiError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::invalid(
+                format!("We could not parse the JSON body of your request: {e}"),
+                None,
+            )
+        })?;
+        let Value::Object(mut body) = value else {
+            return Err(ApiError::invalid(
+                "The request body must be a JSON object",
+                None,
+            ));
+        };
+        let model = match body.get("model") {
+            Some(Value::String(m)) if !m.is_empty() => m.clone(),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "`model` must be a non-empty string",
+                    Some("model"),
+                ))
+            }
+            None => {
+                return Err(ApiError::invalid(
+                    "you must provide a model parameter",
+                    Some("model"),
+                ))
+            }
+        };
+        let stream = match body.get("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "`stream` must be a boolean",
+                    Some("stream"),
+                ))
+            }
+        };
+        if stream && endpoint == Endpoint::Embeddings {
+            return Err(ApiError::invalid(
+                "embeddings cannot be streamed",
+                Some("stream"),
+            ));
+        }
+        validate_input(endpoint, &body)?;
+        for field in REDIRECT_FIELDS {
+            body.remove(*field);
+        }
+        Ok(Self {
+            endpoint,
+            body,
+            model,
+            stream,
+        })
+    }
+
+    /// The JSON sent to a backend, with `model` set to the name that backend knows.
+    pub fn upstream_body(&self, upstream_model: &str) -> Result<bytes::Bytes, ApiError> {
+        let serialized = if upstream_model == self.model {
+            serde_json::to_vec(&self.body)
+        } else {
+            let mut body = self.body.clone();
+            body.insert("model".into(), Value::String(upstream_model.to_string()));
+            serde_json::to_vec(&body)
+        };
+        serialized
+            .map(bytes::Bytes::from)
+            .map_err(|e| ApiError::Internal(format!("serializing upstream body: {e}")))
+    }
+}
+
+fn validate_input(endpoint: Endpoint, body: &Map<String, Value>) -> Result<(), ApiError> {
+    let field = endpoint.input_field();
+    let Some(input) = body.get(field) else {
+        return Err(ApiError::invalid(
+            format!("Missing required parameter: '{field}'"),
+            Some(field),
+        ));
+    };
+    match (endpoint, input) {
+        (Endpoint::ChatCompletions, Value::Array(messages)) => {
+            if messages.is_empty() {
+                return Err(ApiError::invalid(
+                    "`messages` must not be empty",
+                    Some("messages"),
+                ));
+            }
+            for (i, message) in messages.iter().enumerate() {
+                let has_role = message
+                    .as_object()
+                    .and_then(|m| m.get("role"))
+                    .is_some_and(Value::is_string);
+                if !has_role {
+                    return Err(ApiError::invalid(
+                        format!("`messages[{i}]` must be an object with a string `role`"),
+                        Some(&format!("messages[{i}]")),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        (Endpoint::ChatCompletions, _) => Err(ApiError::invalid(
+            "`messages` must be an array",
+            Some("messages"),
+        )),
+        (_, Value::String(_) | Value::Array(_)) => Ok(()),
+        (_, _) => Err(ApiError::invalid(
+            format!("`{field}` must be a string or an array"),
+            Some(field),
+        )),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn param(e: ApiError) -> Option<String> {
+        e.body().error.param
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_and_redirect_fields_dropped() {
+        let raw = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function"}],"seed":7,"api_base":"http://evil","base_url":"http://evil"}"#;
+        let r = AiRequest::parse(Endpoint::ChatCompletions, raw).unwrap();
+        assert!(r.body.contains_key("tools"));
+        assert_eq!(r.body["seed"], 7);
+        assert!(!r.body.contains_key("api_base"));
+        assert!(!r.body.contains_key("base_url"));
+        let up: Value = serde_json::from_slice(&r.upstream_body("real").unwrap()).unwrap();
+        assert_eq!(up["model"], "real");
+        assert_eq!(up["tools"][0]["type"], "function");
+    }
+
+    #[test]
+    fn invalid_requests_name_the_parameter() {
+        let e = |raw: &[u8]| AiRequest::parse(Endpoint::ChatCompletions, raw).unwrap_err();
+        assert_eq!(param(e(br#"{"messages":[]}"#)).as_deref(), Some("model"));
+        assert_eq!(param(e(br#"{"model":"m"}"#)).as_deref(), Some("messages"));
+        assert_eq!(
+            param(e(br#"{"model":"m","messages":"hi"}"#)).as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            param(e(br#"{"model":"m","messages":[{"content":"x"}]}"#)).as_deref(),
+            Some("messages[0]")
+        );
+        assert_eq!(
+            param(e(
+                br#"{"model":"m","messages":[{"role":"user"}],"stream":"yes"}"#
+            ))
+            .as_deref(),
+            Some("stream")
+        );
+        assert_eq!(e(b"not json").status(), 400);
+        assert_eq!(e(b"[1,2]").status(), 400);
+    }
+
+    #[test]
+    fn each_endpoint_requires_its_input() {
+        assert!(AiRequest::parse(Endpoint::Completions, br#"{"model":"m","prompt":"x"}"#).is_ok());
+        assert!(AiRequest::parse(Endpoint::Completions, br#"{"model":"m"}"#).is_err());
+        assert!(AiRequest::parse(Endpoint::Embeddings, br#"{"model":"m","input":["a"]}"#).is_ok());
+        assert!(AiRequest::parse(Endpoint::Embeddings, br#"{"model":"m","input":1}"#).is_err());
+        assert!(AiRequest::parse(
+            Endpoint::Embeddings,
+            br#"{"model":"m","input":"a","stream":true}"#
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! What the loaded configuration compiles into: one [`Gateway`] per `AIGateway` resource, held in
+//! an immutable [`Snapshot`] that is swapped whole (never mutated) when configuration changes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AiGateway, LoadedConfig, RoutingSpec};
+use crate::routing::{health, Backend, HealthSettings, UpstreamClient};
+use crate::telemetry::Metrics;
+
+/// Annotation that picks the gateway served at `/v1` when several are loaded.
+pub const DEFAULT_ANNOTATION: &str = "airgate.io/default";
+
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub stream_idle_timeout: Duration,
+    pub max_body_bytes: u64,
+    pub body_read_timeout: Duration,
+    pub max_attempts: usize,
+}
+
+impl From<&RoutingSpec> for GatewaySettings {
+    fn from(spec: &RoutingSpec) -> Self {
+        Self {
+            stream_idle_timeout: spec.stream_idle_timeout.0,
+            max_body_bytes: spec.max_body_size.0,
+            body_read_timeout: spec.body_read_timeout.0,
+            max_attempts: spec.max_attempts.map_or(usize::MAX, |n| n as usize),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Gateway {
+    /// `namespace/name`, the gateway's label in metrics and logs.
+    pub id: String,
+    pub backends: Vec<Arc<Backend>>,
+    pub settings: GatewaySettings,
+    pub client: UpstreamClient,
+    /// Every configured model name; anything else is `other` in metric labels.
+    pub models: BTreeSet<String>,
+}
+
+impl Gateway {
+    pub fn try_new(resource: &AiGateway) -> Result<Self, String> {
+        let routing = resource.spec.routing.clone().unwrap_or_default();
+        let health = HealthSettings {
+            failure_threshold: routing.failure_threshold.max(1),
+            cooldown: routing.cooldown.0,
+        };
+        let backends = resource
+            .spec
+            .backends
+            .iter()
+            .map(|spec| Backend::try_new(spec, health).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let models = backends
+            .iter()
+            .flat_map(|b| b.models.iter().cloned())
+            .collect();
+        let client = UpstreamClient::try_new().map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Self {
+            id: format!(
+                "{}/{}",
+                resource.metadata.namespace(),
+                resource.metadata.name
+            ),
+            backends,
+            settings: GatewaySettings::from(&routing),
+            client,
+            models,
+        })
+    }
+
+    /// A model name safe to use as a metric label.
+    pub fn model_label<'a>(&self, model: &'a str) -> &'a str {
+        if model == crate::routing::balancer::AUTO_MODEL || self.models.contains(model) {
+            model
+        } else {
+            "other"
+        }
+    }
+}
+
+/// Everything a request needs from configuration, swapped atomically as a whole.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    by_id: HashMap<String, Arc<Gateway>>,
+    /// The gateway served at `/v1`.
+    pub default: Option<Arc<Gateway>>,
+}
+
+impl Snapshot {
+    /// Compiles the loaded resources and starts the backends' health probes.
+    pub fn build(
+        config: &LoadedConfig,
+        metrics: &Arc<Metrics>,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, String> {
+        let mut snapshot = Snapshot::default();
+        let mut marked_default = None;
+        for located in &config.gateways {
+            let resource = &located.resource;
+            let gateway = Arc::new(Gateway::try_new(resource)?);
+            for backend in &gateway.backends {
+                metrics.set_backend_up(&gateway.id, &backend.name, true);
+            }
+            health::spawn_probes(
+                &gateway.id,
+                &gateway.backends,
+                &gateway.client,
+                metrics,
+                shutdown,
+            );
+            let is_marked = resource
+                .metadata
+                .annotations
+                .get(DEFAULT_ANNOTATION)
+                .is_some_and(|v| v == "true");
+            if is_marked {
+                marked_default = Some(Arc::clone(&gateway));
+            }
+            snapshot.by_id.insert(gateway.id.clone(), gateway);
+        }
+        snapshot.default = marked_default.or_else(|| {
+            if snapshot.by_id.len() == 1 {
+                snapshot.by_id.values().next().cloned()
+            } else {
+                None
+            }
+        });
+        Ok(snapshot)
+    }
+
+    pub fn gateway(&self, namespace: &str, name: &str) -> Option<Arc<Gateway>> {
+        self.by_id.get(&format!("{namespace}/{name}")).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}

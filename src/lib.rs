@@ -1,0 +1,22 @@
+//! AirGate: an OpenAI-compatible AI gateway for air-gapped Kubernetes clusters.
+//!
+//! # Layout
+//! - [`cli`]: the `airgate` command (`serve`, `validate`, `crds`).
+//! - [`config`]: the `AIGateway` and `API` resources, loading a folder of YAML, validation.
+//! - [`server`]: listeners (public and admin), hostile-HTTP limits, the route table.
+//! - [`openai`]: OpenAI wire shapes: errors, the SSE codec.
+//! - [`gateway`]: the AI request pipeline that composes the stages, top to bottom.
+//! - [`routing`]: backends, priority groups, balancing, health, the upstream attempts.
+//! - [`telemetry`]: Prometheus metrics and logging setup.
+//! - [`mock`]: an OpenAI-compatible demo backend with fault modes (tests, benchmark, demo).
+//! - [`error`]: the one error type that becomes an HTTP answer.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod mock;
+pub mod openai;
+pub mod routing;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,154 @@
+//! Server-sent events as OpenAI streams use them: `data: {...}` events separated by a blank line,
+//! ending with `data: [DONE]`. The decoder is incremental and bounded: an event larger than the
+//! cap is an error, never an unbounded buffer.
+
+use bytes::{Bytes, BytesMut};
+
+/// One decoded event: its raw bytes (forwarded unchanged) and its joined `data:` lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    pub raw: Bytes,
+    pub data: String,
+}
+
+impl SseEvent {
+    /// `data: [DONE]`, the end-of-stream marker.
+    pub fn is_done(&self) -> bool {
+        self.data.trim() == "[DONE]"
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SseError {
+    #[error("an upstream SSE event exceeded {0} bytes")]
+    EventTooLarge(usize),
+}
+
+/// Incremental decoder: feed byte chunks as they come, take whole events out.
+#[derive(Debug)]
+pub struct SseDecoder {
+    buffer: BytesMut,
+    max_event_bytes: usize,
+}
+
+impl SseDecoder {
+    pub fn new(max_event_bytes: usize) -> Self {
+        Self {
+            buffer: BytesMut::new(),
+            max_event_bytes,
+        }
+    }
+
+    /// Appends a chunk and returns every event it completed.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, SseError> {
+        self.buffer.extend_from_slice(chunk);
+        let mut events = Vec::new();
+        while let Some(end) = event_end(&self.buffer) {
+            let raw = self.buffer.split_to(end).freeze();
+            events.push(SseEvent {
+                data: data_of(&raw),
+                raw,
+            });
+        }
+        if self.buffer.len() > self.max_event_bytes {
+            return Err(SseError::EventTooLarge(self.max_event_bytes));
+        }
+        Ok(events)
+    }
+
+    /// Bytes of an event that has not been terminated yet.
+    pub fn pending(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+/// Index just past the blank line that ends the first event, if one is complete.
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            match buf.get(i + 1) {
+                Some(b'\n') => return Some(i + 2),
+                Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Some(i + 3),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The event's `data:` lines joined by `\n`, as the SSE specification says.
+fn data_of(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut data = String::new();
+    for line in text.lines() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if let Some(value) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(value.strip_prefix(' ').unwrap_or(value));
+        }
+    }
+    data
+}
+
+/// Encodes one `data:` event.
+pub fn encode_data(json: &str) -> Bytes {
+    let mut out = String::with_capacity(json.len() + 8);
+    out.push_str("data: ");
+    out.push_str(json);
+    out.push_str("\n\n");
+    Bytes::from(out)
+}
+
+/// The end-of-stream marker.
+pub fn done_event() -> Bytes {
+    Bytes::from_static(b"data: [DONE]\n\n")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_anywhere_decode_the_same() {
+        let stream = b"data: {\"a\":1}\n\ndata: {\"b\":2}\r\n\r\ndata: [DONE]\n\n";
+        for cut in 0..stream.len() {
+            let mut d = SseDecoder::new(1024);
+            let mut events = d.push(&stream[..cut]).unwrap();
+            events.extend(d.push(&stream[cut..]).unwrap());
+            let data: Vec<_> = events.iter().map(|e| e.data.clone()).collect();
+            assert_eq!(
+                data,
+                vec!["{\"a\":1}", "{\"b\":2}", "[DONE]"],
+                "cut at {cut}"
+            );
+            assert!(events[2].is_done());
+            assert!(d.pending().is_empty());
+        }
+    }
+
+    #[test]
+    fn raw_bytes_are_kept_for_forwarding() {
+        let mut d = SseDecoder::new(1024);
+        let events = d
+            .push(b": comment\nevent: x\ndata: 1\ndata: 2\n\nrest")
+            .unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            &events[0].raw[..],
+            b": comment\nevent: x\ndata: 1\ndata: 2\n\n"
+        );
+        assert_eq!(events[0].data, "1\n2");
+        assert_eq!(d.pending(), b"rest");
+    }
+
+    #[test]
+    fn oversized_event_is_an_error() {
+        let mut d = SseDecoder::new(8);
+        assert_eq!(d.push(b"data: 0123456789"), Err(SseError::EventTooLarge(8)));
+    }
+}

@@ -1,0 +1,160 @@
+//! One configured backend and its live state (outstanding requests, passive and active health).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::{BackendSpec, HealthCheckSpec};
+
+/// Passive-health thresholds shared by a gateway's backends.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthSettings {
+    /// Consecutive failures that put a backend in cool-down.
+    pub failure_threshold: u32,
+    pub cooldown: Duration,
+}
+
+#[derive(Debug)]
+pub struct Backend {
+    pub name: String,
+    /// Base URL without a trailing `/` or `/v1`: paths such as `/v1/chat/completions` are appended.
+    pub base_url: String,
+    pub models: Vec<String>,
+    pub priority: u32,
+    /// Bounds connecting plus the first response byte.
+    pub timeout: Duration,
+    pub requires_approval: bool,
+    /// Added to every upstream request.
+    pub headers: HeaderMap,
+    pub health_check: Option<HealthCheckSpec>,
+    settings: HealthSettings,
+    outstanding: AtomicUsize,
+    consecutive_failures: AtomicU32,
+    /// Milliseconds since [`epoch`] until which the backend is skipped; 0 when not cooling down.
+    cooldown_until_ms: AtomicU64,
+    probe_healthy: AtomicBool,
+}
+
+impl Backend {
+    /// Builds a backend from its validated spec. Header names and values were validated by config.
+    pub fn try_new(spec: &BackendSpec, settings: HealthSettings) -> Result<Self, String> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &spec.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("backend {}: header name {name:?}: {e}", spec.name))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|e| format!("backend {}: header value for {name}: {e}", spec.name))?;
+            headers.insert(name, value);
+        }
+        Ok(Self {
+            name: spec.name.clone(),
+            base_url: base_url(&spec.url),
+            models: spec.models.clone(),
+            priority: spec.priority,
+            timeout: spec.timeout.0,
+            requires_approval: spec.requires_approval,
+            headers,
+            health_check: spec.health_check.clone(),
+            settings,
+            outstanding: AtomicUsize::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            cooldown_until_ms: AtomicU64::new(0),
+            probe_healthy: AtomicBool::new(true),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    pub fn serves(&self, model: &str) -> bool {
+        self.models.iter().any(|m| m == model)
+    }
+
+    /// The model name sent upstream: the requested one, or the backend's first for `auto`.
+    pub fn upstream_model<'a>(&'a self, requested: &'a str) -> &'a str {
+        if self.serves(requested) {
+            requested
+        } else {
+            self.models.first().map(String::as_str).unwrap_or(requested)
+        }
+    }
+
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request as outstanding until the guard is dropped (end of the answer or stream).
+    pub fn start_request(self: &Arc<Self>) -> InFlight {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            backend: Arc::clone(self),
+        }
+    }
+
+    /// Healthy when not cooling down after failures and not failing its active probe.
+    pub fn is_healthy(&self) -> bool {
+        self.probe_healthy.load(Ordering::Relaxed)
+            && self.cooldown_until_ms.load(Ordering::Relaxed) <= now_ms()
+    }
+
+    pub fn record_success(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Counts a failure; at the threshold the backend is skipped for the cool-down.
+    pub fn record_failure(&self) {
+        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= self.settings.failure_threshold {
+            let until = now_ms() + self.settings.cooldown.as_millis() as u64;
+            self.cooldown_until_ms.store(until, Ordering::Relaxed);
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            tracing::warn!(backend = %self.name, cooldown = ?self.settings.cooldown, "backend failed repeatedly; cooling down");
+        }
+    }
+
+    /// Sets the verdict of the active probe; returns whether it changed.
+    pub fn set_probe_healthy(&self, healthy: bool) -> bool {
+        self.probe_healthy.swap(healthy, Ordering::Relaxed) != healthy
+    }
+}
+
+/// Decrements the backend's outstanding count when dropped.
+#[derive(Debug)]
+pub struct InFlight {
+    backend: Arc<Backend>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.backend.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn base_url(url: &str) -> String {
+    let trimmed = url.trim_end_matches('/');
+    trimmed.strip_suffix("/v1").unwrap_or(trimmed).to_string()
+}
+
+/// Monotonic milliseconds since the first call; cheap to compare in atomics.
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    // Start at 1 so that 0 always means "not cooling down".
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_drops_trailing_slash_and_v1() {
+        assert_eq!(base_url("http://a:8000/"), "http://a:8000");
+        assert_eq!(base_url("http://a:8000/v1"), "http://a:8000");
+        assert_eq!(base_url("http://a:8000/v1/"), "http://a:8000");
+        assert_eq!(base_url("http://a:8000/api"), "http://a:8000/api");
+    }
+}

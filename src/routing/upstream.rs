@@ -1,0 +1,150 @@
+//! The HTTP client towards backends and the one attempt at one backend.
+//! Whether to fail over is a property of the attempt's error ([`AttemptError::is_retriable`]).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::HeaderValue;
+
+use super::Backend;
+
+/// Largest upstream error body read to build the client's error message.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+    #[error("answered HTTP {status}")]
+    Status { status: u16, body: Bytes },
+    #[error("response failed: {0}")]
+    Body(String),
+}
+
+impl AttemptError {
+    /// Connect errors, timeouts, broken bodies, 5xx and 429 move on to the next candidate.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            AttemptError::Connect(_) | AttemptError::Timeout(_) | AttemptError::Body(_) => true,
+            AttemptError::Status { status, .. } => *status >= 500 || *status == 429,
+        }
+    }
+
+    /// Whether it counts against the backend's health: a 429 means busy, not broken.
+    pub fn is_health_failure(&self) -> bool {
+        match self {
+            AttemptError::Status { status, .. } => *status >= 500,
+            _ => true,
+        }
+    }
+
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            AttemptError::Connect(_) => "connect_error",
+            AttemptError::Timeout(_) => "timeout",
+            AttemptError::Status { status, .. } if *status == 429 => "rate_limited",
+            AttemptError::Status { status, .. } if *status >= 500 => "server_error",
+            AttemptError::Status { .. } => "client_error",
+            AttemptError::Body(_) => "body_error",
+        }
+    }
+}
+
+/// One pooled client for a gateway's backends. Proxies from the environment are ignored: the
+/// gateway only ever contacts the backends declared in config.
+#[derive(Debug, Clone)]
+pub struct UpstreamClient {
+    client: reqwest::Client,
+}
+
+impl UpstreamClient {
+    pub fn try_new() -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { client })
+    }
+
+    /// Sends one request; resolves when the response head arrived, within the backend's timeout.
+    /// A non-2xx head is read (bounded) and returned as [`AttemptError::Status`].
+    pub async fn send(
+        &self,
+        backend: &Backend,
+        path: &str,
+        body: Bytes,
+        request_id: &str,
+    ) -> Result<reqwest::Response, AttemptError> {
+        // No reqwest-level timeout: it would also cut streams. The deadline covers the head only.
+        let request = self
+            .client
+            .post(backend.url(path))
+            .headers(backend.headers.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header("x-request-id", request_id)
+            .body(body);
+        let response = tokio::time::timeout(backend.timeout, request.send())
+            .await
+            .map_err(|_| AttemptError::Timeout(backend.timeout))?
+            .map_err(|e| classify(e, backend.timeout))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(response);
+        }
+        let body = read_bounded(response, MAX_ERROR_BODY, backend.timeout).await;
+        Err(AttemptError::Status { status, body })
+    }
+
+    /// GET used by the active health probe.
+    pub async fn probe(&self, url: &str, timeout: Duration) -> Result<u16, AttemptError> {
+        let response = self
+            .client
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| classify(e, timeout))?;
+        Ok(response.status().as_u16())
+    }
+}
+
+fn classify(error: reqwest::Error, timeout: Duration) -> AttemptError {
+    if error.is_timeout() {
+        AttemptError::Timeout(timeout)
+    } else if error.is_connect() {
+        AttemptError::Connect(root_cause(&error))
+    } else {
+        AttemptError::Body(root_cause(&error))
+    }
+}
+
+/// The innermost error text ("connection refused"), without the URL reqwest prefixes.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+/// Reads at most `limit` bytes of a body, giving up after `timeout`; errors yield what was read.
+async fn read_bounded(mut response: reqwest::Response, limit: usize, timeout: Duration) -> Bytes {
+    let mut out = Vec::new();
+    let read = async {
+        while let Ok(Some(chunk)) = response.chunk().await {
+            let room = limit.saturating_sub(out.len());
+            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, read).await;
+    Bytes::from(out)
+}

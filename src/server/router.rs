@@ -1,0 +1,154 @@
+//! The route table. The default gateway answers at `/v1/...`; every gateway also answers at
+//! `/gateways/{namespace}/{name}/v1/...`. Anything else is a 404 in OpenAI's error shape.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{Method, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+
+use super::middleware::{request_context, RequestId};
+use super::AppState;
+use crate::error::ApiError;
+use crate::gateway::pipeline::{self, RequestContext};
+use crate::gateway::{models, Endpoint, Gateway};
+
+const NAMED_PREFIX: &str = "/gateways/{namespace}/{name}";
+
+pub fn public_router(state: Arc<AppState>) -> Router {
+    let mut router = Router::new()
+        .route("/v1/models", get(list_models_default))
+        .route(&format!("{NAMED_PREFIX}/v1/models"), get(list_models_named));
+    for endpoint in [
+        Endpoint::ChatCompletions,
+        Endpoint::Completions,
+        Endpoint::Embeddings,
+    ] {
+        router = router
+            .route(
+                endpoint.path(),
+                post(
+                    move |State(state): State<Arc<AppState>>,
+                          Extension(id): Extension<RequestId>,
+                          request: Request| async move {
+                        let gateway = default_gateway(&state)?;
+                        Ok::<_, ApiError>(serve_ai(&state, &gateway, &id, endpoint, request).await)
+                    },
+                ),
+            )
+            .route(
+                &format!("{NAMED_PREFIX}{}", endpoint.path()),
+                post(
+                    move |State(state): State<Arc<AppState>>,
+                          Path((namespace, name)): Path<(String, String)>,
+                          Extension(id): Extension<RequestId>,
+                          request: Request| async move {
+                        let gateway = named_gateway(&state, &namespace, &name)?;
+                        Ok::<_, ApiError>(serve_ai(&state, &gateway, &id, endpoint, request).await)
+                    },
+                ),
+            );
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+async fn serve_ai(
+    state: &Arc<AppState>,
+    gateway: &Arc<Gateway>,
+    id: &RequestId,
+    endpoint: Endpoint,
+    request: Request,
+) -> Response {
+    let ctx = RequestContext {
+        gateway,
+        metrics: &state.metrics,
+        request_id: &id.0,
+        approved: false,
+    };
+    pipeline::handle(ctx, endpoint, request).await
+}
+
+fn default_gateway(state: &AppState) -> Result<Arc<Gateway>, ApiError> {
+    state.snapshot.load().default.clone().ok_or_else(|| {
+        ApiError::RouteNotFound {
+            method: "POST".into(),
+            path: "/v1 (no default AIGateway: use /gateways/{namespace}/{name}/v1 or annotate one with airgate.io/default: \"true\")".into(),
+        }
+    })
+}
+
+fn named_gateway(state: &AppState, namespace: &str, name: &str) -> Result<Arc<Gateway>, ApiError> {
+    state
+        .snapshot
+        .load()
+        .gateway(namespace, name)
+        .ok_or_else(|| ApiError::RouteNotFound {
+            method: "POST".into(),
+            path: format!("/gateways/{namespace}/{name} (no such AIGateway)"),
+        })
+}
+
+async fn list_models_default(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let gateway = default_gateway(&state)?;
+    Ok(Json(models::list(&gateway)).into_response())
+}
+
+async fn list_models_named(
+    State(state): State<Arc<AppState>>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let gateway = named_gateway(&state, &namespace, &name)?;
+    Ok(Json(models::list(&gateway)).into_response())
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::RouteNotFound {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let mut response = ApiError::invalid(
+        format!("Method {method} is not allowed on {}", uri.path()),
+        None,
+    )
+    .into_response();
+    *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+/// The admin listener: metrics and probes, never exposed with the public routes.
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(state): State<Arc<AppState>>| async move {
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    state.metrics.render(),
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(state): State<Arc<AppState>>| async move {
+                if state.is_ready() {
+                    (http::StatusCode::OK, "ready")
+                } else {
+                    (
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        "no configuration loaded",
+                    )
+                }
+            }),
+        )
+        .with_state(state)
+}
