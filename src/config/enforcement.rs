@@ -14,6 +14,7 @@ pub struct Enforcement {
     pub semantic_cache: bool,
     pub ai_rate_limit: bool,
     pub tracing: bool,
+    pub token_metrics: bool,
     pub api_routes: bool,
     pub api_auth: bool,
     pub api_rate_limit: bool,
@@ -44,6 +45,15 @@ const GATEWAY_SECTIONS: &[Section<AiGatewaySpec>] = &[
         field: "spec.rateLimit",
         configured: |s| s.rate_limit.is_some(),
         enforced: |e| e.ai_rate_limit,
+    },
+    Section {
+        field: "spec.metrics.includeTokenCount",
+        configured: |s| {
+            s.metrics
+                .as_ref()
+                .is_some_and(|m| m.enabled && m.include_token_count)
+        },
+        enforced: |e| e.token_metrics,
     },
     Section {
         field: "spec.tracing",

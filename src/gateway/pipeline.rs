@@ -68,11 +68,12 @@ pub async fn handle(
         model: ctx.gateway.model_label(&model),
         backend: &backend,
     };
-    ctx.metrics.observe_request(
-        &labels,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    let flags = ctx.gateway.metrics;
+    if flags.enabled {
+        let seconds = flags.latency.then(|| started.elapsed().as_secs_f64());
+        ctx.metrics
+            .observe_request(&labels, response.status().as_u16(), seconds);
+    }
     response
 }
 

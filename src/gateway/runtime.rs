@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AiGateway, LoadedConfig, RoutingSpec};
+use crate::config::{AiGateway, LoadedConfig, MetricsSpec, RoutingSpec};
 use crate::routing::{health, Backend, HealthSettings, UpstreamClient};
 use crate::telemetry::Metrics;
 
@@ -42,6 +42,15 @@ pub struct Gateway {
     pub client: UpstreamClient,
     /// Every configured model name; anything else is `other` in metric labels.
     pub models: BTreeSet<String>,
+    pub metrics: MetricsFlags,
+}
+
+/// What `spec.metrics` switches on for this gateway's request metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsFlags {
+    pub enabled: bool,
+    pub model_name: bool,
+    pub latency: bool,
 }
 
 impl Gateway {
@@ -61,6 +70,12 @@ impl Gateway {
             .iter()
             .flat_map(|b| b.models.iter().cloned())
             .collect();
+        let metrics = resource.spec.metrics.clone().unwrap_or(MetricsSpec {
+            enabled: true,
+            include_model_name: true,
+            include_token_count: true,
+            include_latency: true,
+        });
         let client = UpstreamClient::try_new().map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Self {
             id: format!(
@@ -72,12 +87,19 @@ impl Gateway {
             settings: GatewaySettings::from(&routing),
             client,
             models,
+            metrics: MetricsFlags {
+                enabled: metrics.enabled,
+                model_name: metrics.include_model_name,
+                latency: metrics.include_latency,
+            },
         })
     }
 
     /// A model name safe to use as a metric label.
     pub fn model_label<'a>(&self, model: &'a str) -> &'a str {
-        if model == crate::routing::balancer::AUTO_MODEL || self.models.contains(model) {
+        if !self.metrics.model_name {
+            ""
+        } else if model == crate::routing::balancer::AUTO_MODEL || self.models.contains(model) {
             model
         } else {
             "other"

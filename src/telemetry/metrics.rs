@@ -89,7 +89,8 @@ impl Metrics {
         })
     }
 
-    pub fn observe_request(&self, labels: &RequestLabels<'_>, status: u16, seconds: f64) {
+    /// Counts an answered request; its duration is observed when latency metrics are on.
+    pub fn observe_request(&self, labels: &RequestLabels<'_>, status: u16, seconds: Option<f64>) {
         let class = status_class(status);
         self.requests
             .with_label_values(&[
@@ -100,9 +101,11 @@ impl Metrics {
                 class,
             ])
             .inc();
-        self.request_duration
-            .with_label_values(&[labels.gateway, labels.route])
-            .observe(seconds);
+        if let Some(seconds) = seconds {
+            self.request_duration
+                .with_label_values(&[labels.gateway, labels.route])
+                .observe(seconds);
+        }
     }
 
     pub fn upstream_attempt(&self, gateway: &str, backend: &str, outcome: &str) {
@@ -171,7 +174,7 @@ mod tests {
             model: "m",
             backend: "b",
         };
-        m.observe_request(&labels, 503, 0.01);
+        m.observe_request(&labels, 503, Some(0.01));
         let text = m.render();
         assert!(text.contains(
             "airgate_requests_total{backend=\"b\",gateway=\"ns/gw\",model=\"m\",route=\"chat_completions\",status_class=\"5xx\"} 1"

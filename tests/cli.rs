@@ -1,0 +1,76 @@
+//! The `airgate` command as users run it: `validate` and `crds`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::Command;
+
+fn airgate(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_airgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path).display().to_string()
+}
+
+#[test]
+fn seed_and_demo_configs_validate_with_not_enforced_warnings() {
+    let (code, out) = airgate(&["validate", &repo("config/seed"), &repo("config/demo")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok: "), "{out}");
+    assert!(
+        out.contains("ai-gateway.yaml: document 1 (AIGateway ml-team/sovereign-ai-gateway): spec.semanticCache: parsed but not enforced"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_typo_fails_with_file_document_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::fs::read_to_string(repo("config/seed/ai-gateway.yaml")).unwrap();
+    let broken = seed.replace("similarityThreshold", "similarityTreshold");
+    let file = dir.path().join("gw.yaml");
+    std::fs::write(&file, format!("{}\n---\n{broken}", "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}")).unwrap();
+    let (code, out) = airgate(&["validate", &file.display().to_string()]);
+    assert_eq!(code, 1, "{out}");
+    let line = out.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("gw.yaml: document 2"), "{line}");
+    assert!(line.contains("spec.semanticCache"), "{line}");
+    assert!(line.contains("similarityTreshold"), "{line}");
+}
+
+#[test]
+fn bad_duration_names_the_backend_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::fs::read_to_string(repo("config/seed/ai-gateway.yaml")).unwrap();
+    let broken = seed.replacen("timeout: 30s", "timeout: 30s", 1).replacen("      timeout: 30s\n      \n    - name: approved", "      timeout: 30x\n      \n    - name: approved", 1);
+    assert_ne!(seed, broken, "fixture edit did not apply");
+    let file = dir.path().join("gw.yaml");
+    std::fs::write(&file, broken).unwrap();
+    let (code, out) = airgate(&["validate", &file.display().to_string()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("spec.backends[1].timeout"), "{out}");
+}
+
+#[test]
+fn serve_refuses_an_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gw.yaml");
+    std::fs::write(&file, "apiVersion: airgate.io/v1alpha1\nkind: AIGateway\nmetadata: {name: x}\nspec: {backends: []}\n").unwrap();
+    let (code, out) = airgate(&["serve", "--config", &file.display().to_string(), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("configuration error"), "{out}");
+}
+
+#[test]
+fn crds_print_both_kinds() {
+    let (code, out) = airgate(&["crds"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("name: aigateways.airgate.io"));
+    assert!(out.contains("name: apis.airgate.io"));
+    assert!(out.contains("similarityThreshold"));
+}
