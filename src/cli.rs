@@ -10,8 +10,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Enforcement, LoadedConfig};
+use crate::gateway::runtime::compile_guard;
 use crate::gateway::Snapshot;
 use crate::server::{self, AppState, ServerLimits};
+use crate::telemetry::audit::{AuditLog, AuditTarget};
 use crate::telemetry::{self, Metrics};
 
 #[derive(Debug, Parser)]
@@ -38,6 +40,9 @@ pub enum Command {
         /// Admin listener (/metrics, /healthz, /readyz).
         #[arg(long, default_value = "0.0.0.0:9090")]
         admin_listen: SocketAddr,
+        /// Audit log: a file (JSON lines, appended), `-` for stdout, or `off`.
+        #[arg(long, default_value = "-")]
+        audit_log: String,
     },
     /// Check configuration files; exit 0 when valid, 1 otherwise, one line per problem.
     Validate {
@@ -50,7 +55,10 @@ pub enum Command {
 
 /// What this version enforces; everything else that is configured is reported as not enforced.
 pub fn enforcement() -> Enforcement {
-    Enforcement::default()
+    Enforcement {
+        content_guard: true,
+        ..Enforcement::default()
+    }
 }
 
 /// Runs the command; returns the process exit code.
@@ -60,7 +68,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             config,
             listen,
             admin_listen,
-        } => serve(&config, listen, admin_listen).await.map(|()| 0),
+            audit_log,
+        } => {
+            let audit = AuditTarget::parse(&audit_log);
+            serve(&config, listen, admin_listen, &audit)
+                .await
+                .map(|()| 0)
+        }
         Command::Validate { paths } => Ok(validate(&paths)),
         Command::Crds => {
             print!("{}", config::crds::render()?);
@@ -96,15 +110,37 @@ pub fn validate(paths: &[PathBuf]) -> i32 {
     i32::from(failed)
 }
 
-/// Loads a path and adds the not-enforced warnings.
+/// Loads a path, compiles what only compiles at run time (guard patterns) so that `validate`
+/// reports it too, and adds the not-enforced warnings.
 fn load(path: &Path) -> Result<LoadedConfig, Vec<config::ConfigIssue>> {
     let mut loaded = config::load_path(path)?;
+    let pattern_errors: Vec<config::ConfigIssue> = loaded
+        .gateways
+        .iter()
+        .flat_map(|located| {
+            let errors = compile_guard(located.resource.spec.content_guard.as_ref()).err();
+            errors.unwrap_or_default().into_iter().map(move |e| {
+                let field = format!("spec.contentGuard.{}[{}]", e.list, e.index);
+                config::ConfigIssue::at(&located.source, e.to_string())
+                    .with_resource(located.resource.display_name())
+                    .with_field(field)
+            })
+        })
+        .collect();
+    if !pattern_errors.is_empty() {
+        return Err(pattern_errors);
+    }
     let unenforced = config::unenforced_warnings(&loaded, &enforcement());
     loaded.warnings.extend(unenforced);
     Ok(loaded)
 }
 
-async fn serve(path: &Path, listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result<()> {
+async fn serve(
+    path: &Path,
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    audit: &AuditTarget,
+) -> anyhow::Result<()> {
     telemetry::logging::init();
     let loaded = match load(path) {
         Ok(loaded) => loaded,
@@ -128,7 +164,9 @@ async fn serve(path: &Path, listen: SocketAddr, admin_listen: SocketAddr) -> any
     if snapshot.default.is_none() && snapshot.len() > 1 {
         tracing::warn!("several AIGateways and none annotated airgate.io/default: \"true\"; /v1 is not served, use /gateways/{{namespace}}/{{name}}/v1");
     }
-    let state = AppState::new(snapshot, Arc::clone(&metrics));
+    let audit =
+        AuditLog::start(audit).with_context(|| format!("opening the audit log {audit:?}"))?;
+    let state = AppState::new(snapshot, Arc::clone(&metrics), audit);
     let public = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

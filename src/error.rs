@@ -36,9 +36,18 @@ pub enum ApiError {
     /// The caller may not use what it asked for.
     #[error("{0}")]
     PermissionDenied(String),
+    /// The content guard refused the prompt; names the rule, never the matched text.
+    #[error("Content policy violation (rule: {rule})")]
+    ContentPolicy { rule: String },
     /// Every candidate backend failed before answering.
     #[error("{}", no_backend_message(model, attempts))]
     NoBackendAvailable {
+        model: String,
+        attempts: Vec<AttemptFailure>,
+    },
+    /// Every candidate answered 429: the fleet is busy, not broken.
+    #[error("{}", rate_limited_message(model, attempts))]
+    UpstreamRateLimited {
         model: String,
         attempts: Vec<AttemptFailure>,
     },
@@ -64,6 +73,17 @@ fn no_backend_message(model: &str, attempts: &[AttemptFailure]) -> String {
     )
 }
 
+fn rate_limited_message(model: &str, attempts: &[AttemptFailure]) -> String {
+    let names: Vec<&str> = attempts.iter().map(|a| a.backend.as_str()).collect();
+    format!(
+        "Every backend for model `{model}` is rate limited ({}); retry later",
+        names.join(", ")
+    )
+}
+
+/// Seconds a client is asked to wait when every backend answered 429.
+const UPSTREAM_RETRY_AFTER_SECS: u64 = 1;
+
 impl ApiError {
     pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
         ApiError::InvalidRequest {
@@ -78,8 +98,9 @@ impl ApiError {
             ApiError::ModelNotFound(_) | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            ApiError::PermissionDenied(_) | ApiError::ContentPolicy { .. } => StatusCode::FORBIDDEN,
             ApiError::NoBackendAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::UpstreamRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
@@ -96,7 +117,9 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::RequestTimeout => "request_timeout",
             ApiError::PermissionDenied(_) => "permission_denied",
+            ApiError::ContentPolicy { .. } => "content_policy_violation",
             ApiError::NoBackendAvailable { .. } => "no_backend_available",
+            ApiError::UpstreamRateLimited { .. } => "upstream_rate_limited",
             ApiError::Upstream { .. } => "upstream_error",
             ApiError::Internal(_) => "internal",
         }
@@ -134,10 +157,20 @@ impl ApiError {
                 "permission_error",
                 Some("permission_denied"),
             ),
+            ApiError::ContentPolicy { .. } => ErrorObject::new(
+                self.to_string(),
+                "permission_error",
+                Some("content_policy_violation"),
+            ),
             ApiError::NoBackendAvailable { .. } => ErrorObject::new(
                 self.to_string(),
                 "server_error",
                 Some("no_backend_available"),
+            ),
+            ApiError::UpstreamRateLimited { .. } => ErrorObject::new(
+                self.to_string(),
+                "rate_limit_error",
+                Some("upstream_rate_limited"),
             ),
             ApiError::Upstream { body, .. } => body.error.clone(),
             ApiError::Internal(_) => ErrorObject::new(
@@ -162,6 +195,9 @@ impl IntoResponse for ApiError {
             // The OpenAI SDK retries 5xx by itself; a fleet that is down would see the load tripled.
             ApiError::NoBackendAvailable { .. } => {
                 headers.insert("x-should-retry", HeaderValue::from_static("false"));
+            }
+            ApiError::UpstreamRateLimited { .. } => {
+                headers.insert("retry-after", HeaderValue::from(UPSTREAM_RETRY_AFTER_SECS));
             }
             ApiError::RequestTimeout | ApiError::PayloadTooLarge { .. } => {
                 headers.insert("connection", HeaderValue::from_static("close"));

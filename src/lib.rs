@@ -6,6 +6,7 @@
 //! - [`server`]: listeners (public and admin), hostile-HTTP limits, the route table.
 //! - [`openai`]: OpenAI wire shapes: errors, the SSE codec.
 //! - [`gateway`]: the AI request pipeline that composes the stages, top to bottom.
+//! - [`guard`]: the content guard: compiled pattern sets, built-in detectors, the streaming scanner.
 //! - [`routing`]: backends, priority groups, balancing, health, the upstream attempts.
 //! - [`telemetry`]: Prometheus metrics and logging setup.
 //! - [`mock`]: an OpenAI-compatible demo backend with fault modes (tests, benchmark, demo).
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod guard;
 pub mod mock;
 pub mod openai;
 pub mod routing;

@@ -9,12 +9,16 @@ fn airgate(args: &[&str]) -> (i32, String) {
         .args(args)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
 
 fn repo(path: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(path)
+        .display()
+        .to_string()
 }
 
 #[test]
@@ -34,10 +38,20 @@ fn a_typo_fails_with_file_document_and_field() {
     let seed = std::fs::read_to_string(repo("config/seed/ai-gateway.yaml")).unwrap();
     let broken = seed.replace("similarityThreshold", "similarityTreshold");
     let file = dir.path().join("gw.yaml");
-    std::fs::write(&file, format!("{}\n---\n{broken}", "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}")).unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n---\n{broken}",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}"
+        ),
+    )
+    .unwrap();
     let (code, out) = airgate(&["validate", &file.display().to_string()]);
     assert_eq!(code, 1, "{out}");
-    let line = out.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{out}"));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains("gw.yaml: document 2"), "{line}");
     assert!(line.contains("spec.semanticCache"), "{line}");
     assert!(line.contains("similarityTreshold"), "{line}");
@@ -47,7 +61,11 @@ fn a_typo_fails_with_file_document_and_field() {
 fn bad_duration_names_the_backend_index() {
     let dir = tempfile::tempdir().unwrap();
     let seed = std::fs::read_to_string(repo("config/seed/ai-gateway.yaml")).unwrap();
-    let broken = seed.replacen("timeout: 30s", "timeout: 30s", 1).replacen("      timeout: 30s\n      \n    - name: approved", "      timeout: 30x\n      \n    - name: approved", 1);
+    let broken = seed.replacen(
+        "      timeout: 30s\n      \n    - name: approved",
+        "      timeout: 30x\n      \n    - name: approved",
+        1,
+    );
     assert_ne!(seed, broken, "fixture edit did not apply");
     let file = dir.path().join("gw.yaml");
     std::fs::write(&file, broken).unwrap();
@@ -61,7 +79,15 @@ fn serve_refuses_an_invalid_config() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("gw.yaml");
     std::fs::write(&file, "apiVersion: airgate.io/v1alpha1\nkind: AIGateway\nmetadata: {name: x}\nspec: {backends: []}\n").unwrap();
-    let (code, out) = airgate(&["serve", "--config", &file.display().to_string(), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+    let (code, out) = airgate(&[
+        "serve",
+        "--config",
+        &file.display().to_string(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("configuration error"), "{out}");
 }

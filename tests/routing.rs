@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use airgate::mock::{ErrorBody, Fault, MockConfig, MockServer};
-use common::{chat_body, closed_port_url, sse_data, BackendYaml, GatewayYaml, TestGateway};
+use common::{
+    chat_body, closed_port_url, sse_data, BackendYaml, GatewayYaml, ScriptedBackend, TestGateway,
+};
 use serde_json::Value;
 
 async fn mock(name: &str) -> MockServer {
@@ -269,6 +271,7 @@ async fn fails_over_on_500_429_and_timeout_but_not_on_400() {
     .await;
     let response = post_chat(&gw, &chat_body("mock-model", false)).await;
     assert_eq!(response.status(), 400);
+    assert_eq!(response.headers()["x-airgate-backend"], "bad");
     let json: Value = response.json().await.unwrap();
     assert_eq!(
         json["error"]["code"], "400",
@@ -568,4 +571,49 @@ async fn active_probe_falls_back_to_models_when_health_is_404() {
             .headers()["x-airgate-backend"],
         "llama"
     );
+}
+
+#[tokio::test]
+async fn every_backend_rate_limited_is_a_429_the_sdk_can_back_off_on() {
+    let busy = |name: &'static str| async move {
+        MockServer::start(MockConfig::named(name).fault(Fault::Status {
+            status: 429,
+            body: ErrorBody::OpenAi,
+        }))
+        .await
+        .unwrap()
+    };
+    let (a, b) = (busy("a").await, busy("b").await);
+    let gw = TestGateway::start(
+        &GatewayYaml::new()
+            .backend(BackendYaml::new("a", &a.url()).priority(1))
+            .backend(BackendYaml::new("b", &b.url()).priority(2))
+            .render(),
+    )
+    .await;
+    let response = post_chat(&gw, &chat_body("mock-model", false)).await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert!(response.headers().get("x-should-retry").is_none());
+    let json: Value = response.json().await.unwrap();
+    assert_eq!(json["error"]["type"], "rate_limit_error");
+    assert_eq!((a.requests(), b.requests()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_stream_that_ends_without_finish_reason_is_an_error_not_a_clean_end() {
+    let cut = ScriptedBackend::raw_stream(
+        "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}]}\n\ndata: [DONE]\n\n",
+    )
+    .await;
+    let gw = TestGateway::start(
+        &GatewayYaml::new()
+            .backend(BackendYaml::new("cut", &cut.url))
+            .render(),
+    )
+    .await;
+    let data = sse_data(post_chat(&gw, &chat_body("mock-model", true)).await).await;
+    let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_truncated", "{data:?}");
+    assert!(!data.iter().any(|d| d == "[DONE]"));
 }

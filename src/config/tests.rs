@@ -931,10 +931,11 @@ fn unenforced_sections_are_reported_from_the_table() {
     assert_eq!(
         got,
         [
-            // tracing is disabled, metrics always enforced: neither is listed.
+            // tracing is disabled: not listed. Token counters are not built: listed.
             (1, gw, "spec.contentGuard"),
             (1, gw, "spec.semanticCache"),
             (1, gw, "spec.rateLimit"),
+            (1, gw, "spec.metrics.includeTokenCount"),
             (2, api, "spec.service"),
             (2, api, "spec.openApiSpec"),
             (2, api, "spec.authentication"),
@@ -962,6 +963,7 @@ fn unenforced_sections_are_reported_from_the_table() {
         fields,
         [
             "spec.rateLimit",
+            "spec.metrics.includeTokenCount",
             "spec.authentication",
             "spec.rateLimit",
             "spec.accessControl"
@@ -973,6 +975,7 @@ fn unenforced_sections_are_reported_from_the_table() {
         semantic_cache: true,
         ai_rate_limit: true,
         tracing: true,
+        token_metrics: true,
         api_routes: true,
         api_auth: true,
         api_rate_limit: true,

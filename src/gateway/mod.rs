@@ -2,6 +2,8 @@
 //! [`runtime`] holds what a loaded `AIGateway` compiles into.
 
 pub mod body;
+pub mod content_filter;
+pub mod guard_events;
 pub mod models;
 pub mod pipeline;
 pub mod relay;

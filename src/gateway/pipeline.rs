@@ -11,15 +11,21 @@ use futures::StreamExt;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Request};
 
-use super::relay::Relay;
+use super::content_filter::{scan_request, scan_response, GuardPolicy, StreamGuard};
+use super::guard_events::{GuardReporter, Stage};
+use super::relay::{Relay, RelayParts};
 use super::{body, AiRequest, Endpoint, Gateway};
 use crate::error::{ApiError, AttemptFailure};
 use crate::routing::{plan, AttemptError, Backend, InFlight};
+use crate::telemetry::audit::AuditLog;
 use crate::telemetry::metrics::RequestLabels;
 use crate::telemetry::Metrics;
 
 /// Response header naming the backend that answered.
 pub const BACKEND_HEADER: &str = "x-airgate-backend";
+
+/// Prompts larger than this are scanned on the blocking pool instead of the async worker.
+const INLINE_SCAN_BYTES: usize = 64 * 1024;
 
 /// Largest non-streaming upstream answer accepted.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -27,9 +33,21 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 pub struct RequestContext<'a> {
     pub gateway: &'a Arc<Gateway>,
     pub metrics: &'a Arc<Metrics>,
+    pub audit: &'a AuditLog,
     pub request_id: &'a str,
     /// Approved for `requiresApproval` backends. No authentication exists yet: always false.
     pub approved: bool,
+}
+
+impl RequestContext<'_> {
+    fn reporter(&self) -> GuardReporter {
+        GuardReporter {
+            gateway: self.gateway.id.clone(),
+            request_id: self.request_id.to_string(),
+            metrics: Arc::clone(self.metrics),
+            audit: self.audit.clone(),
+        }
+    }
 }
 
 pub async fn handle(
@@ -49,8 +67,9 @@ pub async fn handle(
             settings.body_read_timeout,
         )
         .await?;
-        let request = AiRequest::parse(endpoint, &bytes)?;
+        let mut request = AiRequest::parse(endpoint, &bytes)?;
         model.clone_from(&request.model);
+        guard_prompt(&ctx, &mut request, bytes.len()).await?;
         route(&ctx, &request).await
     }
     .await;
@@ -77,6 +96,85 @@ pub async fn handle(
     response
 }
 
+/// Scans the prompt (`scanPrompts`): a refusal is a 403 and the backend is never called;
+/// redactions are written into the request. Large prompts are scanned on the blocking pool.
+async fn guard_prompt(
+    ctx: &RequestContext<'_>,
+    request: &mut AiRequest,
+    size: usize,
+) -> Result<(), ApiError> {
+    let Some(policy) = ctx.gateway.guard.as_ref().filter(|g| g.scan_prompts) else {
+        return Ok(());
+    };
+    let endpoint = request.endpoint;
+    let scan = if size > INLINE_SCAN_BYTES {
+        let set = Arc::clone(&policy.set);
+        let mut body = std::mem::take(&mut request.body);
+        let _permit = policy
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (body, scan) = tokio::task::spawn_blocking(move || {
+            let mut budget = set.budget();
+            let scan = scan_request(&set, endpoint, &mut body, &mut budget);
+            (body, scan)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("prompt scan task: {e}")))?;
+        request.body = body;
+        scan
+    } else {
+        let mut budget = policy.set.budget();
+        scan_request(&policy.set, endpoint, &mut request.body, &mut budget)
+    };
+    let reporter = ctx.reporter();
+    reporter.findings(Stage::Prompt, &scan.findings);
+    match scan.refusal {
+        Some(refusal) => {
+            reporter.refusal(Stage::Prompt, &refusal);
+            Err(ApiError::ContentPolicy {
+                rule: refusal.rule().to_string(),
+            })
+        }
+        None => Ok(()),
+    }
+}
+
+/// Scans a whole answer (`scanResponses`) before any byte of it is sent. A refused choice is
+/// cut and marked `finish_reason: content_filter`; an answer that is not JSON cannot be scanned
+/// and is refused (fail closed).
+fn guard_answer(
+    ctx: &RequestContext<'_>,
+    policy: &GuardPolicy,
+    bytes: bytes::Bytes,
+) -> Result<bytes::Bytes, ApiError> {
+    let unscannable = || ApiError::Upstream {
+        status: 502,
+        body: crate::openai::ErrorBody {
+            error: crate::openai::ErrorObject::new(
+                "The backend's answer could not be scanned by the content guard",
+                "server_error",
+                Some("unscannable_answer"),
+            ),
+        },
+    };
+    let mut json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| unscannable())?;
+    let mut budget = policy.set.budget();
+    let scan = scan_response(&policy.set, &mut json, &mut budget);
+    let reporter = ctx.reporter();
+    reporter.findings(Stage::Response, &scan.findings);
+    if scan.findings.is_empty() && scan.refusal.is_none() {
+        return Ok(bytes);
+    }
+    if let Some(refusal) = &scan.refusal {
+        reporter.refusal(Stage::Response, refusal);
+    }
+    serde_json::to_vec(&json)
+        .map(bytes::Bytes::from)
+        .map_err(|_| unscannable())
+}
+
 /// Tries the candidates in order; fails over only before anything reached the client.
 async fn route(
     ctx: &RequestContext<'_>,
@@ -95,6 +193,7 @@ async fn route(
         });
     }
     let mut failures = Vec::new();
+    let mut rate_limited = Vec::new();
     for backend in plan.candidates.iter().take(gateway.settings.max_attempts) {
         let in_flight = backend.start_request();
         match attempt(ctx, backend, request, in_flight).await {
@@ -108,7 +207,8 @@ async fn route(
                 ctx.metrics
                     .upstream_attempt(&gateway.id, &backend.name, error.metric_label());
                 if !error.is_retriable() {
-                    return Err(upstream_error(error));
+                    // The backend's own verdict on the request: returned as it is, named.
+                    return Ok((upstream_error(error).into_response(), backend.name.clone()));
                 }
                 if error.is_health_failure() {
                     backend.record_failure();
@@ -121,12 +221,20 @@ async fn route(
                     reason = %error,
                     "upstream attempt failed; trying the next candidate"
                 );
+                rate_limited.push(matches!(error, AttemptError::Status { status: 429, .. }));
                 failures.push(AttemptFailure {
                     backend: backend.name.clone(),
                     reason: error.to_string(),
                 });
             }
         }
+    }
+    if rate_limited.iter().all(|r| *r) && plan.needs_approval.is_empty() {
+        // Every backend is busy, none is broken: a 429 lets the SDK back off and retry.
+        return Err(ApiError::UpstreamRateLimited {
+            model: request.model.clone(),
+            attempts: failures,
+        });
     }
     for name in plan.needs_approval {
         failures.push(AttemptFailure {
@@ -178,14 +286,26 @@ async fn attempt(
             Ok(Some(Err(e))) => return Err(AttemptError::Body(e.to_string())),
             Ok(Some(Ok(first))) => first,
         };
-        let relay = Relay::new(
+        let guard = ctx
+            .gateway
+            .guard
+            .as_ref()
+            .filter(|g| g.scan_responses)
+            .map(|g| {
+                (
+                    StreamGuard::new(Arc::clone(&g.set), request.endpoint),
+                    ctx.reporter(),
+                )
+            });
+        let relay = Relay::new(RelayParts {
             first,
-            stream,
-            idle,
-            ctx.gateway.id.clone(),
-            Arc::clone(ctx.metrics),
+            upstream: stream,
+            idle_timeout: idle,
+            gateway: ctx.gateway.id.clone(),
+            metrics: Arc::clone(ctx.metrics),
             in_flight,
-        );
+            guard,
+        });
         let mut response = Response::new(Body::from_stream(relay.into_stream()));
         *response.status_mut() = status;
         let headers = response.headers_mut();
@@ -196,6 +316,16 @@ async fn attempt(
     }
     let bytes = read_whole(upstream, idle).await?;
     drop(in_flight);
+    let policy = ctx.gateway.guard.as_ref().filter(|g| g.scan_responses);
+    let bytes = match policy {
+        Some(policy) if status.is_success() && request.endpoint != Endpoint::Embeddings => {
+            match guard_answer(ctx, policy, bytes) {
+                Ok(bytes) => bytes,
+                Err(refused) => return Ok(refused.into_response()),
+            }
+        }
+        _ => bytes,
+    };
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -12,13 +12,28 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{BoxStream, Stream, StreamExt};
 
-use crate::openai::sse::{encode_data, SseDecoder};
+use super::content_filter::{StreamGuard, StreamVerdict};
+use super::guard_events::{GuardReporter, Stage};
+use crate::openai::sse::{done_event, encode_data, SseDecoder, SseEvent};
 use crate::openai::{ErrorBody, ErrorObject};
 use crate::routing::InFlight;
 use crate::telemetry::Metrics;
 
 /// Largest single upstream SSE event accepted.
 const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// What a relay is made of.
+pub struct RelayParts {
+    /// The first upstream chunk, already received when the answer was committed.
+    pub first: Bytes,
+    pub upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    pub idle_timeout: Duration,
+    pub gateway: String,
+    pub metrics: Arc<Metrics>,
+    pub in_flight: InFlight,
+    /// The response scanner, when `scanResponses` is on.
+    pub guard: Option<(StreamGuard, GuardReporter)>,
+}
 
 pub struct Relay {
     upstream: BoxStream<'static, reqwest::Result<Bytes>>,
@@ -28,27 +43,26 @@ pub struct Relay {
     finished: bool,
     gateway: String,
     metrics: Arc<Metrics>,
+    guard: Option<(StreamGuard, GuardReporter)>,
+    /// Whether a chunk carried a non-null `finish_reason`: a stream that reaches `[DONE]`
+    /// without one was cut short upstream (llama.cpp's server does that when interrupted).
+    saw_finish: bool,
     _in_flight: InFlight,
 }
 
 impl Relay {
-    pub fn new(
-        first: Bytes,
-        upstream: BoxStream<'static, reqwest::Result<Bytes>>,
-        idle_timeout: Duration,
-        gateway: String,
-        metrics: Arc<Metrics>,
-        in_flight: InFlight,
-    ) -> Self {
+    pub fn new(parts: RelayParts) -> Self {
         Self {
-            upstream,
-            first: Some(first),
+            upstream: parts.upstream,
+            first: Some(parts.first),
             decoder: SseDecoder::new(MAX_EVENT_BYTES),
-            idle_timeout,
+            idle_timeout: parts.idle_timeout,
             finished: false,
-            gateway,
-            metrics,
-            _in_flight: in_flight,
+            gateway: parts.gateway,
+            metrics: parts.metrics,
+            guard: parts.guard,
+            saw_finish: false,
+            _in_flight: parts.in_flight,
         }
     }
 
@@ -95,13 +109,58 @@ impl Relay {
             }
             let mut out = BytesMut::new();
             for event in events {
-                out.extend_from_slice(&event.raw);
-                if event.is_done() {
-                    self.finished = true;
+                self.saw_finish = self.saw_finish || has_finish_reason(&event.data);
+                if event.is_done() && !self.saw_finish {
+                    out.extend_from_slice(&self.fail(
+                        "truncated",
+                        "The upstream ended the stream without a finish_reason",
+                    ));
+                    break;
+                }
+                self.forward(&event, &mut out);
+                if self.finished {
                     break;
                 }
             }
             return Some(out.freeze());
+        }
+    }
+
+    /// Appends what the client gets for one upstream event: the raw event, or with the guard on,
+    /// the event rewritten to the text the guard releases (and at a refusal, a final
+    /// `content_filter` chunk and `[DONE]`).
+    fn forward(&mut self, event: &SseEvent, out: &mut BytesMut) {
+        let Some((guard, reporter)) = self.guard.as_mut() else {
+            out.extend_from_slice(&event.raw);
+            self.finished = event.is_done();
+            return;
+        };
+        let verdict = if event.is_done() {
+            guard.on_done()
+        } else if event.data.is_empty() {
+            None
+        } else {
+            Some(guard.on_event(&event.data))
+        };
+        match verdict {
+            None if event.is_done() => {}
+            None => out.extend_from_slice(&event.raw),
+            Some(StreamVerdict::Forward(json)) => out.extend_from_slice(&encode_data(&json)),
+            Some(StreamVerdict::Stop {
+                final_chunk,
+                refusal,
+            }) => {
+                out.extend_from_slice(&encode_data(&final_chunk));
+                out.extend_from_slice(&done_event());
+                reporter.refusal(Stage::Response, &refusal);
+                self.finished = true;
+                return;
+            }
+        }
+        if event.is_done() {
+            reporter.findings(Stage::Response, guard.findings());
+            out.extend_from_slice(&event.raw);
+            self.finished = true;
         }
     }
 
@@ -115,5 +174,42 @@ impl Relay {
         };
         let json = serde_json::to_string(&body).unwrap_or_default();
         encode_data(&json)
+    }
+}
+
+/// Whether a chunk's JSON text carries `"finish_reason"` with a string value (not `null`),
+/// checked on the text so that unguarded streams need no JSON parsing.
+fn has_finish_reason(data: &str) -> bool {
+    const KEY: &str = "\"finish_reason\"";
+    let mut rest = data;
+    while let Some(at) = rest.find(KEY) {
+        rest = &rest[at + KEY.len()..];
+        let value = rest.trim_start().strip_prefix(':').map(str::trim_start);
+        if value.is_some_and(|v| v.starts_with('"')) {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_finish_reason;
+
+    #[test]
+    fn finish_reason_is_found_in_either_json_style() {
+        assert!(has_finish_reason(
+            r#"{"choices":[{"finish_reason":"stop"}]}"#
+        ));
+        assert!(has_finish_reason(
+            r#"{"choices": [{"finish_reason": "length"}]}"#
+        ));
+        assert!(!has_finish_reason(
+            r#"{"choices":[{"finish_reason":null}]}"#
+        ));
+        assert!(!has_finish_reason(
+            r#"{"choices": [{"finish_reason": null, "x": "finish_reason"}]}"#
+        ));
+        assert!(!has_finish_reason("[DONE]"));
     }
 }

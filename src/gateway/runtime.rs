@@ -7,7 +7,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AiGateway, LoadedConfig, MetricsSpec, RoutingSpec};
+use super::content_filter::GuardPolicy;
+use crate::config::{
+    AiGateway, AuditLevel as ConfigAuditLevel, ContentGuardSpec, LoadedConfig, MetricsSpec,
+    PatternAction, PatternSpec, RoutingSpec,
+};
+use crate::guard::{self, GuardLimits, PatternError, PatternSet, RuleSpec};
 use crate::routing::{health, Backend, HealthSettings, UpstreamClient};
 use crate::telemetry::Metrics;
 
@@ -43,6 +48,8 @@ pub struct Gateway {
     /// Every configured model name; anything else is `other` in metric labels.
     pub models: BTreeSet<String>,
     pub metrics: MetricsFlags,
+    /// The content guard, when `contentGuard` is enabled.
+    pub guard: Option<GuardPolicy>,
 }
 
 /// What `spec.metrics` switches on for this gateway's request metrics.
@@ -76,6 +83,10 @@ impl Gateway {
             include_token_count: true,
             include_latency: true,
         });
+        let guard = compile_guard(resource.spec.content_guard.as_ref()).map_err(|errors| {
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            format!("contentGuard: {}", list.join("; "))
+        })?;
         let client = UpstreamClient::try_new().map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Self {
             id: format!(
@@ -87,6 +98,7 @@ impl Gateway {
             settings: GatewaySettings::from(&routing),
             client,
             models,
+            guard,
             metrics: MetricsFlags {
                 enabled: metrics.enabled,
                 model_name: metrics.include_model_name,
@@ -167,5 +179,49 @@ impl Snapshot {
 
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
+    }
+}
+
+/// Compiles `contentGuard` into a pattern set; `None` when absent or disabled.
+pub fn compile_guard(
+    spec: Option<&ContentGuardSpec>,
+) -> Result<Option<GuardPolicy>, Vec<PatternError>> {
+    let Some(spec) = spec.filter(|s| s.enabled) else {
+        return Ok(None);
+    };
+    let mut limits = GuardLimits::default();
+    if let Some(cap) = spec.max_holdback_chars {
+        limits.max_holdback_chars = cap;
+    }
+    let block: Vec<RuleSpec> = spec.block_patterns.iter().map(rule_spec).collect();
+    let allow: Vec<RuleSpec> = spec.allow_patterns.iter().map(rule_spec).collect();
+    let set = PatternSet::compile(&block, &allow, limits)?;
+    Ok(Some(GuardPolicy {
+        set: Arc::new(set),
+        scan_prompts: spec.scan_prompts,
+        scan_responses: spec.scan_responses,
+        pool: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, usize::from),
+        )),
+    }))
+}
+
+fn rule_spec(spec: &PatternSpec) -> RuleSpec {
+    RuleSpec {
+        name: spec.name.clone(),
+        regex: spec.regex.clone(),
+        detector: spec.detector.clone(),
+        action: match spec.action {
+            PatternAction::Block => guard::Action::Block,
+            PatternAction::Redact => guard::Action::Redact,
+            PatternAction::Audit => guard::Action::Audit,
+            PatternAction::Allow => guard::Action::Allow,
+        },
+        audit_level: spec.audit_level.map(|level| match level {
+            ConfigAuditLevel::Low => guard::AuditLevel::Low,
+            ConfigAuditLevel::Medium => guard::AuditLevel::Medium,
+            ConfigAuditLevel::High => guard::AuditLevel::High,
+            ConfigAuditLevel::Critical => guard::AuditLevel::Critical,
+        }),
     }
 }

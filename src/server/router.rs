@@ -68,6 +68,7 @@ async fn serve_ai(
     let ctx = RequestContext {
         gateway,
         metrics: &state.metrics,
+        audit: &state.audit,
         request_id: &id.0,
         approved: false,
     };

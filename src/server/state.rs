@@ -5,18 +5,21 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::gateway::Snapshot;
+use crate::telemetry::audit::AuditLog;
 use crate::telemetry::Metrics;
 
 pub struct AppState {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
+    pub audit: AuditLog,
 }
 
 impl AppState {
-    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>, audit: AuditLog) -> Arc<Self> {
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
+            audit,
         })
     }
 

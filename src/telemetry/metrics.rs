@@ -19,6 +19,7 @@ pub struct Metrics {
     failovers: IntCounterVec,
     backend_up: IntGaugeVec,
     stream_terminations: IntCounterVec,
+    guard_events: IntCounterVec,
 }
 
 impl Metrics {
@@ -64,6 +65,13 @@ impl Metrics {
             ),
             &["gateway", "reason"],
         )?;
+        let guard_events = IntCounterVec::new(
+            Opts::new(
+                "airgate_guard_events_total",
+                "Content-guard matches and refusals, by stage (prompt/response), rule and action (block, redact, audit, fail_closed_*).",
+            ),
+            &["gateway", "stage", "rule", "action"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("airgate_build_info", "Build information; always 1."),
             &["version"],
@@ -77,6 +85,7 @@ impl Metrics {
         registry.register(Box::new(failovers.clone()))?;
         registry.register(Box::new(backend_up.clone()))?;
         registry.register(Box::new(stream_terminations.clone()))?;
+        registry.register(Box::new(guard_events.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
@@ -86,6 +95,7 @@ impl Metrics {
             failovers,
             backend_up,
             stream_terminations,
+            guard_events,
         })
     }
 
@@ -129,6 +139,12 @@ impl Metrics {
     pub fn stream_terminated(&self, gateway: &str, reason: &str) {
         self.stream_terminations
             .with_label_values(&[gateway, reason])
+            .inc();
+    }
+
+    pub fn guard_event(&self, gateway: &str, stage: &str, rule: &str, action: &str) {
+        self.guard_events
+            .with_label_values(&[gateway, stage, rule, action])
             .inc();
     }
 

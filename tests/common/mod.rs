@@ -8,6 +8,7 @@ use std::sync::Arc;
 use airgate::config;
 use airgate::gateway::Snapshot;
 use airgate::server::{self, AppState, ServerLimits};
+use airgate::telemetry::audit::{AuditLog, AuditTarget};
 use airgate::telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,7 @@ pub struct TestGateway {
     pub admin_addr: SocketAddr,
     pub state: Arc<AppState>,
     shutdown: CancellationToken,
+    audit_dir: tempfile::TempDir,
 }
 
 impl TestGateway {
@@ -31,7 +33,10 @@ impl TestGateway {
         let shutdown = CancellationToken::new();
         let metrics = Arc::new(Metrics::try_new().unwrap());
         let snapshot = Snapshot::build(&loaded, &metrics, &shutdown).unwrap();
-        let state = AppState::new(snapshot, metrics);
+        let audit_dir = tempfile::tempdir().unwrap();
+        let audit =
+            AuditLog::start(&AuditTarget::File(audit_dir.path().join("audit.jsonl"))).unwrap();
+        let state = AppState::new(snapshot, metrics, audit);
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = public.local_addr().unwrap();
@@ -53,7 +58,26 @@ impl TestGateway {
             admin_addr,
             state,
             shutdown,
+            audit_dir,
         }
+    }
+
+    /// The audit events written so far (waits briefly for the writer).
+    pub async fn audit_events(&self, at_least: usize) -> Vec<serde_json::Value> {
+        let path = self.audit_dir.path().join("audit.jsonl");
+        let mut events = Vec::new();
+        for _ in 0..50 {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            events = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            if events.len() >= at_least {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        events
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -217,4 +241,113 @@ pub async fn sse_data(response: reqwest::Response) -> Vec<String> {
                 .find_map(|l| l.strip_prefix("data: ").map(str::to_string))
         })
         .collect()
+}
+
+/// A backend that answers every chat completion with scripted deltas: streamed one event per
+/// delta, or joined into one message when not streamed. For tests that need exact chunking.
+pub struct ScriptedBackend {
+    pub url: String,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl ScriptedBackend {
+    /// Streams exactly `sse` (already framed as SSE) for every chat completion.
+    pub async fn raw_stream(sse: &'static str) -> Self {
+        let app = axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(
+                move || async move { ([("content-type", "text/event-stream")], sse) },
+            ),
+        );
+        Self::serve(app).await
+    }
+
+    async fn serve(app: axum::Router) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Self { url, _shutdown: tx }
+    }
+
+    /// Each item is a `delta` object, e.g. `{"content": "conf"}`.
+    pub async fn start(deltas: Vec<serde_json::Value>) -> Self {
+        use axum::response::IntoResponse;
+        let deltas = Arc::new(deltas);
+        let app = axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let deltas = Arc::clone(&deltas);
+                async move {
+                    let base = serde_json::json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]});
+                    if body["stream"].as_bool() == Some(true) {
+                        let mut out = String::new();
+                        let mut push = |choice: serde_json::Value| {
+                            let mut chunk = base.clone();
+                            chunk["choices"] = serde_json::json!([choice]);
+                            out.push_str(&format!("data: {chunk}\n\n"));
+                        };
+                        push(serde_json::json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}));
+                        for delta in deltas.iter() {
+                            push(serde_json::json!({"index": 0, "delta": delta, "finish_reason": null}));
+                        }
+                        push(serde_json::json!({"index": 0, "delta": {}, "finish_reason": "stop"}));
+                        out.push_str("data: [DONE]\n\n");
+                        ([("content-type", "text/event-stream")], out).into_response()
+                    } else {
+                        let content: String = deltas.iter().filter_map(|d| d["content"].as_str()).collect();
+                        let args: String = deltas.iter().filter_map(|d| d.pointer("/tool_calls/0/function/arguments").and_then(|a| a.as_str())).collect();
+                        let mut message = serde_json::json!({"role": "assistant", "content": content});
+                        if !args.is_empty() {
+                            message["tool_calls"] = serde_json::json!([{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": args}}]);
+                        }
+                        axum::Json(serde_json::json!({
+                            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
+                            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+                        }))
+                        .into_response()
+                    }
+                }
+            }),
+        );
+        Self::serve(app).await
+    }
+}
+
+/// Streams a chat completion and returns (the joined content, the last finish_reason, whether
+/// `[DONE]` came).
+pub async fn stream_text(response: reqwest::Response) -> (String, Option<String>, bool) {
+    let data = sse_data(response).await;
+    let mut text = String::new();
+    let mut finish = None;
+    let mut done = false;
+    for d in data {
+        if d == "[DONE]" {
+            done = true;
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&d).unwrap();
+        for choice in v["choices"].as_array().into_iter().flatten() {
+            if let Some(c) = choice["delta"]["content"].as_str() {
+                text.push_str(c);
+            }
+            if let Some(args) = choice
+                .pointer("/delta/tool_calls/0/function/arguments")
+                .and_then(|a| a.as_str())
+            {
+                text.push_str(args);
+            }
+            if let Some(f) = choice["finish_reason"].as_str() {
+                finish = Some(f.to_string());
+            }
+        }
+    }
+    (text, finish, done)
 }

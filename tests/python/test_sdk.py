@@ -226,6 +226,23 @@ def test_all_backends_down_is_503_and_the_sdk_does_not_retry(launcher):
     assert gw.metric("airgate_requests_total", **labels) == 2
 
 
+def test_upstream_4xx_is_passed_on_without_failover(launcher):
+    # vLLM's error shape has an integer `code`; the client gets OpenAI's shape with its status.
+    a = launcher.mock("mock-a", fault="status:400:vllm")
+    b = launcher.mock("mock-b")
+    gw = launcher.gateway(
+        [backend("mock-a", a.url, [MODEL], 1), backend("mock-b", b.url, [MODEL], 2)], mocks=[a, b]
+    )
+    with pytest.raises(openai.BadRequestError) as info:
+        gw.client(max_retries=2).chat.completions.create(model=MODEL, messages=MESSAGES)
+    e = info.value
+    assert e.status_code == 400
+    assert "mock-a" in e.message
+    assert e.code == "400"
+    assert gw.metric("airgate_upstream_attempts_total", backend="mock-a", outcome="client_error") == 1
+    assert gw.metric("airgate_upstream_attempts_total", backend="mock-b") == 0
+
+
 # --------------------------------------------------------------------------- failover and broken streams
 
 
