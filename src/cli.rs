@@ -9,8 +9,10 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::{FailurePolicy, IpNet, RateLimiter};
 use crate::config::{self, Enforcement, LoadedConfig};
 use crate::gateway::runtime::compile_guard;
+use crate::gateway::runtime::BuildContext;
 use crate::gateway::Snapshot;
 use crate::server::{self, AppState, ServerLimits};
 use crate::telemetry::audit::{AuditLog, AuditTarget};
@@ -30,20 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway.
-    Serve {
-        /// A YAML file or a folder of YAML files (multi-document) with AIGateway and API resources.
-        #[arg(long)]
-        config: PathBuf,
-        /// Public listener (the OpenAI-compatible API).
-        #[arg(long, default_value = "0.0.0.0:8080")]
-        listen: SocketAddr,
-        /// Admin listener (/metrics, /healthz, /readyz).
-        #[arg(long, default_value = "0.0.0.0:9090")]
-        admin_listen: SocketAddr,
-        /// Audit log: a file (JSON lines, appended), `-` for stdout, or `off`.
-        #[arg(long, default_value = "-")]
-        audit_log: String,
-    },
+    Serve(ServeArgs),
     /// Check configuration files; exit 0 when valid, 1 otherwise, one line per problem.
     Validate {
         #[arg(required = true)]
@@ -53,10 +42,48 @@ pub enum Command {
     Crds,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// A YAML file or a folder of YAML files (multi-document) with AIGateway and API resources.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Public listener (the OpenAI-compatible API).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Admin listener (/metrics, /healthz, /readyz).
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+    /// Audit log: a file (JSON lines, appended), `-` for stdout, or `off`.
+    #[arg(long, default_value = "-")]
+    pub audit_log: String,
+    /// Secrets named by `secretName`, as Kubernetes mounts them: one folder per secret, one file
+    /// per key.
+    #[arg(long, default_value = "/var/run/secrets/airgate")]
+    pub secrets_dir: PathBuf,
+    /// Share rate limits and token budgets between replicas through this Redis
+    /// (`redis://host:6379`); in memory when absent.
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// What to do when Redis is unreachable: let requests through or refuse them.
+    #[arg(long, value_enum, default_value = "fail-open")]
+    pub redis_failure_policy: RedisPolicyArg,
+    /// Peers whose `X-Forwarded-For` is trusted for the client IP (CIDR; repeatable).
+    #[arg(long = "trusted-proxy")]
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RedisPolicyArg {
+    FailOpen,
+    FailClosed,
+}
+
 /// What this version enforces; everything else that is configured is reported as not enforced.
 pub fn enforcement() -> Enforcement {
     Enforcement {
         content_guard: true,
+        ai_rate_limit: true,
+        ai_auth: true,
         ..Enforcement::default()
     }
 }
@@ -64,17 +91,7 @@ pub fn enforcement() -> Enforcement {
 /// Runs the command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Serve {
-            config,
-            listen,
-            admin_listen,
-            audit_log,
-        } => {
-            let audit = AuditTarget::parse(&audit_log);
-            serve(&config, listen, admin_listen, &audit)
-                .await
-                .map(|()| 0)
-        }
+        Command::Serve(args) => serve(args).await.map(|()| 0),
         Command::Validate { paths } => Ok(validate(&paths)),
         Command::Crds => {
             print!("{}", config::crds::render()?);
@@ -135,13 +152,9 @@ fn load(path: &Path) -> Result<LoadedConfig, Vec<config::ConfigIssue>> {
     Ok(loaded)
 }
 
-async fn serve(
-    path: &Path,
-    listen: SocketAddr,
-    admin_listen: SocketAddr,
-    audit: &AuditTarget,
-) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::logging::init();
+    let path = args.config.as_path();
     let loaded = match load(path) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -158,15 +171,42 @@ async fn serve(
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "configuration warning");
     }
+    let trusted_proxies = args
+        .trusted_proxies
+        .iter()
+        .map(|cidr| {
+            cidr.parse::<IpNet>()
+                .map_err(|e| anyhow::anyhow!("--trusted-proxy {cidr}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::try_new()?);
-    let snapshot = Snapshot::build(&loaded, &metrics, &shutdown).map_err(anyhow::Error::msg)?;
+    let build = BuildContext {
+        metrics: &metrics,
+        shutdown: &shutdown,
+        secrets_dir: &args.secrets_dir,
+    };
+    let snapshot = Snapshot::build(&loaded, &build).map_err(anyhow::Error::msg)?;
+    let limiter = match &args.redis_url {
+        None => RateLimiter::memory(),
+        Some(url) => {
+            let policy = match args.redis_failure_policy {
+                RedisPolicyArg::FailOpen => FailurePolicy::FailOpen,
+                RedisPolicyArg::FailClosed => FailurePolicy::FailClosed,
+            };
+            RateLimiter::redis_with(url, metrics.redis_options(policy)).await?
+        }
+    };
     if snapshot.default.is_none() && snapshot.len() > 1 {
         tracing::warn!("several AIGateways and none annotated airgate.io/default: \"true\"; /v1 is not served, use /gateways/{{namespace}}/{{name}}/v1");
     }
-    let audit =
-        AuditLog::start(audit).with_context(|| format!("opening the audit log {audit:?}"))?;
-    let state = AppState::new(snapshot, Arc::clone(&metrics), audit);
+    let audit_target = AuditTarget::parse(&args.audit_log);
+    let audit = AuditLog::start(&audit_target)
+        .with_context(|| format!("opening the audit log {audit_target:?}"))?;
+    let state = Arc::new(
+        AppState::new(snapshot, Arc::clone(&metrics), audit).with_access(limiter, trusted_proxies),
+    );
+    let (listen, admin_listen) = (args.listen, args.admin_listen);
     let public = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

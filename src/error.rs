@@ -33,6 +33,16 @@ pub enum ApiError {
     /// The client did not send its body in time.
     #[error("Timed out reading the request body")]
     RequestTimeout,
+    /// No valid bearer token; the reason goes to the audit log, never to the client.
+    #[error("Invalid or missing bearer token")]
+    Unauthorized,
+    /// A request limit or the token budget refused the request.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        code: &'static str,
+        headers: Vec<(http::HeaderName, HeaderValue)>,
+    },
     /// The caller may not use what it asked for.
     #[error("{0}")]
     PermissionDenied(String),
@@ -99,6 +109,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::PermissionDenied(_) | ApiError::ContentPolicy { .. } => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NoBackendAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UpstreamRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream { status, .. } => {
@@ -117,6 +129,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::RequestTimeout => "request_timeout",
             ApiError::PermissionDenied(_) => "permission_denied",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::ContentPolicy { .. } => "content_policy_violation",
             ApiError::NoBackendAvailable { .. } => "no_backend_available",
             ApiError::UpstreamRateLimited { .. } => "upstream_rate_limited",
@@ -157,6 +171,14 @@ impl ApiError {
                 "permission_error",
                 Some("permission_denied"),
             ),
+            ApiError::Unauthorized => ErrorObject::new(
+                self.to_string(),
+                "authentication_error",
+                Some("invalid_api_key"),
+            ),
+            ApiError::RateLimited { code, .. } => {
+                ErrorObject::new(self.to_string(), "rate_limit_error", Some(code))
+            }
             ApiError::ContentPolicy { .. } => ErrorObject::new(
                 self.to_string(),
                 "permission_error",
@@ -198,6 +220,20 @@ impl IntoResponse for ApiError {
             }
             ApiError::UpstreamRateLimited { .. } => {
                 headers.insert("retry-after", HeaderValue::from(UPSTREAM_RETRY_AFTER_SECS));
+            }
+            ApiError::Unauthorized => {
+                headers.insert(
+                    http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"airgate\", error=\"invalid_token\""),
+                );
+            }
+            ApiError::RateLimited {
+                headers: limit_headers,
+                ..
+            } => {
+                for (name, value) in limit_headers {
+                    headers.insert(name.clone(), value.clone());
+                }
             }
             ApiError::RequestTimeout | ApiError::PayloadTooLarge { .. } => {
                 headers.insert("connection", HeaderValue::from_static("close"));

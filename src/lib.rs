@@ -1,6 +1,7 @@
 //! AirGate: an OpenAI-compatible AI gateway for air-gapped Kubernetes clusters.
 //!
 //! # Layout
+//! - [`access`]: JWT verification, rate limits and token budgets (memory or Redis), client IP.
 //! - [`cli`]: the `airgate` command (`serve`, `validate`, `crds`).
 //! - [`config`]: the `AIGateway` and `API` resources, loading a folder of YAML, validation.
 //! - [`server`]: listeners (public and admin), hostile-HTTP limits, the route table.
@@ -12,6 +13,7 @@
 //! - [`mock`]: an OpenAI-compatible demo backend with fault modes (tests, benchmark, demo).
 //! - [`error`]: the one error type that becomes an HTTP answer.
 
+pub mod access;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -22,3 +24,5 @@ pub mod openai;
 pub mod routing;
 pub mod server;
 pub mod telemetry;
+#[doc(hidden)]
+pub mod testing;

@@ -13,6 +13,7 @@ pub struct Enforcement {
     pub content_guard: bool,
     pub semantic_cache: bool,
     pub ai_rate_limit: bool,
+    pub ai_auth: bool,
     pub tracing: bool,
     pub token_metrics: bool,
     pub api_routes: bool,
@@ -45,6 +46,11 @@ const GATEWAY_SECTIONS: &[Section<AiGatewaySpec>] = &[
         field: "spec.rateLimit",
         configured: |s| s.rate_limit.is_some(),
         enforced: |e| e.ai_rate_limit,
+    },
+    Section {
+        field: "spec.authentication",
+        configured: |s| s.authentication.is_some(),
+        enforced: |e| e.ai_auth,
     },
     Section {
         field: "spec.metrics.includeTokenCount",

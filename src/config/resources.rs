@@ -94,6 +94,9 @@ pub struct AiGatewaySpec {
     pub semantic_cache: Option<SemanticCacheSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<AiRateLimitSpec>,
+    /// JWT authentication of callers (AirGate extension, same shape as `API`'s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<AuthenticationSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -311,6 +314,9 @@ pub struct LimitSpec {
     pub period: Duration,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<u64>,
+    /// Completion tokens reserved for a request that sets no `max_tokens` (extension; default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_max_tokens: Option<u64>,
 }
 
 /// Prometheus metrics.
@@ -502,6 +508,15 @@ pub struct JwtSpec {
     /// Claim holding the user id (for per-user rate limits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_claim: Option<String>,
+    /// File in the secret holding the HMAC key (extension; default `secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
+    /// Clock-skew allowance for `exp` and `nbf` (extension; default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leeway: Option<Duration>,
+    /// Claim that approves a request for `requiresApproval` backends (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalSpec>,
 }
 
 /// `API.spec.accessControl`.
@@ -523,4 +538,13 @@ pub struct PolicySpec {
 /// `"{kind} {namespace}/{name}"`.
 pub(crate) fn resource_label(kind: &str, meta: &ObjectMeta) -> String {
     format!("{kind} {}/{}", meta.namespace(), meta.name)
+}
+
+/// A verified token approves `requiresApproval` backends when its top-level claim `claim` equals
+/// `value`, or is an array containing it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalSpec {
+    pub claim: String,
+    pub value: serde_json::Value,
 }

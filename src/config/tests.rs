@@ -974,6 +974,7 @@ fn unenforced_sections_are_reported_from_the_table() {
         content_guard: true,
         semantic_cache: true,
         ai_rate_limit: true,
+        ai_auth: true,
         tracing: true,
         token_metrics: true,
         api_routes: true,

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use crate::config::AuthenticationSpec;
+
 use crate::config::resources::{
     AiGateway, AiRateLimitSpec, Api, BackendSpec, ContentGuardSpec, LimitSpec, ObjectMeta,
     PatternSpec, RateLimitStrategy, RoutingSpec, SemanticCacheSpec, TracingSpec,
@@ -76,6 +78,9 @@ pub(crate) fn gateway(gateway: &AiGateway) -> Vec<FieldError> {
     }
     if let Some(rate_limit) = &spec.rate_limit {
         ai_rate_limit(rate_limit, &mut errors);
+    }
+    if let Some(auth) = &spec.authentication {
+        authentication(auth, &mut errors);
     }
     if let Some(tracing) = &spec.tracing {
         tracing_spec(tracing, &mut errors);
@@ -163,28 +168,8 @@ pub(crate) fn api(api: &Api) -> Vec<FieldError> {
         }
     }
 
-    if let Some(jwt) = spec.authentication.as_ref().and_then(|a| a.jwt.as_ref()) {
-        errors.non_empty("spec.authentication.jwt.secretName", &jwt.secret_name);
-        for (key, value) in [
-            ("issuer", &jwt.issuer),
-            ("audience", &jwt.audience),
-            ("userClaim", &jwt.user_claim),
-        ] {
-            if let Some(value) = value {
-                errors.non_empty(format!("spec.authentication.jwt.{key}"), value);
-            }
-        }
-        for (i, algorithm) in jwt.algorithms.iter().enumerate() {
-            if !JWT_ALGORITHMS.contains(&algorithm.as_str()) {
-                errors.add(
-                    format!("spec.authentication.jwt.algorithms[{i}]"),
-                    format!(
-                        "unknown algorithm {algorithm:?}; expected one of {}",
-                        JWT_ALGORITHMS.join(", ")
-                    ),
-                );
-            }
-        }
+    if let Some(auth) = &spec.authentication {
+        authentication(auth, &mut errors);
     }
 
     if let Some(access) = &spec.access_control {
@@ -459,6 +444,37 @@ pub(crate) fn is_header_value(value: &str) -> bool {
     value
         .bytes()
         .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// `spec.authentication` of `AIGateway` and `API`.
+fn authentication(auth: &AuthenticationSpec, errors: &mut Errors) {
+    if let Some(jwt) = &auth.jwt {
+        errors.non_empty("spec.authentication.jwt.secretName", &jwt.secret_name);
+        for (key, value) in [
+            ("issuer", &jwt.issuer),
+            ("audience", &jwt.audience),
+            ("userClaim", &jwt.user_claim),
+            ("secretKey", &jwt.secret_key),
+        ] {
+            if let Some(value) = value {
+                errors.non_empty(format!("spec.authentication.jwt.{key}"), value);
+            }
+        }
+        for (i, algorithm) in jwt.algorithms.iter().enumerate() {
+            if !JWT_ALGORITHMS.contains(&algorithm.as_str()) {
+                errors.add(
+                    format!("spec.authentication.jwt.algorithms[{i}]"),
+                    format!(
+                        "unknown algorithm {algorithm:?}; expected one of {}",
+                        JWT_ALGORITHMS.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(approval) = auth.jwt.as_ref().and_then(|j| j.approval.as_ref()) {
+        errors.non_empty("spec.authentication.jwt.approval.claim", &approval.claim);
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! read body -> parse -> (auth, rate limit, guard, cache: later stages) -> route with failover ->
 //! answer (JSON or relayed SSE) -> metrics.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,10 +12,13 @@ use futures::StreamExt;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Request};
 
+use super::admission::{admit, reserve_tokens, total_tokens, AdmissionContext, Reservation};
 use super::content_filter::{scan_request, scan_response, GuardPolicy, StreamGuard};
 use super::guard_events::{GuardReporter, Stage};
 use super::relay::{Relay, RelayParts};
+use super::usage::{UsagePlan, UsageTap};
 use super::{body, AiRequest, Endpoint, Gateway};
+use crate::access::RateLimiter;
 use crate::error::{ApiError, AttemptFailure};
 use crate::routing::{plan, AttemptError, Backend, InFlight};
 use crate::telemetry::audit::AuditLog;
@@ -30,16 +34,31 @@ const INLINE_SCAN_BYTES: usize = 64 * 1024;
 /// Largest non-streaming upstream answer accepted.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
+#[derive(Clone, Copy)]
 pub struct RequestContext<'a> {
     pub gateway: &'a Arc<Gateway>,
     pub metrics: &'a Arc<Metrics>,
     pub audit: &'a AuditLog,
+    pub limiter: &'a RateLimiter,
     pub request_id: &'a str,
-    /// Approved for `requiresApproval` backends. No authentication exists yet: always false.
+    pub client_ip: IpAddr,
+    /// Approved for `requiresApproval` backends: set by admission from a verified token claim.
     pub approved: bool,
 }
 
 impl RequestContext<'_> {
+    fn admission(&self, route: &'static str) -> AdmissionContext<'_> {
+        AdmissionContext {
+            gateway: &self.gateway.id,
+            route,
+            request_id: self.request_id,
+            client_ip: self.client_ip,
+            limiter: self.limiter,
+            metrics: self.metrics,
+            audit: self.audit,
+        }
+    }
+
     fn reporter(&self) -> GuardReporter {
         GuardReporter {
             gateway: self.gateway.id.clone(),
@@ -58,7 +77,15 @@ pub async fn handle(
     let started = Instant::now();
     let (parts, raw_body) = request.into_parts();
     let mut model = String::new();
+    let mut rate_headers = Vec::new();
     let result = async {
+        let admission = ctx.admission(endpoint.route());
+        let caller = admit(&admission, ctx.gateway, &parts.headers).await?;
+        rate_headers.clone_from(&caller.rate_headers);
+        let ctx = RequestContext {
+            approved: caller.approved,
+            ..ctx
+        };
         let settings = &ctx.gateway.settings;
         let bytes = body::read(
             &parts.headers,
@@ -69,8 +96,12 @@ pub async fn handle(
         .await?;
         let mut request = AiRequest::parse(endpoint, &bytes)?;
         model.clone_from(&request.model);
+        let budget = ctx.gateway.limits.tokens;
+        let mut reservation =
+            reserve_tokens(&admission, budget, &caller, &mut request, bytes.len()).await?;
         guard_prompt(&ctx, &mut request, bytes.len()).await?;
-        route(&ctx, &request).await
+        let usage = UsagePlan::prepare(&mut request, reservation.is_some());
+        route(&ctx, &request, usage, &mut reservation).await
     }
     .await;
     let (response, backend) = match result {
@@ -78,8 +109,12 @@ pub async fn handle(
         Err(error) => (error.into_response(), "none".to_string()),
     };
     let mut response = response;
+    let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&backend) {
-        response.headers_mut().insert(BACKEND_HEADER, value);
+        headers.insert(BACKEND_HEADER, value);
+    }
+    for (name, value) in rate_headers {
+        headers.entry(name).or_insert(value);
     }
     let labels = RequestLabels {
         gateway: &ctx.gateway.id,
@@ -179,6 +214,8 @@ fn guard_answer(
 async fn route(
     ctx: &RequestContext<'_>,
     request: &AiRequest,
+    usage: UsagePlan,
+    reservation: &mut Option<Reservation>,
 ) -> Result<(Response, String), ApiError> {
     let gateway = ctx.gateway;
     let plan = plan(&gateway.backends, &request.model, ctx.approved);
@@ -196,7 +233,7 @@ async fn route(
     let mut rate_limited = Vec::new();
     for backend in plan.candidates.iter().take(gateway.settings.max_attempts) {
         let in_flight = backend.start_request();
-        match attempt(ctx, backend, request, in_flight).await {
+        match attempt(ctx, backend, request, in_flight, usage, reservation).await {
             Ok(response) => {
                 backend.record_success();
                 ctx.metrics
@@ -265,6 +302,8 @@ async fn attempt(
     backend: &Arc<Backend>,
     request: &AiRequest,
     in_flight: InFlight,
+    usage: UsagePlan,
+    reservation: &mut Option<Reservation>,
 ) -> Result<Response, AttemptError> {
     let started = Instant::now();
     let body = request
@@ -305,6 +344,7 @@ async fn attempt(
             metrics: Arc::clone(ctx.metrics),
             in_flight,
             guard,
+            usage: UsageTap::new(usage, reservation.take()),
         });
         let mut response = Response::new(Body::from_stream(relay.into_stream()));
         *response.status_mut() = status;
@@ -316,6 +356,13 @@ async fn attempt(
     }
     let bytes = read_whole(upstream, idle).await?;
     drop(in_flight);
+    if let Some(reservation) = reservation.take() {
+        let reserved = reservation.reserved();
+        let actual = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|json| total_tokens(&json));
+        reservation.settle(actual.unwrap_or(reserved));
+    }
     let policy = ctx.gateway.guard.as_ref().filter(|g| g.scan_responses);
     let bytes = match policy {
         Some(policy) if status.is_success() && request.endpoint != Endpoint::Embeddings => {

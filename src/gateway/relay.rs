@@ -14,6 +14,7 @@ use futures::stream::{BoxStream, Stream, StreamExt};
 
 use super::content_filter::{StreamGuard, StreamVerdict};
 use super::guard_events::{GuardReporter, Stage};
+use super::usage::UsageTap;
 use crate::openai::sse::{done_event, encode_data, SseDecoder, SseEvent};
 use crate::openai::{ErrorBody, ErrorObject};
 use crate::routing::InFlight;
@@ -33,6 +34,8 @@ pub struct RelayParts {
     pub in_flight: InFlight,
     /// The response scanner, when `scanResponses` is on.
     pub guard: Option<(StreamGuard, GuardReporter)>,
+    /// Takes the usage from the stream and settles the token reservation.
+    pub usage: UsageTap,
 }
 
 pub struct Relay {
@@ -47,6 +50,7 @@ pub struct Relay {
     /// Whether a chunk carried a non-null `finish_reason`: a stream that reaches `[DONE]`
     /// without one was cut short upstream (llama.cpp's server does that when interrupted).
     saw_finish: bool,
+    usage: UsageTap,
     _in_flight: InFlight,
 }
 
@@ -62,6 +66,7 @@ impl Relay {
             metrics: parts.metrics,
             guard: parts.guard,
             saw_finish: false,
+            usage: parts.usage,
             _in_flight: parts.in_flight,
         }
     }
@@ -109,6 +114,9 @@ impl Relay {
             }
             let mut out = BytesMut::new();
             for event in events {
+                if !self.usage.observe(&event.data) {
+                    continue;
+                }
                 self.saw_finish = self.saw_finish || has_finish_reason(&event.data);
                 if event.is_done() && !self.saw_finish {
                     out.extend_from_slice(&self.fail(

@@ -2,12 +2,15 @@
 //! an immutable [`Snapshot`] that is swapped whole (never mutated) when configuration changes.
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::content_filter::GuardPolicy;
+use crate::access::settings::{load_verifier, GatewayLimits};
+use crate::access::JwtVerifier;
 use crate::config::{
     AiGateway, AuditLevel as ConfigAuditLevel, ContentGuardSpec, LoadedConfig, MetricsSpec,
     PatternAction, PatternSpec, RoutingSpec,
@@ -50,6 +53,18 @@ pub struct Gateway {
     pub metrics: MetricsFlags,
     /// The content guard, when `contentGuard` is enabled.
     pub guard: Option<GuardPolicy>,
+    /// Verifies callers' JWTs, when `authentication.jwt` is configured.
+    pub verifier: Option<Arc<JwtVerifier>>,
+    /// `rateLimit`: global and per-user request limits, per-user token budget.
+    pub limits: GatewayLimits,
+}
+
+/// What compiling a snapshot needs besides the resources.
+pub struct BuildContext<'a> {
+    pub metrics: &'a Arc<Metrics>,
+    pub shutdown: &'a CancellationToken,
+    /// Kubernetes-style secrets folder (one folder per secret, one file per key).
+    pub secrets_dir: &'a Path,
 }
 
 /// What `spec.metrics` switches on for this gateway's request metrics.
@@ -61,7 +76,7 @@ pub struct MetricsFlags {
 }
 
 impl Gateway {
-    pub fn try_new(resource: &AiGateway) -> Result<Self, String> {
+    pub fn try_new(resource: &AiGateway, secrets_dir: &Path) -> Result<Self, String> {
         let routing = resource.spec.routing.clone().unwrap_or_default();
         let health = HealthSettings {
             failure_threshold: routing.failure_threshold.max(1),
@@ -87,6 +102,9 @@ impl Gateway {
             let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
             format!("contentGuard: {}", list.join("; "))
         })?;
+        let verifier = load_verifier(resource.spec.authentication.as_ref(), secrets_dir)
+            .map_err(|e| format!("authentication.jwt: {e}"))?;
+        let limits = GatewayLimits::from_spec(resource.spec.rate_limit.as_ref());
         let client = UpstreamClient::try_new().map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Self {
             id: format!(
@@ -99,6 +117,8 @@ impl Gateway {
             client,
             models,
             guard,
+            verifier,
+            limits,
             metrics: MetricsFlags {
                 enabled: metrics.enabled,
                 model_name: metrics.include_model_name,
@@ -129,16 +149,16 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Compiles the loaded resources and starts the backends' health probes.
-    pub fn build(
-        config: &LoadedConfig,
-        metrics: &Arc<Metrics>,
-        shutdown: &CancellationToken,
-    ) -> Result<Self, String> {
+    pub fn build(config: &LoadedConfig, ctx: &BuildContext<'_>) -> Result<Self, String> {
+        let (metrics, shutdown) = (ctx.metrics, ctx.shutdown);
         let mut snapshot = Snapshot::default();
         let mut marked_default = None;
         for located in &config.gateways {
             let resource = &located.resource;
-            let gateway = Arc::new(Gateway::try_new(resource)?);
+            let gateway = Arc::new(
+                Gateway::try_new(resource, ctx.secrets_dir)
+                    .map_err(|e| format!("{}: {e}", located.source))?,
+            );
             for backend in &gateway.backends {
                 metrics.set_backend_up(&gateway.id, &backend.name, true);
             }

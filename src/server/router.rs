@@ -1,6 +1,7 @@
 //! The route table. The default gateway answers at `/v1/...`; every gateway also answers at
 //! `/gateways/{namespace}/{name}/v1/...`. Anything else is a 404 in OpenAI's error shape.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
@@ -11,6 +12,7 @@ use axum::{Extension, Json, Router};
 
 use super::middleware::{request_context, RequestId};
 use super::AppState;
+use crate::access::client_ip_from_headers;
 use crate::error::ApiError;
 use crate::gateway::pipeline::{self, RequestContext};
 use crate::gateway::{models, Endpoint, Gateway};
@@ -65,11 +67,15 @@ async fn serve_ai(
     endpoint: Endpoint,
     request: Request,
 ) -> Response {
+    let peer = super::listener::peer_of(&request).map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip());
+    let client_ip = client_ip_from_headers(peer, request.headers(), &state.trusted_proxies);
     let ctx = RequestContext {
         gateway,
         metrics: &state.metrics,
         audit: &state.audit,
+        limiter: &state.limiter,
         request_id: &id.0,
+        client_ip,
         approved: false,
     };
     pipeline::handle(ctx, endpoint, request).await

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::access::{IpNet, RateLimiter};
 use crate::gateway::Snapshot;
 use crate::telemetry::audit::AuditLog;
 use crate::telemetry::Metrics;
@@ -12,15 +13,28 @@ pub struct AppState {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
     pub audit: AuditLog,
+    /// Rate limits and token budgets, in memory or shared through Redis.
+    pub limiter: RateLimiter,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl AppState {
-    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>, audit: AuditLog) -> Arc<Self> {
-        Arc::new(Self {
+    pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>, audit: AuditLog) -> Self {
+        Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             audit,
-        })
+            limiter: RateLimiter::memory(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+
+    /// Replaces the in-memory limiter and sets the trusted proxies.
+    pub fn with_access(mut self, limiter: RateLimiter, trusted_proxies: Vec<IpNet>) -> Self {
+        self.limiter = limiter;
+        self.trusted_proxies = trusted_proxies;
+        self
     }
 
     /// Ready once a configuration with at least one gateway is serving.

@@ -2,6 +2,9 @@
 //! Labels are bounded: model names are only those configured (others become `other`), and no
 //! user identity is ever a label.
 
+use std::sync::Arc;
+
+use crate::access::{FailurePolicy, RedisFailure, RedisOptions};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -20,6 +23,9 @@ pub struct Metrics {
     backend_up: IntGaugeVec,
     stream_terminations: IntCounterVec,
     guard_events: IntCounterVec,
+    auth_failures: IntCounterVec,
+    rate_limited: IntCounterVec,
+    rate_limit_store_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -72,6 +78,27 @@ impl Metrics {
             ),
             &["gateway", "stage", "rule", "action"],
         )?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "airgate_auth_failures_total",
+                "Requests refused by authentication, by reason.",
+            ),
+            &["gateway", "route", "reason"],
+        )?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "airgate_rate_limited_total",
+                "Requests refused by a rate limit or token budget, by limit (global, user, ip, header, tokens).",
+            ),
+            &["gateway", "route", "limit"],
+        )?;
+        let rate_limit_store_errors = IntCounterVec::new(
+            Opts::new(
+                "airgate_rate_limit_store_errors_total",
+                "Rate-limit decisions made without Redis (error, timeout, skipped while it recovers).",
+            ),
+            &["kind"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("airgate_build_info", "Build information; always 1."),
             &["version"],
@@ -86,6 +113,9 @@ impl Metrics {
         registry.register(Box::new(backend_up.clone()))?;
         registry.register(Box::new(stream_terminations.clone()))?;
         registry.register(Box::new(guard_events.clone()))?;
+        registry.register(Box::new(auth_failures.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(rate_limit_store_errors.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
@@ -96,6 +126,9 @@ impl Metrics {
             backend_up,
             stream_terminations,
             guard_events,
+            auth_failures,
+            rate_limited,
+            rate_limit_store_errors,
         })
     }
 
@@ -146,6 +179,28 @@ impl Metrics {
         self.guard_events
             .with_label_values(&[gateway, stage, rule, action])
             .inc();
+    }
+
+    pub fn auth_failure(&self, gateway: &str, route: &str, reason: &str) {
+        self.auth_failures
+            .with_label_values(&[gateway, route, reason])
+            .inc();
+    }
+
+    pub fn rate_limited(&self, gateway: &str, route: &str, limit: &str) {
+        self.rate_limited
+            .with_label_values(&[gateway, route, limit])
+            .inc();
+    }
+
+    /// Redis options whose failures are counted in `airgate_rate_limit_store_errors_total`.
+    pub fn redis_options(&self, policy: FailurePolicy) -> RedisOptions {
+        let counter = self.rate_limit_store_errors.clone();
+        let mut options = RedisOptions::new(policy);
+        options.on_error = Some(Arc::new(move |failure: RedisFailure| {
+            counter.with_label_values(&[failure.label()]).inc();
+        }));
+        options
     }
 
     /// The Prometheus text exposition of every metric.

@@ -5,13 +5,23 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use airgate::access::RateLimiter;
 use airgate::config;
+use airgate::gateway::runtime::BuildContext;
 use airgate::gateway::Snapshot;
 use airgate::server::{self, AppState, ServerLimits};
 use airgate::telemetry::audit::{AuditLog, AuditTarget};
 use airgate::telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// How to start a test gateway besides its YAML.
+#[derive(Default)]
+pub struct GatewayOptions {
+    pub limits: ServerLimits,
+    pub secrets_dir: Option<std::path::PathBuf>,
+    pub limiter: Option<RateLimiter>,
+}
 
 /// A running gateway; shuts down on drop.
 pub struct TestGateway {
@@ -24,19 +34,45 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn start(yaml: &str) -> Self {
-        Self::start_with_limits(yaml, ServerLimits::default()).await
+        Self::start_with(yaml, GatewayOptions::default()).await
     }
 
     pub async fn start_with_limits(yaml: &str, limits: ServerLimits) -> Self {
+        Self::start_with(
+            yaml,
+            GatewayOptions {
+                limits,
+                ..GatewayOptions::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn start_with(yaml: &str, options: GatewayOptions) -> Self {
+        let GatewayOptions {
+            limits,
+            secrets_dir,
+            limiter,
+        } = options;
         let loaded = config::parse_str(Path::new("test.yaml"), yaml)
             .unwrap_or_else(|errors| panic!("test config invalid: {errors:?}"));
         let shutdown = CancellationToken::new();
         let metrics = Arc::new(Metrics::try_new().unwrap());
-        let snapshot = Snapshot::build(&loaded, &metrics, &shutdown).unwrap();
+        let secrets =
+            secrets_dir.unwrap_or_else(|| std::env::temp_dir().join("airgate-no-secrets"));
+        let build = BuildContext {
+            metrics: &metrics,
+            shutdown: &shutdown,
+            secrets_dir: &secrets,
+        };
+        let snapshot = Snapshot::build(&loaded, &build).unwrap();
         let audit_dir = tempfile::tempdir().unwrap();
         let audit =
             AuditLog::start(&AuditTarget::File(audit_dir.path().join("audit.jsonl"))).unwrap();
-        let state = AppState::new(snapshot, metrics, audit);
+        let state = Arc::new(
+            AppState::new(snapshot, metrics, audit)
+                .with_access(limiter.unwrap_or_else(RateLimiter::memory), Vec::new()),
+        );
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = public.local_addr().unwrap();

@@ -1,0 +1,27 @@
+//! Access control: who is calling ([`jwt`]), how often they may call ([`limiter`]), how many
+//! tokens they may spend (token budgets, also in [`limiter`]), and from which address
+//! ([`client_ip`]).
+//!
+//! # Layout
+//! - [`jwt`]: bearer-token verification against keys mounted from a secrets folder, and the
+//!   approval rule for `requiresApproval` backends.
+//! - [`limiter`]: GCRA rate limits and token budgets, in memory or shared through Redis.
+//! - [`redis_store`]: the Redis backend of the limiter (Lua scripts, failure policy).
+//! - [`client_ip`]: the client address behind trusted proxies, CIDR parsing.
+//!
+//! The gateway calls, in order: [`JwtVerifier::verify`] (401 on error, `reason()` as the metric
+//! label), [`RateLimiter::check`] for each configured limit (429 with
+//! [`Decision::headers`] when refused), [`RateLimiter::reserve_tokens`] for the token budget, and
+//! after the answer [`RateLimiter::settle_tokens`] with the real usage.
+
+pub mod client_ip;
+pub mod jwt;
+pub mod limiter;
+pub mod redis_store;
+pub mod rules;
+pub mod settings;
+
+pub use client_ip::{client_ip, client_ip_from_headers, IpNet, IpNetParseError};
+pub use jwt::{ApprovalRule, AuthError, Identity, JwtSettings, JwtVerifier, KeyError};
+pub use limiter::{Decision, Limit, LimitKey, LimiterError, RateLimiter};
+pub use redis_store::{FailureHook, FailurePolicy, RedisFailure, RedisOptions};

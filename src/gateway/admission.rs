@@ -1,0 +1,246 @@
+//! Admission: who is calling (a verified JWT), whether they may call now (global and per-user
+//! request limits), and for how many tokens (the per-user token budget, reserved up front and
+//! settled with the real usage afterwards).
+//!
+//! Without `authentication`, the "user" of per-user limits is the client IP.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use super::AiRequest;
+use crate::access::settings::TokenBudget;
+use crate::access::{Decision, LimitKey, RateLimiter};
+use crate::error::ApiError;
+use crate::telemetry::audit::{AuditEvent, AuditLog};
+use crate::telemetry::Metrics;
+
+/// The parts of a request's context admission needs.
+pub struct AdmissionContext<'a> {
+    pub gateway: &'a str,
+    pub route: &'a str,
+    pub request_id: &'a str,
+    pub client_ip: IpAddr,
+    pub limiter: &'a RateLimiter,
+    pub metrics: &'a Metrics,
+    pub audit: &'a AuditLog,
+}
+
+/// An admitted caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The verified user (the token's user claim), when authentication is on.
+    pub user: Option<String>,
+    /// Approved for `requiresApproval` backends by a verified claim.
+    pub approved: bool,
+    /// `x-ratelimit-*` headers of the tightest limit that applied.
+    pub rate_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Caller {
+    /// The key per-user limits and budgets count against.
+    pub fn limit_key(&self, ip: IpAddr) -> LimitKey<'_> {
+        match &self.user {
+            Some(user) => LimitKey::User(user),
+            None => LimitKey::Ip(ip),
+        }
+    }
+}
+
+impl AdmissionContext<'_> {
+    fn event(&self, event: &'static str, outcome: &'static str, reason: String) -> AuditEvent {
+        let mut event = AuditEvent::new(event, self.request_id, self.gateway, outcome, reason);
+        event.source_ip = Some(self.client_ip.to_string());
+        event
+    }
+}
+
+/// Authenticates and applies the request limits.
+pub async fn admit(
+    ctx: &AdmissionContext<'_>,
+    gateway: &super::Gateway,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
+    let mut caller = Caller {
+        user: None,
+        approved: false,
+        rate_headers: Vec::new(),
+    };
+    if let Some(verifier) = &gateway.verifier {
+        let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        match verifier.verify(authorization) {
+            Ok(identity) => {
+                caller.user = Some(identity.user);
+                caller.approved = identity.approved;
+            }
+            Err(error) => {
+                ctx.metrics
+                    .auth_failure(ctx.gateway, ctx.route, error.reason());
+                ctx.audit
+                    .record(ctx.event("auth_failure", "denied", error.reason().to_string()));
+                return Err(ApiError::Unauthorized);
+            }
+        }
+    }
+    let limits = &gateway.limits;
+    let mut tightest: Option<Decision> = None;
+    let checks = [
+        (limits.global, LimitKey::Global, "global"),
+        (limits.per_user, caller.limit_key(ctx.client_ip), "user"),
+    ];
+    for (limit, key, label) in checks {
+        let Some(limit) = limit else { continue };
+        let decision = ctx.limiter.check(&key.render(ctx.gateway), limit, 1).await;
+        if !decision.allowed {
+            return Err(refuse(ctx, &caller, label, &decision));
+        }
+        if tightest
+            .as_ref()
+            .is_none_or(|t| decision.remaining < t.remaining)
+        {
+            tightest = Some(decision);
+        }
+    }
+    caller.rate_headers = tightest.map(|d| d.headers()).unwrap_or_default();
+    Ok(caller)
+}
+
+fn refuse(
+    ctx: &AdmissionContext<'_>,
+    caller: &Caller,
+    label: &'static str,
+    decision: &Decision,
+) -> ApiError {
+    ctx.metrics.rate_limited(ctx.gateway, ctx.route, label);
+    let mut event = ctx.event("rate_limited", "denied", format!("{label} limit"));
+    event.user.clone_from(&caller.user);
+    ctx.audit.record(event);
+    ApiError::RateLimited {
+        message: match label {
+            "tokens" => "Token budget exceeded for this period; retry later".to_string(),
+            _ => format!("Rate limit exceeded ({label}); retry later"),
+        },
+        code: if label == "tokens" {
+            "token_budget_exceeded"
+        } else {
+            "rate_limit_exceeded"
+        },
+        headers: decision.headers(),
+    }
+}
+
+/// Tokens reserved for one request; settled with the real usage, refunded in full when the
+/// request never reached a backend (dropped unsettled).
+pub struct Reservation {
+    limiter: RateLimiter,
+    key: String,
+    budget: TokenBudget,
+    reserved: u64,
+    settled: bool,
+}
+
+impl Reservation {
+    pub fn reserved(&self) -> u64 {
+        self.reserved
+    }
+
+    /// Charges `actual` tokens instead of the reservation (in the background).
+    pub fn settle(mut self, actual: u64) {
+        self.settled = true;
+        let (limiter, key, budget, reserved) = (
+            self.limiter.clone(),
+            self.key.clone(),
+            self.budget.budget,
+            self.reserved,
+        );
+        spawn_settle(limiter, key, budget, reserved, actual);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.settled {
+            spawn_settle(
+                self.limiter.clone(),
+                self.key.clone(),
+                self.budget.budget,
+                self.reserved,
+                0,
+            );
+        }
+    }
+}
+
+fn spawn_settle(
+    limiter: RateLimiter,
+    key: String,
+    budget: crate::access::Limit,
+    reserved: u64,
+    actual: u64,
+) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(async move { limiter.settle_tokens(&key, budget, reserved, actual).await });
+    }
+}
+
+/// Bytes per token assumed when estimating a prompt before the backend counts it. Generous on
+/// purpose (JSON framing is counted too): the reservation is settled with the real usage.
+const BYTES_PER_TOKEN: u64 = 4;
+
+/// Reserves prompt + completion tokens against the caller's budget, before any backend is
+/// called. A request without `max_tokens` gets the budget's default written into it, so the
+/// backend itself stops there (`finish_reason: "length"`) and no answer outruns its reservation.
+pub async fn reserve_tokens(
+    ctx: &AdmissionContext<'_>,
+    budget: Option<TokenBudget>,
+    caller: &Caller,
+    request: &mut AiRequest,
+    body_len: usize,
+) -> Result<Option<Reservation>, ApiError> {
+    let Some(budget) = budget else {
+        return Ok(None);
+    };
+    let prompt = (body_len as u64).div_ceil(BYTES_PER_TOKEN);
+    let completion = match ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| request.body.get(*k).and_then(Value::as_u64))
+    {
+        Some(max) => max,
+        None if request.endpoint == super::Endpoint::Embeddings => 0,
+        None => {
+            request
+                .body
+                .insert("max_tokens".into(), Value::from(budget.default_max_tokens));
+            budget.default_max_tokens
+        }
+    };
+    let amount = prompt + completion;
+    let key = caller
+        .limit_key(ctx.client_ip)
+        .render(&format!("{}|tokens", ctx.gateway));
+    let decision = ctx
+        .limiter
+        .reserve_tokens(&key, budget.budget, amount)
+        .await;
+    if !decision.allowed {
+        return Err(refuse(ctx, caller, "tokens", &decision));
+    }
+    Ok(Some(Reservation {
+        limiter: ctx.limiter.clone(),
+        key,
+        budget,
+        reserved: amount,
+        settled: false,
+    }))
+}
+
+/// `usage.total_tokens` of an answer or a chunk, when present.
+pub fn total_tokens(json: &Value) -> Option<u64> {
+    json.get("usage")?.get("total_tokens")?.as_u64()
+}
+
+/// Keeps a shared handle usable by a stream after the handler returned.
+pub type SharedReservation = Arc<std::sync::Mutex<Option<Reservation>>>;

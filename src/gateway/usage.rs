@@ -1,0 +1,130 @@
+//! Token usage of streamed answers: the gateway asks the backend for it
+//! (`stream_options.include_usage`) when it needs the figure, takes it from the stream, and
+//! removes the usage-only chunk again when the client did not ask for it.
+
+use serde_json::{json, Value};
+
+use super::admission::{total_tokens, Reservation};
+use super::AiRequest;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UsagePlan {
+    /// The gateway asked for usage the client did not: drop the usage-only chunk.
+    pub strip_usage_chunk: bool,
+}
+
+impl UsagePlan {
+    /// Makes a streamed request report its usage when `needed`.
+    pub fn prepare(request: &mut AiRequest, needed: bool) -> Self {
+        if !request.stream || !needed {
+            return Self::default();
+        }
+        let options = request
+            .body
+            .entry("stream_options")
+            .or_insert_with(|| json!({}));
+        let client_asked = options.get("include_usage").and_then(Value::as_bool) == Some(true);
+        if client_asked {
+            return Self::default();
+        }
+        match options {
+            Value::Object(map) => {
+                map.insert("include_usage".into(), Value::Bool(true));
+            }
+            other => *other = json!({"include_usage": true}),
+        }
+        Self {
+            strip_usage_chunk: true,
+        }
+    }
+}
+
+/// Watches a stream's events for usage; settles the token reservation when the stream ends
+/// (with the reported usage, or the whole reservation when none came).
+pub struct UsageTap {
+    plan: UsagePlan,
+    total: Option<u64>,
+    reservation: Option<Reservation>,
+}
+
+impl UsageTap {
+    pub fn new(plan: UsagePlan, reservation: Option<Reservation>) -> Self {
+        Self {
+            plan,
+            total: None,
+            reservation,
+        }
+    }
+
+    /// Looks at one event's data; false when the event must not reach the client.
+    pub fn observe(&mut self, data: &str) -> bool {
+        if !data.contains("\"usage\"") {
+            return true;
+        }
+        let Ok(json) = serde_json::from_str::<Value>(data) else {
+            return true;
+        };
+        if let Some(total) = total_tokens(&json) {
+            self.total = Some(total);
+        }
+        let usage_only = json
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+            && json.get("usage").is_some_and(|u| !u.is_null());
+        !(self.plan.strip_usage_chunk && usage_only)
+    }
+}
+
+impl Drop for UsageTap {
+    fn drop(&mut self) {
+        if let Some(reservation) = self.reservation.take() {
+            let reserved = reservation.reserved();
+            reservation.settle(self.total.unwrap_or(reserved));
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::gateway::Endpoint;
+
+    fn stream_request(body: &str) -> AiRequest {
+        AiRequest::parse(Endpoint::ChatCompletions, body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn usage_is_requested_and_its_chunk_stripped_only_when_the_client_did_not_ask() {
+        let mut request = stream_request(
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}"#,
+        );
+        let plan = UsagePlan::prepare(&mut request, true);
+        assert!(plan.strip_usage_chunk);
+        assert_eq!(request.body["stream_options"]["include_usage"], true);
+        let mut tap = UsageTap::new(plan, None);
+        assert!(tap.observe(r#"{"choices":[{"delta":{"content":"a"}}],"usage":null}"#));
+        assert!(!tap.observe(
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#
+        ));
+        assert_eq!(tap.total, Some(7));
+
+        let mut asked = stream_request(
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x"}]}"#,
+        );
+        let plan = UsagePlan::prepare(&mut asked, true);
+        assert!(!plan.strip_usage_chunk);
+        let mut tap = UsageTap::new(plan, None);
+        assert!(tap.observe(r#"{"choices":[],"usage":{"total_tokens":7}}"#));
+    }
+
+    #[test]
+    fn nothing_changes_when_usage_is_not_needed() {
+        let mut request = stream_request(
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}"#,
+        );
+        assert!(!UsagePlan::prepare(&mut request, false).strip_usage_chunk);
+        assert!(!request.body.contains_key("stream_options"));
+    }
+}
