@@ -9,6 +9,17 @@ root=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "system packages (redis-server for the shared rate-limit tests, openssl for test keys)"
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}"; else sudo apt-get update -qq && sudo apt-get install -y -qq "${need[@]}"; fi
+fi
+# The Redis tests start their own redis-server on a loopback port; without it they must fail,
+# not skip.
+export AIRGATE_REQUIRE_REDIS=1
+
 step "toolchain"
 cargo --version
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -9,6 +9,8 @@ use super::{
 use regex_automata::hybrid::dfa::DFA;
 
 const NEST_LIMIT: u32 = 100;
+/// Fewest block-list rules for which the `RegexSet` prefilter is built.
+const PREFILTER_MIN_RULES: usize = 3;
 
 pub(crate) enum Matcher {
     /// Linear-time engine; streaming decisions via the reverse prefix DFA.
@@ -22,6 +24,8 @@ pub(crate) enum Matcher {
 
 pub(crate) struct Rule {
     pub label: String,
+    /// Source pattern (user regex or detector candidate pattern).
+    pub pattern: String,
     /// `Action::Allow` for allow-list rules.
     pub action: Action,
     pub level: AuditLevel,
@@ -67,6 +71,12 @@ pub struct PatternSet {
     pub(crate) holdback: usize,
     /// Bytes of already released text kept as left context (look-behind).
     pub(crate) context_bytes: usize,
+    /// Every rule runs on the linear engine (so none can fail at run time).
+    pub(crate) all_linear: bool,
+    /// One `RegexSet` over the block-list rules, present only when
+    /// `all_linear`: when it finds no match in a text, no block-list rule
+    /// matches anywhere in it (see module docs, "Prefilter").
+    pub(crate) prefilter: Option<regex::RegexSet>,
 }
 
 impl std::fmt::Debug for PatternSet {
@@ -118,12 +128,25 @@ impl PatternSet {
             .map(|r| r.reach_chars.map_or(cap, |c| c.min(cap)))
             .max()
             .unwrap_or(0);
+        let all_linear = rules
+            .iter()
+            .all(|r| matches!(r.matcher, Matcher::Linear { .. }));
+        // With one or two block-list rules, their own regexes (each with its
+        // literal prefilter) are as fast as one set pass; measured: seed's two
+        // rules 635 vs 380 MiB/s, eight rules 200 vs 380+ MiB/s.
+        let prefilter = if all_linear && block.len() >= PREFILTER_MIN_RULES {
+            build_prefilter(&rules[..block.len()])
+        } else {
+            None
+        };
         Ok(PatternSet {
             rules,
             n_block: block.len(),
             limits,
             holdback,
             context_bytes,
+            all_linear,
+            prefilter,
         })
     }
 
@@ -151,6 +174,21 @@ impl PatternSet {
     pub fn scan(&self, text: &str, budget: &mut ScanBudget) -> ScanOutcome {
         super::engine::scan_whole(self, text, budget)
     }
+}
+
+/// The `RegexSet` over the (linear) block-list rules, with the same syntax
+/// options as each rule's own regex; `None` when there is no block-list rule
+/// or the set exceeds the size limits (scanning then runs without it).
+fn build_prefilter(block: &[Rule]) -> Option<regex::RegexSet> {
+    if block.is_empty() {
+        return None;
+    }
+    regex::RegexSetBuilder::new(block.iter().map(|r| r.pattern.as_str()))
+        .size_limit(MAX_COMPILED_BYTES.saturating_mul(block.len()))
+        .dfa_size_limit(MAX_COMPILED_BYTES)
+        .nest_limit(NEST_LIMIT)
+        .build()
+        .ok()
 }
 
 fn compile_rule(
@@ -183,6 +221,7 @@ fn compile_rule(
         spec.action
     };
     let level = spec.audit_level.unwrap_or_default();
+    let mut pattern_of_detector = String::new();
     let (label_default, compiled) = match (&spec.regex, &spec.detector) {
         (Some(_), Some(_)) => {
             return Err(err(None, "set either regex or detector, not both".into()))
@@ -203,6 +242,7 @@ fn compile_rule(
                 .parse(det.pattern)
                 .map_err(|e| err(None, format!("internal detector error: {e}")))?;
             let c = compile_linear(det.pattern, &hir).map_err(|m| err(None, m))?;
+            pattern_of_detector = det.pattern.to_string();
             (name.clone(), (c, det.validator))
         }
         (Some(pattern), None) => {
@@ -214,6 +254,10 @@ fn compile_rule(
     Ok((
         Rule {
             label: spec.name.clone().unwrap_or(label_default),
+            pattern: match &spec.regex {
+                Some(p) => p.clone(),
+                None => pattern_of_detector,
+            },
             action,
             level,
             matcher,

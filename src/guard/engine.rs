@@ -225,6 +225,14 @@ impl Engine {
             return Err(("*".into(), FailReason::ScanBudgetExceeded));
         }
         for (ri, rule) in set.rules.iter().enumerate() {
+            // Block-list rules come first, so `pending` is complete here.
+            if eof && rule.is_allow() && self.pending.is_empty() && set.all_linear {
+                // No block-list hit is left to check for containment, so the
+                // allow rules' matches cannot matter (and, being linear,
+                // they cannot fail).
+                self.frontier[ri] = DONE;
+                continue;
+            }
             let cache = caches.get_mut(ri).and_then(Option::as_mut);
             let hits = advance(
                 rule,
@@ -374,6 +382,17 @@ impl Engine {
 }
 
 pub(crate) fn scan_whole(set: &PatternSet, text: &str, budget: &mut ScanBudget) -> ScanOutcome {
+    if let Some(pf) = &set.prefilter {
+        // The engine's single pass would charge `text.len()` (all frontiers
+        // start at 0); when that is affordable, decide the common no-match
+        // case with one set search.
+        if budget.remaining() >= text.len() && !pf.is_match(text) && budget.charge(text.len()) {
+            return ScanOutcome::Clean {
+                findings: Vec::new(),
+                redacted: None,
+            };
+        }
+    }
     let mut engine = Engine::new(set, text.to_owned());
     match engine.pass(set, budget, &mut [], true) {
         Err((rule, reason)) => ScanOutcome::Failed { rule, reason },

@@ -50,6 +50,26 @@
 //! Every pass charges the bytes it scans to the request's [`ScanBudget`];
 //! running out is a fail-closed [`FailReason::ScanBudgetExceeded`].
 //!
+//! ## Prefilter and allow skipping (whole text)
+//!
+//! When every rule is linear and there are at least three block-list rules,
+//! the set also holds one `regex::RegexSet` of the block-list patterns,
+//! built from the same pattern strings with the same syntax options as each
+//! rule's own regex. [`PatternSet::scan`] first runs `is_match` on the text
+//! (if the budget can pay the `text.len()` the engine pass would charge).
+//! Any match the per-rule loop could report (`find_at(text, pos)` returns a
+//! span of `text` matching the rule, assertions evaluated on `text`) is a
+//! match of the set in `text`; so when the set finds none, no block-list
+//! rule has a match, the outcome is `Clean` with no findings and no
+//! redaction, and charging `text.len()` is exactly what the engine would
+//! have charged. Otherwise the normal engine runs (the set only costs time).
+//! Allow rules only filter block-list matches, so at end of input, when all
+//! rules are linear (no allow rule can fail) and no block-list match awaits
+//! its allow decision, the allow rules are not run at all; this also applies
+//! to [`StreamScanner::finish`], where release at end of input does not look
+//! at frontiers. (With fewer block-list rules the per-rule regexes, each with
+//! its own literal prefilter, are as fast as the set, so it is not built.)
+//!
 //! # Streaming: the holdback rule and why it is exact
 //!
 //! [`StreamScanner`] keeps the not-yet-released text and, after every chunk,

@@ -774,7 +774,11 @@ fn orig_offset(text: &str, spans: &[(usize, usize)], out_len: usize) -> usize {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    // 400 cases by default; `PROPTEST_CASES=n` overrides (an explicit
+    // `with_cases` would otherwise ignore the variable).
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400)
+    ))]
     #[test]
     fn streamed_verdict_equals_whole_text(
         cfg in 0usize..5,
@@ -882,4 +886,46 @@ fn thread_safety() {
     fn send<T: Send>() {}
     send_sync::<PatternSet>();
     send::<StreamScanner>();
+}
+
+#[test]
+fn prefilter_keeps_budget_accounting_and_verdicts() {
+    let set = compile(
+        &[blk("(?i)secret"), red(r"\d{4}"), aud("conf")],
+        &[alw("public secret")],
+    );
+    assert!(set.prefilter.is_some());
+    let text = "nothing to see here, 123 abc";
+    let mut budget = set.budget();
+    let before = budget.remaining();
+    assert_eq!(
+        set.scan(text, &mut budget),
+        ScanOutcome::Clean {
+            findings: vec![],
+            redacted: None
+        }
+    );
+    assert_eq!(before - budget.remaining(), text.len());
+    let limits = GuardLimits {
+        max_scan_bytes_per_request: text.len() - 1,
+        ..GuardLimits::default()
+    };
+    let small = PatternSet::compile(
+        &[blk("(?i)secret"), red(r"\d{4}"), aud("conf")],
+        &[],
+        limits,
+    )
+    .unwrap();
+    assert!(matches!(
+        small.scan(text, &mut small.budget()),
+        ScanOutcome::Failed {
+            reason: FailReason::ScanBudgetExceeded,
+            ..
+        }
+    ));
+    // Allowed block match, redaction, audit: the engine path still decides.
+    let (v, out) = whole(&set, "a public secret 1234 conf");
+    assert_eq!(out, "a public secret [REDACTED] conf");
+    assert!(matches!(v, Verdict::Clean(ref f) if f.len() == 2));
+    assert!(violation(&set, "a SECRET").is_some());
 }

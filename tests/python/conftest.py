@@ -237,7 +237,9 @@ def backend(
     }
 
 
-def gateway_config(backends: list[dict], routing: Optional[dict] = None) -> str:
+def gateway_config(
+    backends: list[dict], routing: Optional[dict] = None, extra_spec: Optional[dict] = None
+) -> str:
     """An AIGateway resource. JSON is valid YAML, so no YAML library is needed."""
     resource = {
         "apiVersion": "airgate.io/v1alpha1",
@@ -246,6 +248,7 @@ def gateway_config(backends: list[dict], routing: Optional[dict] = None) -> str:
         "spec": {
             "backends": backends,
             "routing": {"streamIdleTimeout": "30s", **(routing or {})},
+            **(extra_spec or {}),
         },
     }
     return json.dumps(resource, indent=2) + "\n"
@@ -297,7 +300,12 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def start_gateway(log_dir: Path, config: str, mocks: Optional[dict[str, Mock]] = None) -> Gateway:
+def start_gateway(
+    log_dir: Path,
+    config: str,
+    mocks: Optional[dict[str, Mock]] = None,
+    extra_args: Optional[list[str]] = None,
+) -> Gateway:
     config_path = _unique(log_dir / "airgate.yaml")
     config_path.write_text(config)
 
@@ -309,6 +317,7 @@ def start_gateway(log_dir: Path, config: str, mocks: Optional[dict[str, Mock]] =
             "--config", str(config_path),
             "--listen", f"127.0.0.1:{port}",
             "--admin-listen", f"127.0.0.1:{admin_port}",
+            *(extra_args or []),
         ]  # fmt: skip
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")}
         proc = Proc("airgate", argv, log_dir, env=env)
@@ -374,11 +383,14 @@ class Launcher:
         backends: list[dict],
         routing: Optional[dict] = None,
         mocks: Optional[list[Mock]] = None,
+        extra_spec: Optional[dict] = None,
+        extra_args: Optional[list[str]] = None,
     ) -> Gateway:
         gw = start_gateway(
             self.log_dir,
-            gateway_config(backends, routing),
+            gateway_config(backends, routing, extra_spec),
             {m.name: m for m in (mocks or [])},
+            extra_args,
         )
         self.procs.append(gw.proc)
         return gw
