@@ -15,7 +15,9 @@ use crate::gateway::runtime::compile_guard;
 use crate::gateway::runtime::BuildContext;
 use crate::gateway::Snapshot;
 use crate::server::{self, AppState, ServerLimits};
-use crate::telemetry::audit::{AuditLog, AuditTarget};
+use crate::telemetry::audit::{
+    self, AuditConfig, AuditFormat, AuditLog, AuditTarget, SyslogConfig, TlsConfig,
+};
 use crate::telemetry::{self, Metrics};
 
 #[derive(Debug, Parser)]
@@ -32,7 +34,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check configuration files; exit 0 when valid, 1 otherwise, one line per problem.
     Validate {
         #[arg(required = true)]
@@ -40,6 +42,19 @@ pub enum Command {
     },
     /// Print the CustomResourceDefinitions of AIGateway and API.
     Crds,
+    /// Audit-log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain of audit files (rotated files oldest first); exit 0 when intact,
+    /// 1 with the first broken record otherwise.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,9 +68,25 @@ pub struct ServeArgs {
     /// Admin listener (/metrics, /healthz, /readyz).
     #[arg(long, default_value = "0.0.0.0:9090")]
     pub admin_listen: SocketAddr,
-    /// Audit log: a file (JSON lines, appended), `-` for stdout, or `off`.
+    /// Audit log: a file (JSON lines, appended, hash-chained), `-` for stdout, `off`,
+    /// `syslog+tcp://host:port` or `syslog+tls://host:port` (RFC 5424/5425).
     #[arg(long, default_value = "-")]
     pub audit_log: String,
+    /// Audit record format.
+    #[arg(long, value_enum, default_value = "json")]
+    pub audit_format: AuditFormatArg,
+    /// Rotate the audit file before it grows past this size (e.g. `100MiB`).
+    #[arg(long)]
+    pub audit_rotate_size: Option<String>,
+    /// Rotated audit files kept.
+    #[arg(long, default_value_t = 5)]
+    pub audit_keep_files: usize,
+    /// CA certificates (PEM) the syslog collector's certificate must chain to (`syslog+tls`).
+    #[arg(long)]
+    pub audit_syslog_ca: Option<PathBuf>,
+    /// Name the syslog collector's certificate must be valid for (default: the host).
+    #[arg(long)]
+    pub audit_syslog_server_name: Option<String>,
     /// Secrets named by `secretName`, as Kubernetes mounts them: one folder per secret, one file
     /// per key.
     #[arg(long, default_value = "/var/run/secrets/airgate")]
@@ -70,6 +101,12 @@ pub struct ServeArgs {
     /// Peers whose `X-Forwarded-For` is trusted for the client IP (CIDR; repeatable).
     #[arg(long = "trusted-proxy")]
     pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AuditFormatArg {
+    Json,
+    Ocsf,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -91,13 +128,60 @@ pub fn enforcement() -> Enforcement {
 /// Runs the command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Serve(args) => serve(args).await.map(|()| 0),
+        Command::Serve(args) => serve(*args).await.map(|()| 0),
         Command::Validate { paths } => Ok(validate(&paths)),
+        Command::Audit(AuditCommand::Verify { files }) => Ok(verify_audit(&files)),
         Command::Crds => {
             print!("{}", config::crds::render()?);
             Ok(0)
         }
     }
+}
+
+fn verify_audit(files: &[PathBuf]) -> i32 {
+    match audit::verify_files(files) {
+        Ok(report) => {
+            println!("ok: {} records, chain intact", report.records);
+            0
+        }
+        Err(error) => {
+            println!("broken: {error}");
+            1
+        }
+    }
+}
+
+/// Builds the audit configuration from the command line.
+fn audit_config(args: &ServeArgs) -> anyhow::Result<AuditConfig> {
+    let mut config = AuditConfig::new(AuditTarget::parse(&args.audit_log));
+    config.format = match args.audit_format {
+        AuditFormatArg::Json => AuditFormat::Json,
+        AuditFormatArg::Ocsf => AuditFormat::Ocsf,
+    };
+    config.rotate_bytes = match &args.audit_rotate_size {
+        Some(size) => Some(
+            size.parse::<config::ByteSize>()
+                .map_err(|e| anyhow::anyhow!("--audit-rotate-size: {e}"))?
+                .0,
+        ),
+        None => None,
+    };
+    config.keep_files = args.audit_keep_files;
+    if let AuditTarget::Syslog { tls, .. } = &config.target {
+        let mut syslog = SyslogConfig::default();
+        if *tls {
+            let ca_file = args
+                .audit_syslog_ca
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("syslog+tls needs --audit-syslog-ca"))?;
+            syslog.tls = Some(TlsConfig {
+                ca_file,
+                server_name: args.audit_syslog_server_name.clone().unwrap_or_default(),
+            });
+        }
+        config.syslog = Some(syslog);
+    }
+    Ok(config)
 }
 
 /// Loads every path; prints errors and warnings one per line; returns 0 when all are valid.
@@ -200,9 +284,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if snapshot.default.is_none() && snapshot.len() > 1 {
         tracing::warn!("several AIGateways and none annotated airgate.io/default: \"true\"; /v1 is not served, use /gateways/{{namespace}}/{{name}}/v1");
     }
-    let audit_target = AuditTarget::parse(&args.audit_log);
-    let audit = AuditLog::start(&audit_target)
-        .with_context(|| format!("opening the audit log {audit_target:?}"))?;
+    let audit_config = audit_config(&args)?;
+    let audit = AuditLog::start_with(audit_config.clone())
+        .with_context(|| format!("opening the audit log {:?}", audit_config.target))?;
     let state = Arc::new(
         AppState::new(snapshot, Arc::clone(&metrics), audit).with_access(limiter, trusted_proxies),
     );

@@ -100,3 +100,44 @@ fn crds_print_both_kinds() {
     assert!(out.contains("name: apis.airgate.io"));
     assert!(out.contains("similarityThreshold"));
 }
+
+#[test]
+fn audit_verify_reports_intact_and_tampered_chains() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let log = airgate::telemetry::audit::AuditLog::start(
+            &airgate::telemetry::audit::AuditTarget::File(file.clone()),
+        )
+        .unwrap();
+        for i in 0..3 {
+            log.record(airgate::telemetry::audit::AuditEvent::new(
+                "guard_violation",
+                &format!("r{i}"),
+                "ns/gw",
+                "blocked",
+                "rule x",
+            ));
+        }
+        for _ in 0..100 {
+            if std::fs::read_to_string(&file)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                == 3
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    let (code, out) = airgate(&["audit", "verify", &file.display().to_string()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("3 records"), "{out}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("\"r1\"", "\"r9\"", 1)).unwrap();
+    let (code, out) = airgate(&["audit", "verify", &file.display().to_string()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("line 2"), "{out}");
+}
