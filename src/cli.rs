@@ -121,6 +121,11 @@ pub fn enforcement() -> Enforcement {
         content_guard: true,
         ai_rate_limit: true,
         ai_auth: true,
+        api_routes: true,
+        api_auth: true,
+        api_rate_limit: true,
+        api_cors: true,
+        api_access_control: true,
         ..Enforcement::default()
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`access`]: JWT verification, rate limits and token budgets (memory or Redis), client IP.
+//! - [`apis`]: general REST APIs from `API` resources: access stages, then a reverse proxy.
 //! - [`cli`]: the `airgate` command (`serve`, `validate`, `crds`).
 //! - [`config`]: the `AIGateway` and `API` resources, loading a folder of YAML, validation.
 //! - [`server`]: listeners (public and admin), hostile-HTTP limits, the route table.
@@ -14,6 +15,7 @@
 //! - [`error`]: the one error type that becomes an HTTP answer.
 
 pub mod access;
+pub mod apis;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -30,6 +30,14 @@ fn seed_and_demo_configs_validate_with_not_enforced_warnings() {
         out.contains("ai-gateway.yaml: document 1 (AIGateway ml-team/sovereign-ai-gateway): spec.semanticCache: parsed but not enforced"),
         "{out}"
     );
+    assert!(
+        out.contains("(API finance/payment-gateway): spec.openApiSpec: parsed but not enforced"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("spec.contentGuard: parsed"),
+        "the guard is enforced: {out}"
+    );
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub struct Enforcement {
     pub tracing: bool,
     pub token_metrics: bool,
     pub api_routes: bool,
+    pub api_openapi: bool,
     pub api_auth: bool,
     pub api_rate_limit: bool,
     pub api_cors: bool,
@@ -77,7 +78,7 @@ const API_SECTIONS: &[Section<ApiSpec>] = &[
     Section {
         field: "spec.openApiSpec",
         configured: |s| s.open_api_spec.is_some(),
-        enforced: |e| e.api_routes,
+        enforced: |e| e.api_openapi,
     },
     Section {
         field: "spec.authentication",

@@ -388,6 +388,12 @@ pub struct ApiSpec {
     pub authentication: Option<AuthenticationSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_control: Option<AccessControlSpec>,
+    /// Extra path prefix the API is served at, besides `/apis/{namespace}/{name}` (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// Time allowed for the service's response head (extension; default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
 }
 
 /// Where the OpenAPI document lives.
@@ -408,6 +414,10 @@ pub struct ServiceRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     pub port: ServicePort,
+    /// Base URL of the service, overriding the cluster DNS name
+    /// `http://{name}.{namespace}.svc:{port}` (extension; for running outside a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// A service port, by number or by name (exactly one).

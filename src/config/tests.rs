@@ -964,6 +964,7 @@ fn unenforced_sections_are_reported_from_the_table() {
         [
             "spec.rateLimit",
             "spec.metrics.includeTokenCount",
+            "spec.openApiSpec",
             "spec.authentication",
             "spec.rateLimit",
             "spec.accessControl"
@@ -978,6 +979,7 @@ fn unenforced_sections_are_reported_from_the_table() {
         tracing: true,
         token_metrics: true,
         api_routes: true,
+        api_openapi: true,
         api_auth: true,
         api_rate_limit: true,
         api_cors: true,

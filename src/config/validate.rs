@@ -171,6 +171,25 @@ pub(crate) fn api(api: &Api) -> Vec<FieldError> {
     if let Some(auth) = &spec.authentication {
         authentication(auth, &mut errors);
     }
+    if let Some(prefix) = &spec.path_prefix {
+        if !prefix.starts_with('/') || prefix.ends_with('/') || prefix.starts_with("/v1") {
+            errors.add(
+                "spec.pathPrefix",
+                format!("{prefix:?} must start with '/', not end with '/', and not shadow /v1"),
+            );
+        }
+    }
+    if let Some(url) = &spec.service.url {
+        if let Err(message) = check_http_url(url) {
+            errors.add("spec.service.url", message);
+        }
+    }
+    if spec.service.port.number.is_none() && spec.service.url.is_none() {
+        errors.add(
+            "spec.service.port",
+            "a named port needs the Kubernetes watcher (not built yet): give port.number or service.url",
+        );
+    }
 
     if let Some(access) = &spec.access_control {
         let mut names: HashMap<&str, usize> = HashMap::new();

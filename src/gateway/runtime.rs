@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::content_filter::GuardPolicy;
 use crate::access::settings::{load_verifier, GatewayLimits};
 use crate::access::JwtVerifier;
+use crate::apis::ApiRoute;
 use crate::config::{
     AiGateway, AuditLevel as ConfigAuditLevel, ContentGuardSpec, LoadedConfig, MetricsSpec,
     PatternAction, PatternSpec, RoutingSpec,
@@ -140,18 +141,35 @@ impl Gateway {
 }
 
 /// Everything a request needs from configuration, swapped atomically as a whole.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Snapshot {
     by_id: HashMap<String, Arc<Gateway>>,
     /// The gateway served at `/v1`.
     pub default: Option<Arc<Gateway>>,
+    /// `API` routes.
+    pub apis: Vec<Arc<ApiRoute>>,
+    /// The client towards `API` services.
+    pub api_client: reqwest::Client,
 }
 
 impl Snapshot {
     /// Compiles the loaded resources and starts the backends' health probes.
     pub fn build(config: &LoadedConfig, ctx: &BuildContext<'_>) -> Result<Self, String> {
         let (metrics, shutdown) = (ctx.metrics, ctx.shutdown);
-        let mut snapshot = Snapshot::default();
+        let mut snapshot = Snapshot {
+            by_id: HashMap::new(),
+            default: None,
+            apis: Vec::new(),
+            api_client: UpstreamClient::try_new()
+                .map_err(|e| format!("HTTP client: {e}"))?
+                .inner()
+                .clone(),
+        };
+        for located in &config.apis {
+            let route = ApiRoute::try_new(&located.resource, ctx.secrets_dir)
+                .map_err(|e| format!("{}: {e}", located.source))?;
+            snapshot.apis.push(Arc::new(route));
+        }
         let mut marked_default = None;
         for located in &config.gateways {
             let resource = &located.resource;
@@ -198,7 +216,7 @@ impl Snapshot {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.by_id.is_empty() && self.apis.is_empty()
     }
 }
 

@@ -72,6 +72,11 @@ impl UpstreamClient {
         Ok(Self { client })
     }
 
+    /// The pooled client itself.
+    pub fn inner(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Sends one request; resolves when the response head arrived, within the backend's timeout.
     /// A non-2xx head is read (bounded) and returned as [`AttemptError::Status`].
     pub async fn send(

@@ -13,6 +13,7 @@ use axum::{Extension, Json, Router};
 use super::middleware::{request_context, RequestId};
 use super::AppState;
 use crate::access::client_ip_from_headers;
+use crate::apis;
 use crate::error::ApiError;
 use crate::gateway::pipeline::{self, RequestContext};
 use crate::gateway::{models, Endpoint, Gateway};
@@ -54,7 +55,7 @@ pub fn public_router(state: Arc<AppState>) -> Router {
             );
     }
     router
-        .fallback(not_found)
+        .fallback(api_or_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state)
@@ -67,8 +68,7 @@ async fn serve_ai(
     endpoint: Endpoint,
     request: Request,
 ) -> Response {
-    let peer = super::listener::peer_of(&request).map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip());
-    let client_ip = client_ip_from_headers(peer, request.headers(), &state.trusted_proxies);
+    let client_ip = client_ip_of(state, &request);
     let ctx = RequestContext {
         gateway,
         metrics: &state.metrics,
@@ -114,11 +114,31 @@ async fn list_models_named(
     Ok(Json(models::list(&gateway)).into_response())
 }
 
-async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::RouteNotFound {
-        method: method.to_string(),
-        path: uri.path().to_string(),
-    }
+/// Anything that is not an AI route: an `API` route when a prefix matches, else 404.
+async fn api_or_not_found(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<RequestId>,
+    request: Request,
+) -> Response {
+    let found = {
+        let snapshot = state.snapshot.load();
+        apis::find(&snapshot.apis, request.uri().path()).map(|(r, rest)| (Arc::clone(r), rest))
+    };
+    let Some((route, rest)) = found else {
+        return ApiError::RouteNotFound {
+            method: request.method().to_string(),
+            path: request.uri().path().to_string(),
+        }
+        .into_response();
+    };
+    let client_ip = client_ip_of(&state, &request);
+    apis::handle(&state, &route, rest, &id.0, client_ip, request).await
+}
+
+/// The client's address: the socket peer, or `X-Forwarded-For` from a trusted proxy.
+fn client_ip_of(state: &AppState, request: &Request) -> IpAddr {
+    let peer = super::listener::peer_of(request).map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip());
+    client_ip_from_headers(peer, request.headers(), &state.trusted_proxies)
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {

@@ -298,7 +298,7 @@ impl ScriptedBackend {
         Self::serve(app).await
     }
 
-    async fn serve(app: axum::Router) -> Self {
+    pub async fn serve(app: axum::Router) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -386,4 +386,34 @@ pub async fn stream_text(response: reqwest::Response) -> (String, Option<String>
         }
     }
     (text, finish, done)
+}
+
+/// An HTTP service that answers every request with what it received, as JSON:
+/// `{"method", "path", "query", "headers": {name: value}, "body"}`.
+pub async fn echo_service() -> ScriptedBackend {
+    use axum::extract::Request;
+    let app = axum::Router::new().fallback(|request: Request| async move {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20)
+            .await
+            .unwrap_or_default();
+        let headers: serde_json::Map<String, serde_json::Value> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    serde_json::Value::from(v.to_str().unwrap_or("")),
+                )
+            })
+            .collect();
+        axum::Json(serde_json::json!({
+            "method": parts.method.as_str(),
+            "path": parts.uri.path(),
+            "query": parts.uri.query(),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+        }))
+    });
+    ScriptedBackend::serve(app).await
 }

@@ -1,0 +1,285 @@
+//! General REST APIs from `API` resources, on the same engine as the AI routes: JWT
+//! authentication, rate limits (per IP, user or header value), access rules in Traefik's rule
+//! language, CORS, metrics and audit, then a plain streaming reverse proxy to the service.
+//!
+//! Each API answers at `/apis/{namespace}/{name}/...` and, when `spec.pathPrefix` is set, at that
+//! prefix too; the prefix is stripped before the request goes to the service.
+
+pub mod cors;
+pub mod proxy;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Request, StatusCode};
+
+use crate::access::rules::{RequestFacts, Rule};
+use crate::access::settings::load_verifier;
+use crate::access::{JwtVerifier, Limit, LimitKey};
+use crate::config::{Api, RateLimitStrategy};
+use crate::error::ApiError;
+use crate::server::AppState;
+use crate::telemetry::audit::AuditEvent;
+use crate::telemetry::metrics::RequestLabels;
+use cors::{Cors, CorsVerdict};
+
+/// Default time for the service's response head.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request body proxied to a service.
+const MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+
+/// One compiled `API` resource.
+#[derive(Debug)]
+pub struct ApiRoute {
+    /// `namespace/name`.
+    pub id: String,
+    /// Prefixes it answers at, without a trailing slash.
+    pub prefixes: Vec<String>,
+    /// Service base URL.
+    pub upstream: String,
+    pub timeout: Duration,
+    pub verifier: Option<Arc<JwtVerifier>>,
+    pub rate_limit: Option<(Limit, RateLimitStrategy)>,
+    pub cors: Option<Cors>,
+    pub policies: Vec<(String, Rule)>,
+}
+
+impl ApiRoute {
+    pub fn try_new(api: &Api, secrets_dir: &Path) -> Result<Self, String> {
+        let namespace = api.metadata.namespace();
+        let spec = &api.spec;
+        let mut prefixes = vec![format!("/apis/{namespace}/{}", api.metadata.name)];
+        prefixes.extend(spec.path_prefix.clone());
+        let upstream = match (&spec.service.url, spec.service.port.number) {
+            (Some(url), _) => url.trim_end_matches('/').to_string(),
+            (None, Some(port)) => {
+                let service_ns = spec.service.namespace.as_deref().unwrap_or(namespace);
+                format!("http://{}.{service_ns}.svc:{port}", spec.service.name)
+            }
+            (None, None) => return Err("spec.service: give port.number or url".into()),
+        };
+        let verifier = load_verifier(spec.authentication.as_ref(), secrets_dir)
+            .map_err(|e| format!("spec.authentication.jwt: {e}"))?;
+        let rate_limit = match &spec.rate_limit {
+            Some(rl) => {
+                let strategy = RateLimitStrategy::parse(&rl.strategy)
+                    .ok_or_else(|| format!("spec.rateLimit.strategy: {:?}", rl.strategy))?;
+                Some((Limit::new(rl.limit, rl.period.0), strategy))
+            }
+            None => None,
+        };
+        let policies = spec
+            .access_control
+            .iter()
+            .flat_map(|a| a.policies.iter())
+            .map(|p| {
+                Rule::parse(&p.rule)
+                    .map(|rule| (p.name.clone(), rule))
+                    .map_err(|e| format!("spec.accessControl policy {}: {e}", p.name))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            id: format!("{namespace}/{}", api.metadata.name),
+            prefixes,
+            upstream,
+            timeout: spec.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+            verifier,
+            rate_limit,
+            cors: spec.cors.clone().map(Cors::new),
+            policies,
+        })
+    }
+
+    /// The rest of the path after the prefix this route answers at, if it matches.
+    fn strip<'a>(&self, path: &'a str) -> Option<(usize, &'a str)> {
+        self.prefixes.iter().find_map(|prefix| {
+            let rest = path.strip_prefix(prefix.as_str())?;
+            (rest.is_empty() || rest.starts_with('/')).then_some((prefix.len(), rest))
+        })
+    }
+}
+
+/// Finds the API whose prefix is the longest match for `path`.
+pub fn find<'a>(routes: &'a [Arc<ApiRoute>], path: &str) -> Option<(&'a Arc<ApiRoute>, String)> {
+    routes
+        .iter()
+        .filter_map(|route| route.strip(path).map(|(len, rest)| (len, route, rest)))
+        .max_by_key(|(len, _, _)| *len)
+        .map(|(_, route, rest)| {
+            (
+                route,
+                if rest.is_empty() {
+                    "/".to_string()
+                } else {
+                    rest.to_string()
+                },
+            )
+        })
+}
+
+/// What admission decided for one API request.
+struct Admitted {
+    cors_headers: Option<http::HeaderMap>,
+    rate_headers: Vec<(http::HeaderName, HeaderValue)>,
+}
+
+/// Serves one request to an API route, stage by stage.
+pub async fn handle(
+    state: &Arc<AppState>,
+    route: &Arc<ApiRoute>,
+    rest: String,
+    request_id: &str,
+    client_ip: IpAddr,
+    request: Request<Body>,
+) -> Response {
+    let started = std::time::Instant::now();
+    let (parts, body) = request.into_parts();
+    let response = match admit(state, route, request_id, client_ip, &parts).await {
+        Ok(Err(early)) => early,
+        Err(error) => error.into_response(),
+        Ok(Ok(admitted)) => {
+            let exchange = proxy::Exchange {
+                rest: &rest,
+                request_id,
+                client_ip,
+            };
+            let mut response = proxy::forward(state, route, exchange, parts, body).await;
+            let headers = response.headers_mut();
+            for (name, value) in admitted.cors_headers.into_iter().flatten() {
+                if let Some(name) = name {
+                    headers.insert(name, value);
+                }
+            }
+            for (name, value) in admitted.rate_headers {
+                headers.entry(name).or_insert(value);
+            }
+            response
+        }
+    };
+    let labels = RequestLabels {
+        gateway: &route.id,
+        route: "api",
+        model: "",
+        backend: &route.id,
+    };
+    state.metrics.observe_request(
+        &labels,
+        response.status().as_u16(),
+        Some(started.elapsed().as_secs_f64()),
+    );
+    response
+}
+
+/// CORS, authentication, rate limit and access rules. `Ok(Err(response))` is an answer the
+/// gateway gives itself (a preflight).
+async fn admit(
+    state: &Arc<AppState>,
+    route: &ApiRoute,
+    request_id: &str,
+    client_ip: IpAddr,
+    request: &http::request::Parts,
+) -> Result<Result<Admitted, Response>, ApiError> {
+    let audit = |event: &'static str, reason: String| {
+        let mut e = AuditEvent::new(event, request_id, &route.id, "denied", reason);
+        e.source_ip = Some(client_ip.to_string());
+        state.audit.record(e);
+    };
+    let mut cors_headers = None;
+    if let Some(cors) = &route.cors {
+        match cors.verdict(&request.method, &request.headers) {
+            CorsVerdict::Preflight(Some(headers)) => {
+                let mut response = StatusCode::NO_CONTENT.into_response();
+                response.headers_mut().extend(headers);
+                return Ok(Err(response));
+            }
+            CorsVerdict::Preflight(None) => {
+                return Err(ApiError::PermissionDenied("CORS preflight refused".into()));
+            }
+            CorsVerdict::Allowed(headers) => cors_headers = Some(headers),
+            CorsVerdict::Denied | CorsVerdict::NotCors => {}
+        }
+    }
+    let mut user = None;
+    if let Some(verifier) = &route.verifier {
+        let authorization = request
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match verifier.verify(authorization) {
+            Ok(identity) => user = Some(identity.user),
+            Err(error) => {
+                state.metrics.auth_failure(&route.id, "api", error.reason());
+                audit("auth_failure", error.reason().to_string());
+                return Err(ApiError::Unauthorized);
+            }
+        }
+    }
+    let mut rate_headers = Vec::new();
+    if let Some((limit, strategy)) = &route.rate_limit {
+        let header_value;
+        let key = match strategy {
+            RateLimitStrategy::Ip => LimitKey::Ip(client_ip),
+            RateLimitStrategy::User => match &user {
+                Some(user) => LimitKey::User(user),
+                None => LimitKey::Ip(client_ip),
+            },
+            RateLimitStrategy::Header(name) => {
+                header_value = request
+                    .headers
+                    .get(name.as_str())
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                LimitKey::Header {
+                    name,
+                    value: &header_value,
+                }
+            }
+        };
+        let decision = state.limiter.check(&key.render(&route.id), *limit, 1).await;
+        if !decision.allowed {
+            state.metrics.rate_limited(&route.id, "api", "api");
+            audit("rate_limited", "api limit".into());
+            return Err(ApiError::RateLimited {
+                message: "Rate limit exceeded; retry later".into(),
+                code: "rate_limit_exceeded",
+                headers: decision.headers(),
+            });
+        }
+        rate_headers = decision.headers();
+    }
+    let facts = RequestFacts {
+        method: &request.method,
+        host: request
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok()),
+        path: request.uri.path(),
+        query: request.uri.query(),
+        headers: &request.headers,
+        client_ip: Some(client_ip),
+    };
+    if let Some((name, _)) = route
+        .policies
+        .iter()
+        .find(|(_, rule)| !rule.evaluate(&facts))
+    {
+        audit("access_denied", format!("policy {name}"));
+        return Err(ApiError::PermissionDenied(format!(
+            "Access denied by policy `{name}`"
+        )));
+    }
+    Ok(Ok(Admitted {
+        cors_headers,
+        rate_headers,
+    }))
+}
+
+/// Most bytes of a request body the proxy accepts.
+pub fn max_body_bytes() -> u64 {
+    MAX_BODY_BYTES
+}

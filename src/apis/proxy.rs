@@ -1,0 +1,191 @@
+//! The reverse proxy of `API` routes: streams the request to the service and the answer back,
+//! without the hop-by-hop headers, with `X-Forwarded-*` and `x-request-id` added.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
+use http::header::{CONNECTION, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body_util::{BodyExt, Limited};
+
+use super::{max_body_bytes, ApiRoute};
+use crate::error::ApiError;
+use crate::openai::{ErrorBody, ErrorObject};
+use crate::server::AppState;
+
+/// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Who asked for what, besides the request itself.
+pub struct Exchange<'a> {
+    /// The path after the API's prefix.
+    pub rest: &'a str,
+    pub request_id: &'a str,
+    pub client_ip: IpAddr,
+}
+
+pub async fn forward(
+    state: &Arc<AppState>,
+    route: &ApiRoute,
+    exchange: Exchange<'_>,
+    parts: http::request::Parts,
+    body: Body,
+) -> Response {
+    let Exchange {
+        rest,
+        request_id,
+        client_ip,
+    } = exchange;
+    let mut url = format!("{}{rest}", route.upstream);
+    if let Some(query) = parts.uri.query() {
+        url.push('?');
+        url.push_str(query);
+    }
+    let mut headers = strip_hop_by_hop(&parts.headers);
+    headers.remove(HOST);
+    add_forwarded(&mut headers, &parts.headers, client_ip, request_id);
+    let limit = usize::try_from(max_body_bytes()).unwrap_or(usize::MAX);
+    let body = Limited::new(body, limit).into_data_stream();
+    let client = state.snapshot.load().api_client.clone();
+    let send = client
+        .request(parts.method, &url)
+        .headers(headers)
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let upstream = match tokio::time::timeout(route.timeout, send).await {
+        Err(_) => {
+            return gateway_error(
+                504,
+                "The service did not answer in time",
+                "upstream_timeout",
+            )
+        }
+        Ok(Err(error)) if error.is_body() || error.is_request() && is_too_large(&error) => {
+            return ApiError::PayloadTooLarge {
+                limit: max_body_bytes(),
+            }
+            .into_response()
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(api = %route.id, error = %error, "API service unreachable");
+            return gateway_error(
+                502,
+                "The service could not be reached",
+                "upstream_unreachable",
+            );
+        }
+        Ok(Ok(upstream)) => upstream,
+    };
+    let status = upstream.status();
+    let response_headers = strip_hop_by_hop(upstream.headers());
+    let stream = upstream.bytes_stream().map_err(std::io::Error::other);
+    let mut response = Response::new(Body::from_stream(stream));
+    *response.status_mut() = status;
+    *response.headers_mut() = response_headers;
+    response
+}
+
+fn is_too_large(error: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        if inner.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = inner.source();
+    }
+    false
+}
+
+fn gateway_error(status: u16, message: &str, code: &str) -> Response {
+    ApiError::Upstream {
+        status,
+        body: ErrorBody {
+            error: ErrorObject::new(message, "server_error", Some(code)),
+        },
+    }
+    .into_response()
+}
+
+/// A copy without hop-by-hop headers, nor those the `Connection` header names.
+fn strip_hop_by_hop(headers: &HeaderMap) -> HeaderMap {
+    let named: Vec<String> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect();
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let lower = name.as_str();
+        if HOP_BY_HOP.contains(&lower) || named.iter().any(|n| n == lower) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out.remove(TRANSFER_ENCODING);
+    out.remove(UPGRADE);
+    out
+}
+
+fn add_forwarded(
+    headers: &mut HeaderMap,
+    original: &HeaderMap,
+    client_ip: IpAddr,
+    request_id: &str,
+) {
+    let forwarded_for = match original
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(chain) => format!("{chain}, {client_ip}"),
+        None => client_ip.to_string(),
+    };
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    };
+    set("x-forwarded-for", &forwarded_for);
+    set("x-forwarded-proto", "http");
+    if let Some(host) = original.get(HOST).and_then(|h| h.to_str().ok()) {
+        set("x-forwarded-host", host);
+    }
+    set("x-request-id", request_id);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("close, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("authorization", HeaderValue::from_static("Bearer t"));
+        let out = strip_hop_by_hop(&h);
+        assert!(out.get("x-secret-hop").is_none());
+        assert!(out.get("keep-alive").is_none());
+        assert!(out.get("connection").is_none());
+        assert_eq!(out["authorization"], "Bearer t");
+    }
+}

@@ -1,0 +1,196 @@
+//! `API` resources: the seed's payment gateway served as a reverse proxy with JWT, access rules,
+//! rate limits and CORS.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{closed_port_url, echo_service, GatewayOptions, TestGateway};
+use jsonwebtoken::{encode, EncodingKey, Header};
+use serde_json::{json, Value};
+
+const SECRET: &str = "payment-hmac-secret-of-32-bytes-or-more";
+const SEED: &str = include_str!("../config/seed/payment-gateway.yaml");
+
+/// The seed's API, pointed at `service_url` and also served at `/payments`.
+fn seed_api(service_url: &str) -> String {
+    let with_url = SEED.replace(
+        "    name: payment-backend\n",
+        &format!("    name: payment-backend\n    url: {service_url}\n"),
+    );
+    assert_ne!(with_url, SEED, "fixture edit did not apply");
+    with_url.replace("  openApiSpec:", "  pathPrefix: /payments\n  openApiSpec:")
+}
+
+fn token() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({"sub": "teller-7", "iss": "https://auth.internal.company.local", "aud": "payment-api", "exp": now + 600});
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn start(yaml: &str) -> (TestGateway, tempfile::TempDir) {
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(secrets.path().join("payment-jwt-secret")).unwrap();
+    std::fs::write(secrets.path().join("payment-jwt-secret/secret"), SECRET).unwrap();
+    let gw = TestGateway::start_with(
+        yaml,
+        GatewayOptions {
+            secrets_dir: Some(secrets.path().to_path_buf()),
+            ..GatewayOptions::default()
+        },
+    )
+    .await;
+    (gw, secrets)
+}
+
+fn get(gw: &TestGateway, path: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new().get(gw.url(path))
+}
+
+#[tokio::test]
+async fn the_seed_api_enforces_jwt_and_both_access_policies_then_proxies() {
+    let service = echo_service().await;
+    let (gw, _secrets) = start(&seed_api(&service.url)).await;
+
+    let response = get(&gw, "/payments/v3/charges?limit=5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+
+    let no_mfa = get(&gw, "/payments/v3/charges")
+        .bearer_auth(token())
+        .header("X-Request-Time", "09:15")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_mfa.status(), 403);
+    let body: Value = no_mfa.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("require-mfa"),
+        "{body}"
+    );
+
+    let after_hours = get(&gw, "/payments/v3/charges")
+        .bearer_auth(token())
+        .header("X-MFA-Verified", "true")
+        .header("X-Request-Time", "19:00")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after_hours.status(), 403);
+    let body: Value = after_hours.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("business-hours-only"),
+        "{body}"
+    );
+
+    let ok = get(&gw, "/payments/v3/charges?limit=5")
+        .bearer_auth(token())
+        .header("X-MFA-Verified", "true")
+        .header("X-Request-Time", "09:15")
+        .header("x-request-id", "pay-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(ok.headers().contains_key("x-ratelimit-remaining"));
+    let echo: Value = ok.json().await.unwrap();
+    assert_eq!(echo["path"], "/v3/charges", "prefix not stripped");
+    assert_eq!(echo["query"], "limit=5");
+    assert_eq!(echo["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(echo["headers"]["x-request-id"], "pay-1");
+    // The canonical prefix works too.
+    let canonical = get(&gw, "/apis/finance/payment-gateway/v3/charges")
+        .bearer_auth(token())
+        .header("X-MFA-Verified", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(canonical.status(), 200);
+    let events = gw.audit_events(3).await;
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["auth_failure", "access_denied", "access_denied"]
+    );
+}
+
+#[tokio::test]
+async fn ip_rate_limit_and_cors_preflight() {
+    let service = echo_service().await;
+    let yaml = seed_api(&service.url)
+        .replace("limit: 5000", "limit: 2")
+        .replace("  authentication:\n    jwt:\n      secretName: payment-jwt-secret\n      issuer: https://auth.internal.company.local\n      audience: payment-api\n", "");
+    let (gw, _secrets) = start(&yaml).await;
+    let call = || {
+        get(&gw, "/payments/x")
+            .header("X-MFA-Verified", "true")
+            .send()
+    };
+    assert_eq!(call().await.unwrap().status(), 200);
+    assert_eq!(call().await.unwrap().status(), 200);
+    let limited = call().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+
+    let preflight = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, gw.url("/payments/x"))
+        .header("Origin", "https://app.internal.company.local")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.internal.company.local"
+    );
+    assert_eq!(
+        preflight.headers()["access-control-allow-methods"],
+        "GET, POST"
+    );
+    let evil = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, gw.url("/payments/x"))
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil.status(), 403);
+}
+
+#[tokio::test]
+async fn an_unreachable_service_is_a_502_and_unknown_paths_stay_404() {
+    let dead = closed_port_url().await;
+    let yaml = seed_api(&dead).replace("  authentication:\n    jwt:\n      secretName: payment-jwt-secret\n      issuer: https://auth.internal.company.local\n      audience: payment-api\n", "");
+    let (gw, _secrets) = start(&yaml).await;
+    let response = get(&gw, "/payments/x")
+        .header("X-MFA-Verified", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_unreachable");
+    assert_eq!(get(&gw, "/paymentsx").send().await.unwrap().status(), 404);
+    assert_eq!(get(&gw, "/elsewhere").send().await.unwrap().status(), 404);
+}
