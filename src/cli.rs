@@ -121,6 +121,7 @@ pub fn enforcement() -> Enforcement {
         content_guard: true,
         ai_rate_limit: true,
         ai_auth: true,
+        token_metrics: true,
         api_routes: true,
         api_auth: true,
         api_rate_limit: true,

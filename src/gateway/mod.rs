@@ -1,6 +1,7 @@
 //! The AI request pipeline: [`pipeline::handle`] composes the stages in request order, and
 //! [`runtime`] holds what a loaded `AIGateway` compiles into.
 
+pub mod accounting;
 pub mod admission;
 pub mod body;
 pub mod content_filter;

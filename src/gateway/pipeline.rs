@@ -12,6 +12,7 @@ use futures::StreamExt;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Request};
 
+use super::accounting::{estimate_tokens, usage_of, Accounting};
 use super::admission::{admit, reserve_tokens, total_tokens, AdmissionContext, Reservation};
 use super::content_filter::{scan_request, scan_response, GuardPolicy, StreamGuard};
 use super::guard_events::{GuardReporter, Stage};
@@ -27,6 +28,32 @@ use crate::telemetry::Metrics;
 
 /// Response header naming the backend that answered.
 pub const BACKEND_HEADER: &str = "x-airgate-backend";
+
+/// What an answer settles: the token reservation and the token/latency metrics.
+struct Bookkeeping {
+    usage: UsagePlan,
+    reservation: Option<Reservation>,
+    accounting: Option<Accounting>,
+}
+
+impl Bookkeeping {
+    /// Settles from a whole (non-streamed) answer.
+    fn settle_whole(&mut self, bytes: &[u8]) {
+        if self.reservation.is_none() && self.accounting.is_none() {
+            return;
+        }
+        let json = serde_json::from_slice::<serde_json::Value>(bytes).ok();
+        let usage = json.as_ref().and_then(usage_of);
+        if let Some(reservation) = self.reservation.take() {
+            let reserved = reservation.reserved();
+            let actual = json.as_ref().and_then(total_tokens);
+            reservation.settle(actual.unwrap_or(reserved));
+        }
+        if let Some(accounting) = self.accounting.take() {
+            accounting.finish(usage, estimate_tokens(bytes.len()), None);
+        }
+    }
+}
 
 /// Prompts larger than this are scanned on the blocking pool instead of the async worker.
 const INLINE_SCAN_BYTES: usize = 64 * 1024;
@@ -100,8 +127,26 @@ pub async fn handle(
         let mut reservation =
             reserve_tokens(&admission, budget, &caller, &mut request, bytes.len()).await?;
         guard_prompt(&ctx, &mut request, bytes.len()).await?;
-        let usage = UsagePlan::prepare(&mut request, reservation.is_some());
-        route(&ctx, &request, usage, &mut reservation).await
+        let flags = ctx.gateway.metrics;
+        let usage = UsagePlan::prepare(
+            &mut request,
+            reservation.is_some() || (flags.enabled && flags.token_count),
+        );
+        let accounting = flags.enabled.then(|| Accounting {
+            metrics: Arc::clone(ctx.metrics),
+            gateway: ctx.gateway.id.clone(),
+            model: ctx.gateway.model_label(&request.model).to_string(),
+            endpoint,
+            started,
+            flags,
+            prompt_estimate: estimate_tokens(bytes.len()),
+        });
+        let mut books = Bookkeeping {
+            usage,
+            reservation: reservation.take(),
+            accounting,
+        };
+        route(&ctx, &request, &mut books).await
     }
     .await;
     let (response, backend) = match result {
@@ -214,8 +259,7 @@ fn guard_answer(
 async fn route(
     ctx: &RequestContext<'_>,
     request: &AiRequest,
-    usage: UsagePlan,
-    reservation: &mut Option<Reservation>,
+    books: &mut Bookkeeping,
 ) -> Result<(Response, String), ApiError> {
     let gateway = ctx.gateway;
     let plan = plan(&gateway.backends, &request.model, ctx.approved);
@@ -233,7 +277,7 @@ async fn route(
     let mut rate_limited = Vec::new();
     for backend in plan.candidates.iter().take(gateway.settings.max_attempts) {
         let in_flight = backend.start_request();
-        match attempt(ctx, backend, request, in_flight, usage, reservation).await {
+        match attempt(ctx, backend, request, in_flight, books).await {
             Ok(response) => {
                 backend.record_success();
                 ctx.metrics
@@ -302,8 +346,7 @@ async fn attempt(
     backend: &Arc<Backend>,
     request: &AiRequest,
     in_flight: InFlight,
-    usage: UsagePlan,
-    reservation: &mut Option<Reservation>,
+    books: &mut Bookkeeping,
 ) -> Result<Response, AttemptError> {
     let started = Instant::now();
     let body = request
@@ -344,7 +387,11 @@ async fn attempt(
             metrics: Arc::clone(ctx.metrics),
             in_flight,
             guard,
-            usage: UsageTap::new(usage, reservation.take()),
+            usage: UsageTap::new(
+                books.usage,
+                books.reservation.take(),
+                books.accounting.take(),
+            ),
         });
         let mut response = Response::new(Body::from_stream(relay.into_stream()));
         *response.status_mut() = status;
@@ -356,13 +403,7 @@ async fn attempt(
     }
     let bytes = read_whole(upstream, idle).await?;
     drop(in_flight);
-    if let Some(reservation) = reservation.take() {
-        let reserved = reservation.reserved();
-        let actual = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|json| total_tokens(&json));
-        reservation.settle(actual.unwrap_or(reserved));
-    }
+    books.settle_whole(&bytes);
     let policy = ctx.gateway.guard.as_ref().filter(|g| g.scan_responses);
     let bytes = match policy {
         Some(policy) if status.is_success() && request.endpoint != Endpoint::Embeddings => {

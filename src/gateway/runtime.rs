@@ -73,6 +73,7 @@ pub struct BuildContext<'a> {
 pub struct MetricsFlags {
     pub enabled: bool,
     pub model_name: bool,
+    pub token_count: bool,
     pub latency: bool,
 }
 
@@ -123,6 +124,7 @@ impl Gateway {
             metrics: MetricsFlags {
                 enabled: metrics.enabled,
                 model_name: metrics.include_model_name,
+                token_count: metrics.include_token_count,
                 latency: metrics.include_latency,
             },
         })

@@ -4,6 +4,9 @@
 
 use serde_json::{json, Value};
 
+use std::time::Instant;
+
+use super::accounting::{carries_token, usage_of, Accounting, Usage};
 use super::admission::{total_tokens, Reservation};
 use super::AiRequest;
 
@@ -39,25 +42,43 @@ impl UsagePlan {
     }
 }
 
-/// Watches a stream's events for usage; settles the token reservation when the stream ends
-/// (with the reported usage, or the whole reservation when none came).
+/// Watches a stream's events for usage and the first token; when the stream ends, settles the
+/// token reservation (with the reported usage, or the whole reservation when none came) and
+/// records the token and latency metrics.
 pub struct UsageTap {
     plan: UsagePlan,
     total: Option<u64>,
+    usage: Option<Usage>,
+    first_token: Option<Instant>,
+    /// Events that carried text: the completion estimate when no usage comes.
+    token_events: u64,
     reservation: Option<Reservation>,
+    accounting: Option<Accounting>,
 }
 
 impl UsageTap {
-    pub fn new(plan: UsagePlan, reservation: Option<Reservation>) -> Self {
+    pub fn new(
+        plan: UsagePlan,
+        reservation: Option<Reservation>,
+        accounting: Option<Accounting>,
+    ) -> Self {
         Self {
             plan,
             total: None,
+            usage: None,
+            first_token: None,
+            token_events: 0,
             reservation,
+            accounting,
         }
     }
 
     /// Looks at one event's data; false when the event must not reach the client.
     pub fn observe(&mut self, data: &str) -> bool {
+        if carries_token(data) {
+            self.token_events += 1;
+            self.first_token.get_or_insert_with(Instant::now);
+        }
         if !data.contains("\"usage\"") {
             return true;
         }
@@ -66,6 +87,9 @@ impl UsageTap {
         };
         if let Some(total) = total_tokens(&json) {
             self.total = Some(total);
+        }
+        if let Some(usage) = usage_of(&json) {
+            self.usage = Some(usage);
         }
         let usage_only = json
             .get("choices")
@@ -81,6 +105,9 @@ impl Drop for UsageTap {
         if let Some(reservation) = self.reservation.take() {
             let reserved = reservation.reserved();
             reservation.settle(self.total.unwrap_or(reserved));
+        }
+        if let Some(accounting) = &self.accounting {
+            accounting.finish(self.usage, self.token_events, self.first_token);
         }
     }
 }
@@ -103,7 +130,7 @@ mod tests {
         let plan = UsagePlan::prepare(&mut request, true);
         assert!(plan.strip_usage_chunk);
         assert_eq!(request.body["stream_options"]["include_usage"], true);
-        let mut tap = UsageTap::new(plan, None);
+        let mut tap = UsageTap::new(plan, None, None);
         assert!(tap.observe(r#"{"choices":[{"delta":{"content":"a"}}],"usage":null}"#));
         assert!(!tap.observe(
             r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#
@@ -115,7 +142,7 @@ mod tests {
         );
         let plan = UsagePlan::prepare(&mut asked, true);
         assert!(!plan.strip_usage_chunk);
-        let mut tap = UsageTap::new(plan, None);
+        let mut tap = UsageTap::new(plan, None, None);
         assert!(tap.observe(r#"{"choices":[],"usage":{"total_tokens":7}}"#));
     }
 

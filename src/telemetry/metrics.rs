@@ -14,8 +14,33 @@ const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
+/// OpenTelemetry GenAI semantic-convention buckets (gen_ai.client.token.usage).
+const GENAI_TOKEN_BUCKETS: &[f64] = &[
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
+/// gen_ai.client.operation.duration.
+const GENAI_DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+/// gen_ai.server.time_to_first_token.
+const GENAI_TTFT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+/// gen_ai.server.time_per_output_token.
+const GENAI_TPOT_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+];
+
 pub struct Metrics {
     registry: Registry,
+    tokens: IntCounterVec,
+    time_to_first_token: HistogramVec,
+    time_per_output_token: HistogramVec,
+    genai_token_usage: HistogramVec,
+    genai_operation_duration: HistogramVec,
+    genai_ttft: HistogramVec,
+    genai_tpot: HistogramVec,
     requests: IntCounterVec,
     request_duration: HistogramVec,
     upstream_attempts: IntCounterVec,
@@ -99,6 +124,69 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        let tokens = IntCounterVec::new(
+            Opts::new(
+                "airgate_tokens_total",
+                "Tokens by model and type (prompt, completion); estimated=true when the backend reported no usage.",
+            ),
+            &["gateway", "model", "type", "estimated"],
+        )?;
+        let time_to_first_token = HistogramVec::new(
+            HistogramOpts::new(
+                "airgate_time_to_first_token_seconds",
+                "Streams: time from the request to the first generated token reaching the client.",
+            )
+            .buckets(GENAI_TTFT_BUCKETS.to_vec()),
+            &["gateway", "model"],
+        )?;
+        let time_per_output_token = HistogramVec::new(
+            HistogramOpts::new(
+                "airgate_time_per_output_token_seconds",
+                "Streams: time per completion token after the first.",
+            )
+            .buckets(GENAI_TPOT_BUCKETS.to_vec()),
+            &["gateway", "model"],
+        )?;
+        let genai = |name: &str, help: &str, buckets: &[f64], labels: &[&str]| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
+            )
+        };
+        let genai_labels = [
+            "gen_ai_operation_name",
+            "gen_ai_request_model",
+            "gen_ai_system",
+        ];
+        let genai_token_usage = genai(
+            "gen_ai_client_token_usage",
+            "OpenTelemetry GenAI: tokens per operation, by gen_ai_token_type (input, output).",
+            GENAI_TOKEN_BUCKETS,
+            &[
+                "gen_ai_operation_name",
+                "gen_ai_request_model",
+                "gen_ai_system",
+                "gen_ai_token_type",
+            ],
+        )?;
+        let genai_operation_duration = genai(
+            "gen_ai_client_operation_duration_seconds",
+            "OpenTelemetry GenAI: operation duration as the client sees it.",
+            GENAI_DURATION_BUCKETS,
+            &genai_labels,
+        )?;
+        let genai_ttft = genai(
+            "gen_ai_server_time_to_first_token_seconds",
+            "OpenTelemetry GenAI: time to the first token of a streamed answer.",
+            GENAI_TTFT_BUCKETS,
+            &genai_labels,
+        )?;
+        let genai_tpot = genai(
+            "gen_ai_server_time_per_output_token_seconds",
+            "OpenTelemetry GenAI: time per output token after the first.",
+            GENAI_TPOT_BUCKETS,
+            &genai_labels,
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("airgate_build_info", "Build information; always 1."),
             &["version"],
@@ -116,9 +204,23 @@ impl Metrics {
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(rate_limit_store_errors.clone()))?;
+        registry.register(Box::new(tokens.clone()))?;
+        registry.register(Box::new(time_to_first_token.clone()))?;
+        registry.register(Box::new(time_per_output_token.clone()))?;
+        registry.register(Box::new(genai_token_usage.clone()))?;
+        registry.register(Box::new(genai_operation_duration.clone()))?;
+        registry.register(Box::new(genai_ttft.clone()))?;
+        registry.register(Box::new(genai_tpot.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
+            tokens,
+            time_to_first_token,
+            time_per_output_token,
+            genai_token_usage,
+            genai_operation_duration,
+            genai_ttft,
+            genai_tpot,
             requests,
             request_duration,
             upstream_attempts,
@@ -193,6 +295,42 @@ impl Metrics {
             .inc();
     }
 
+    /// Records one answered generation: its tokens, and its timings where known.
+    pub fn observe_generation(&self, g: &Generation<'_>) {
+        let estimated = if g.estimated { "true" } else { "false" };
+        if let Some(tokens) = g.tokens {
+            self.tokens
+                .with_label_values(&[g.gateway, g.model, "prompt", estimated])
+                .inc_by(tokens.0);
+            self.tokens
+                .with_label_values(&[g.gateway, g.model, "completion", estimated])
+                .inc_by(tokens.1);
+            for (kind, count) in [("input", tokens.0), ("output", tokens.1)] {
+                self.genai_token_usage
+                    .with_label_values(&[g.operation, g.model, GENAI_SYSTEM, kind])
+                    .observe(count as f64);
+            }
+        }
+        let genai = [g.operation, g.model, GENAI_SYSTEM];
+        if let Some(duration) = g.duration {
+            self.genai_operation_duration
+                .with_label_values(&genai)
+                .observe(duration);
+        }
+        if let Some(ttft) = g.time_to_first_token {
+            self.time_to_first_token
+                .with_label_values(&[g.gateway, g.model])
+                .observe(ttft);
+            self.genai_ttft.with_label_values(&genai).observe(ttft);
+        }
+        if let Some(tpot) = g.time_per_output_token {
+            self.time_per_output_token
+                .with_label_values(&[g.gateway, g.model])
+                .observe(tpot);
+            self.genai_tpot.with_label_values(&genai).observe(tpot);
+        }
+    }
+
     /// Redis options whose failures are counted in `airgate_rate_limit_store_errors_total`.
     pub fn redis_options(&self, policy: FailurePolicy) -> RedisOptions {
         let counter = self.rate_limit_store_errors.clone();
@@ -211,6 +349,24 @@ impl Metrics {
         }
         String::from_utf8_lossy(&out).into_owned()
     }
+}
+
+/// `gen_ai.system` of the GenAI conventions: AirGate proxies OpenAI-compatible servers.
+const GENAI_SYSTEM: &str = "openai";
+
+/// One answered generation, for token and latency metrics. `None` parts are switched off by
+/// `includeTokenCount` / `includeLatency`, or unknown.
+pub struct Generation<'a> {
+    pub gateway: &'a str,
+    pub model: &'a str,
+    /// `chat`, `text_completion` or `embeddings` (gen_ai.operation.name).
+    pub operation: &'a str,
+    /// (prompt, completion).
+    pub tokens: Option<(u64, u64)>,
+    pub estimated: bool,
+    pub duration: Option<f64>,
+    pub time_to_first_token: Option<f64>,
+    pub time_per_output_token: Option<f64>,
 }
 
 /// The bounded labels of one answered request.

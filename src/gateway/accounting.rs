@@ -1,0 +1,127 @@
+//! Token and latency accounting of one answer: usage as the backend reports it, or an estimate
+//! marked as such when it reports none; time to first token and time per output token for
+//! streams. Feeds `airgate_tokens_total`, the TTFT/TPOT histograms and the GenAI metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::runtime::MetricsFlags;
+use super::Endpoint;
+use crate::telemetry::metrics::Generation;
+use crate::telemetry::Metrics;
+
+/// Bytes per token of the estimate used when a backend reports no usage (about right for
+/// English with BPE tokenizers; marked `estimated` wherever it is used).
+const BYTES_PER_TOKEN: u64 = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt: u64,
+    pub completion: u64,
+}
+
+/// `usage.prompt_tokens` and `usage.completion_tokens` of an answer or chunk.
+pub fn usage_of(json: &Value) -> Option<Usage> {
+    let usage = json.get("usage")?;
+    Some(Usage {
+        prompt: usage.get("prompt_tokens")?.as_u64()?,
+        completion: usage
+            .get("completion_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    })
+}
+
+/// Estimates tokens from text length.
+pub fn estimate_tokens(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(BYTES_PER_TOKEN)
+}
+
+pub struct Accounting {
+    pub metrics: Arc<Metrics>,
+    pub gateway: String,
+    /// Model label (bounded, or empty when `includeModelName` is off).
+    pub model: String,
+    pub endpoint: Endpoint,
+    pub started: Instant,
+    pub flags: MetricsFlags,
+    /// Used when the backend reports no usage.
+    pub prompt_estimate: u64,
+}
+
+impl Accounting {
+    /// Records the answer: `usage` as reported, else the estimate with `completion_estimate`.
+    pub fn finish(
+        &self,
+        usage: Option<Usage>,
+        completion_estimate: u64,
+        first_token: Option<Instant>,
+    ) {
+        if !self.flags.enabled {
+            return;
+        }
+        let now = Instant::now();
+        let (tokens, estimated) = match usage {
+            Some(u) => ((u.prompt, u.completion), false),
+            None => ((self.prompt_estimate, completion_estimate), true),
+        };
+        let latency = self.flags.latency;
+        let ttft = first_token.map(|t| t.duration_since(self.started).as_secs_f64());
+        let tpot = first_token
+            .filter(|_| tokens.1 > 1)
+            .map(|t| now.duration_since(t).as_secs_f64() / (tokens.1 - 1) as f64);
+        self.metrics.observe_generation(&Generation {
+            gateway: &self.gateway,
+            model: &self.model,
+            operation: operation_name(self.endpoint),
+            tokens: self.flags.token_count.then_some(tokens),
+            estimated,
+            duration: latency.then(|| now.duration_since(self.started).as_secs_f64()),
+            time_to_first_token: ttft.filter(|_| latency),
+            time_per_output_token: tpot.filter(|_| latency),
+        });
+    }
+}
+
+/// `gen_ai.operation.name` of the semantic conventions.
+fn operation_name(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::ChatCompletions => "chat",
+        Endpoint::Completions => "text_completion",
+        Endpoint::Embeddings => "embeddings",
+    }
+}
+
+/// Whether a chunk's JSON text carries generated text or a tool call (checked on the text, so
+/// unguarded streams need no parsing): its arrival is the first token.
+pub fn carries_token(data: &str) -> bool {
+    ["\"content\"", "\"text\"", "\"arguments\""]
+        .iter()
+        .any(|key| {
+            data.match_indices(key).any(|(at, _)| {
+                let rest = data[at + key.len()..].trim_start();
+                rest.strip_prefix(':')
+                    .map(str::trim_start)
+                    .is_some_and(|v| v.starts_with('"') && !v.starts_with("\"\""))
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_recognised_in_either_json_style() {
+        assert!(carries_token(r#"{"choices":[{"delta":{"content":"Hi"}}]}"#));
+        assert!(carries_token(r#"{"choices": [{"text": "Hi"}]}"#));
+        assert!(!carries_token(
+            r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#
+        ));
+        assert!(!carries_token(
+            r#"{"choices":[{"delta":{"content":null}}]}"#
+        ));
+    }
+}

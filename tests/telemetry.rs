@@ -1,0 +1,145 @@
+//! Metrics after a known sequence of requests: exact token counts from backend usage, histogram
+//! counts, usage requested from streams and removed again for clients that did not ask.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use airgate::mock::{MockConfig, MockServer};
+use common::{chat_body, sse_data, BackendYaml, GatewayYaml, TestGateway};
+use serde_json::Value;
+
+fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn token_and_latency_metrics_follow_a_known_sequence() {
+    let backend = MockServer::start(MockConfig::named("m").tokens(10))
+        .await
+        .unwrap();
+    let gw = TestGateway::start(
+        &GatewayYaml::new()
+            .backend(BackendYaml::new("m", &backend.url()))
+            .render(),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let mut prompt_tokens = 0;
+    for _ in 0..2 {
+        let answer: Value = client
+            .post(gw.url("/v1/chat/completions"))
+            .json(&chat_body("mock-model", false))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["usage"]["completion_tokens"], 10);
+        prompt_tokens += answer["usage"]["prompt_tokens"].as_u64().unwrap();
+    }
+    // A stream without include_usage: the gateway asks for usage upstream, counts it, and the
+    // client still gets no usage chunk.
+    let response = client
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat_body("mock-model", true))
+        .send()
+        .await
+        .unwrap();
+    let data = sse_data(response).await;
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    assert!(
+        !data.iter().any(|d| d.contains("\"usage\":{")),
+        "usage chunk reached a client that did not ask: {data:?}"
+    );
+    assert_eq!(
+        backend.last_request().unwrap().body["stream_options"]["include_usage"],
+        true
+    );
+    prompt_tokens += prompt_tokens / 2;
+
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = gw.metrics().await;
+        if sample(&metrics, "gen_ai_server_time_to_first_token_seconds_count") >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let tokens = |kind: &str| {
+        sample(
+            &metrics,
+            &format!(
+                r#"airgate_tokens_total{{estimated="false",gateway="test/test-gw",model="mock-model",type="{kind}"}}"#
+            ),
+        )
+    };
+    assert_eq!(tokens("completion"), 30.0, "{metrics}");
+    assert_eq!(tokens("prompt"), prompt_tokens as f64, "{metrics}");
+    assert_eq!(
+        sample(&metrics, "airgate_time_to_first_token_seconds_count"),
+        1.0
+    );
+    assert_eq!(
+        sample(&metrics, "airgate_time_per_output_token_seconds_count"),
+        1.0
+    );
+    assert_eq!(
+        sample(&metrics, "gen_ai_client_token_usage_count"),
+        6.0,
+        "input and output per request"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"gen_ai_client_operation_duration_seconds_count{gen_ai_operation_name="chat""#
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"airgate_requests_total{backend="m",gateway="test/test-gw",model="mock-model",route="chat_completions",status_class="2xx"}"#
+        ),
+        3.0
+    );
+}
+
+#[tokio::test]
+async fn include_token_count_false_switches_token_metrics_off() {
+    let backend = MockServer::start(MockConfig::named("m")).await.unwrap();
+    let yaml = GatewayYaml::new()
+        .backend(BackendYaml::new("m", &backend.url()))
+        .render()
+        + "  metrics:\n    includeTokenCount: false\n    includeModelName: false\n";
+    let gw = TestGateway::start(&yaml).await;
+    let client = reqwest::Client::new();
+    client
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat_body("mock-model", true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        backend
+            .last_request()
+            .unwrap()
+            .body
+            .get("stream_options")
+            .is_none(),
+        "usage requested though nobody needs it"
+    );
+    let metrics = gw.metrics().await;
+    assert_eq!(sample(&metrics, "airgate_tokens_total"), 0.0);
+    assert!(
+        metrics.contains(r#"model="",route="chat_completions""#),
+        "{metrics}"
+    );
+}
