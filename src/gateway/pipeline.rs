@@ -14,6 +14,7 @@ use http::{HeaderValue, Request};
 
 use super::accounting::{estimate_tokens, usage_of, Accounting};
 use super::admission::{admit, reserve_tokens, total_tokens, AdmissionContext, Reservation};
+use super::cache_stage::{self, CacheContext, CacheFill, Lookup, CACHE_HEADER};
 use super::content_filter::{scan_request, scan_response, GuardPolicy, StreamGuard};
 use super::guard_events::{GuardReporter, Stage};
 use super::relay::{Relay, RelayParts};
@@ -34,6 +35,8 @@ struct Bookkeeping {
     usage: UsagePlan,
     reservation: Option<Reservation>,
     accounting: Option<Accounting>,
+    /// Where to store the answer in the semantic cache, if it qualifies.
+    fill: Option<CacheFill>,
 }
 
 impl Bookkeeping {
@@ -54,6 +57,9 @@ impl Bookkeeping {
         }
     }
 }
+
+/// `x-airgate-backend` of an answer served from the semantic cache.
+const CACHE_BACKEND: &str = "cache";
 
 /// Prompts larger than this are scanned on the blocking pool instead of the async worker.
 const INLINE_SCAN_BYTES: usize = 64 * 1024;
@@ -105,6 +111,7 @@ pub async fn handle(
     let (parts, raw_body) = request.into_parts();
     let mut model = String::new();
     let mut rate_headers = Vec::new();
+    let mut cache_header = None;
     let result = async {
         let admission = ctx.admission(endpoint.route());
         let caller = admit(&admission, ctx.gateway, &parts.headers).await?;
@@ -141,10 +148,27 @@ pub async fn handle(
             flags,
             prompt_estimate: estimate_tokens(bytes.len()),
         });
+        let mut fill = None;
+        if let Some(policy) = &ctx.gateway.cache {
+            let cache_ctx = CacheContext {
+                gateway: &ctx.gateway.id,
+                request_id: ctx.request_id,
+                user: caller.user.as_deref(),
+                metrics: ctx.metrics,
+                audit: ctx.audit,
+            };
+            let outcome = cache_stage::lookup(&cache_ctx, policy, &request, &parts.headers).await;
+            cache_header = Some(outcome.header());
+            fill = match outcome {
+                Lookup::Hit(response) => return Ok((response, CACHE_BACKEND.to_string())),
+                Lookup::Miss(fill) | Lookup::Bypass(fill) => fill,
+            };
+        }
         let mut books = Bookkeeping {
             usage,
             reservation: reservation.take(),
             accounting,
+            fill,
         };
         route(&ctx, &request, &mut books).await
     }
@@ -160,6 +184,11 @@ pub async fn handle(
     }
     for (name, value) in rate_headers {
         headers.entry(name).or_insert(value);
+    }
+    if let Some(outcome) = cache_header {
+        headers
+            .entry(CACHE_HEADER)
+            .or_insert(HeaderValue::from_static(outcome));
     }
     let labels = RequestLabels {
         gateway: &ctx.gateway.id,
@@ -392,6 +421,10 @@ async fn attempt(
                 books.reservation.take(),
                 books.accounting.take(),
             ),
+            fill: books
+                .fill
+                .take()
+                .filter(|_| backend.priority == ctx.gateway.primary_priority),
         });
         let mut response = Response::new(Body::from_stream(relay.into_stream()));
         *response.status_mut() = status;
@@ -414,6 +447,13 @@ async fn attempt(
         }
         _ => bytes,
     };
+    let fill = books
+        .fill
+        .take()
+        .filter(|_| backend.priority == ctx.gateway.primary_priority);
+    if let Some(fill) = fill.filter(|_| status.is_success()) {
+        fill.store_whole(&bytes);
+    }
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{BoxStream, Stream, StreamExt};
 
+use super::cache_stage::CacheFill;
 use super::content_filter::{StreamGuard, StreamVerdict};
 use super::guard_events::{GuardReporter, Stage};
 use super::usage::UsageTap;
@@ -36,6 +37,8 @@ pub struct RelayParts {
     pub guard: Option<(StreamGuard, GuardReporter)>,
     /// Takes the usage from the stream and settles the token reservation.
     pub usage: UsageTap,
+    /// Collects the answer for the semantic cache.
+    pub fill: Option<CacheFill>,
 }
 
 pub struct Relay {
@@ -51,6 +54,7 @@ pub struct Relay {
     /// without one was cut short upstream (llama.cpp's server does that when interrupted).
     saw_finish: bool,
     usage: UsageTap,
+    fill: Option<CacheFill>,
     _in_flight: InFlight,
 }
 
@@ -67,6 +71,7 @@ impl Relay {
             guard: parts.guard,
             saw_finish: false,
             usage: parts.usage,
+            fill: parts.fill,
             _in_flight: parts.in_flight,
         }
     }
@@ -140,7 +145,12 @@ impl Relay {
     fn forward(&mut self, event: &SseEvent, out: &mut BytesMut) {
         let Some((guard, reporter)) = self.guard.as_mut() else {
             out.extend_from_slice(&event.raw);
-            self.finished = event.is_done();
+            if event.is_done() {
+                self.finished = true;
+                self.complete_fill();
+            } else if let Some(fill) = self.fill.as_mut() {
+                fill.observe_chunk(&event.data);
+            }
             return;
         };
         let verdict = if event.is_done() {
@@ -153,7 +163,12 @@ impl Relay {
         match verdict {
             None if event.is_done() => {}
             None => out.extend_from_slice(&event.raw),
-            Some(StreamVerdict::Forward(json)) => out.extend_from_slice(&encode_data(&json)),
+            Some(StreamVerdict::Forward(json)) => {
+                out.extend_from_slice(&encode_data(&json));
+                if let Some(fill) = self.fill.as_mut() {
+                    fill.observe_chunk(&json);
+                }
+            }
             Some(StreamVerdict::Stop {
                 final_chunk,
                 refusal,
@@ -161,6 +176,7 @@ impl Relay {
                 out.extend_from_slice(&encode_data(&final_chunk));
                 out.extend_from_slice(&done_event());
                 reporter.refusal(Stage::Response, &refusal);
+                self.fill = None;
                 self.finished = true;
                 return;
             }
@@ -169,6 +185,14 @@ impl Relay {
             reporter.findings(Stage::Response, guard.findings());
             out.extend_from_slice(&event.raw);
             self.finished = true;
+            self.complete_fill();
+        }
+    }
+
+    /// The stream completed: its answer may be stored.
+    fn complete_fill(&mut self) {
+        if let Some(fill) = self.fill.take() {
+            fill.complete();
         }
     }
 

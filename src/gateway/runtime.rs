@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::cache_stage::CachePolicy;
 use super::content_filter::GuardPolicy;
 use crate::access::settings::{load_verifier, GatewayLimits};
 use crate::access::JwtVerifier;
 use crate::apis::ApiRoute;
+use crate::cache::{CacheSettings, Embedder, SemanticCache, FETCH_HINT};
 use crate::config::{
-    AiGateway, AuditLevel as ConfigAuditLevel, ContentGuardSpec, LoadedConfig, MetricsSpec,
-    PatternAction, PatternSpec, RoutingSpec,
+    AiGateway, AuditLevel as ConfigAuditLevel, CacheScope, ContentGuardSpec, LoadedConfig,
+    MetricsSpec, PatternAction, PatternSpec, RoutingSpec,
 };
 use crate::guard::{self, GuardLimits, PatternError, PatternSet, RuleSpec};
 use crate::routing::{health, Backend, HealthSettings, UpstreamClient};
@@ -58,6 +60,10 @@ pub struct Gateway {
     pub verifier: Option<Arc<JwtVerifier>>,
     /// `rateLimit`: global and per-user request limits, per-user token budget.
     pub limits: GatewayLimits,
+    /// The semantic cache, when `semanticCache` is enabled.
+    pub cache: Option<CachePolicy>,
+    /// The lowest configured priority: only these backends' answers are cached.
+    pub primary_priority: u32,
 }
 
 /// What compiling a snapshot needs besides the resources.
@@ -66,6 +72,8 @@ pub struct BuildContext<'a> {
     pub shutdown: &'a CancellationToken,
     /// Kubernetes-style secrets folder (one folder per secret, one file per key).
     pub secrets_dir: &'a Path,
+    /// The embedding model, loaded when some gateway enables the semantic cache.
+    pub embedder: Option<Arc<Embedder>>,
 }
 
 /// What `spec.metrics` switches on for this gateway's request metrics.
@@ -78,7 +86,11 @@ pub struct MetricsFlags {
 }
 
 impl Gateway {
-    pub fn try_new(resource: &AiGateway, secrets_dir: &Path) -> Result<Self, String> {
+    pub fn try_new(
+        resource: &AiGateway,
+        secrets_dir: &Path,
+        embedder: Option<&Arc<Embedder>>,
+    ) -> Result<Self, String> {
         let routing = resource.spec.routing.clone().unwrap_or_default();
         let health = HealthSettings {
             failure_threshold: routing.failure_threshold.max(1),
@@ -107,6 +119,31 @@ impl Gateway {
         let verifier = load_verifier(resource.spec.authentication.as_ref(), secrets_dir)
             .map_err(|e| format!("authentication.jwt: {e}"))?;
         let limits = GatewayLimits::from_spec(resource.spec.rate_limit.as_ref());
+        let cache = match resource.spec.semantic_cache.as_ref().filter(|c| c.enabled) {
+            None => None,
+            Some(spec) => {
+                let embedder = embedder.ok_or_else(|| {
+                    format!("semanticCache is enabled but the embedding model is not loaded; {FETCH_HINT}")
+                })?;
+                let settings = CacheSettings {
+                    ttl: spec.ttl.0,
+                    similarity_threshold: spec.similarity_threshold,
+                    max_bytes: spec.max_cache_size.0,
+                    verify: true,
+                };
+                Some(CachePolicy {
+                    cache: Arc::new(SemanticCache::new(settings, Arc::clone(embedder))),
+                    per_user: spec.scope == Some(CacheScope::User),
+                })
+            }
+        };
+        let primary_priority = resource
+            .spec
+            .backends
+            .iter()
+            .map(|b| b.priority)
+            .min()
+            .unwrap_or(1);
         let client = UpstreamClient::try_new().map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Self {
             id: format!(
@@ -121,6 +158,8 @@ impl Gateway {
             guard,
             verifier,
             limits,
+            cache,
+            primary_priority,
             metrics: MetricsFlags {
                 enabled: metrics.enabled,
                 model_name: metrics.include_model_name,
@@ -176,7 +215,7 @@ impl Snapshot {
         for located in &config.gateways {
             let resource = &located.resource;
             let gateway = Arc::new(
-                Gateway::try_new(resource, ctx.secrets_dir)
+                Gateway::try_new(resource, ctx.secrets_dir, ctx.embedder.as_ref())
                     .map_err(|e| format!("{}: {e}", located.source))?,
             );
             for backend in &gateway.backends {

@@ -34,6 +34,12 @@ const GENAI_TPOT_BUCKETS: &[f64] = &[
 
 pub struct Metrics {
     registry: Registry,
+    cache_requests: IntCounterVec,
+    cache_lookup: HistogramVec,
+    cache_entries: IntGaugeVec,
+    cache_bytes: IntGaugeVec,
+    cache_evictions: IntGaugeVec,
+    cache_rejected: IntGaugeVec,
     tokens: IntCounterVec,
     time_to_first_token: HistogramVec,
     time_per_output_token: HistogramVec,
@@ -124,6 +130,38 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        let cache_requests = IntCounterVec::new(
+            Opts::new(
+                "airgate_cache_requests_total",
+                "Semantic-cache outcomes of chat completions (hit, miss, bypass).",
+            ),
+            &["gateway", "result"],
+        )?;
+        let cache_lookup = HistogramVec::new(
+            HistogramOpts::new(
+                "airgate_cache_lookup_seconds",
+                "Semantic-cache lookup time: embedding plus index search.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+            &["gateway"],
+        )?;
+        let cache_gauge =
+            |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["gateway"]);
+        let cache_entries = cache_gauge("airgate_cache_entries", "Entries in the semantic cache.")?;
+        let cache_bytes = cache_gauge(
+            "airgate_cache_bytes",
+            "Bytes of entries and vectors in the semantic cache.",
+        )?;
+        let cache_evictions = cache_gauge(
+            "airgate_cache_evictions",
+            "Entries evicted (LRU by bytes) since start, as last seen at a lookup.",
+        )?;
+        let cache_rejected = cache_gauge(
+            "airgate_cache_verification_rejections",
+            "Candidates above the threshold that verification turned down since start.",
+        )?;
         let tokens = IntCounterVec::new(
             Opts::new(
                 "airgate_tokens_total",
@@ -204,6 +242,12 @@ impl Metrics {
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(rate_limit_store_errors.clone()))?;
+        registry.register(Box::new(cache_requests.clone()))?;
+        registry.register(Box::new(cache_lookup.clone()))?;
+        registry.register(Box::new(cache_entries.clone()))?;
+        registry.register(Box::new(cache_bytes.clone()))?;
+        registry.register(Box::new(cache_evictions.clone()))?;
+        registry.register(Box::new(cache_rejected.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(time_to_first_token.clone()))?;
         registry.register(Box::new(time_per_output_token.clone()))?;
@@ -214,6 +258,12 @@ impl Metrics {
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
+            cache_requests,
+            cache_lookup,
+            cache_entries,
+            cache_bytes,
+            cache_evictions,
+            cache_rejected,
             tokens,
             time_to_first_token,
             time_per_output_token,
@@ -293,6 +343,29 @@ impl Metrics {
         self.rate_limited
             .with_label_values(&[gateway, route, limit])
             .inc();
+    }
+
+    pub fn cache_request(&self, gateway: &str, result: &str) {
+        self.cache_requests
+            .with_label_values(&[gateway, result])
+            .inc();
+    }
+
+    pub fn cache_lookup_seconds(&self, gateway: &str, seconds: f64) {
+        self.cache_lookup
+            .with_label_values(&[gateway])
+            .observe(seconds);
+    }
+
+    pub fn cache_stats(&self, gateway: &str, stats: &crate::cache::CacheStats) {
+        let set = |g: &IntGaugeVec, v: u64| {
+            g.with_label_values(&[gateway])
+                .set(i64::try_from(v).unwrap_or(i64::MAX))
+        };
+        set(&self.cache_entries, stats.entries as u64);
+        set(&self.cache_bytes, stats.bytes);
+        set(&self.cache_evictions, stats.evictions);
+        set(&self.cache_rejected, stats.rejected);
     }
 
     /// Records one answered generation: its tokens, and its timings where known.

@@ -21,6 +21,7 @@ pub struct GatewayOptions {
     pub limits: ServerLimits,
     pub secrets_dir: Option<std::path::PathBuf>,
     pub limiter: Option<RateLimiter>,
+    pub embedder: Option<Arc<airgate::cache::Embedder>>,
 }
 
 /// A running gateway; shuts down on drop.
@@ -53,6 +54,7 @@ impl TestGateway {
             limits,
             secrets_dir,
             limiter,
+            embedder,
         } = options;
         let loaded = config::parse_str(Path::new("test.yaml"), yaml)
             .unwrap_or_else(|errors| panic!("test config invalid: {errors:?}"));
@@ -64,6 +66,7 @@ impl TestGateway {
             metrics: &metrics,
             shutdown: &shutdown,
             secrets_dir: &secrets,
+            embedder,
         };
         let snapshot = Snapshot::build(&loaded, &build).unwrap();
         let audit_dir = tempfile::tempdir().unwrap();
@@ -416,4 +419,32 @@ pub async fn echo_service() -> ScriptedBackend {
         }))
     });
     ScriptedBackend::serve(app).await
+}
+
+/// `AIRGATE_MODEL_DIR`, or `models/all-MiniLM-L6-v2` (filled by `models/fetch.sh`).
+pub fn model_dir() -> std::path::PathBuf {
+    std::env::var_os("AIRGATE_MODEL_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2")
+        })
+}
+
+/// The embedding model, loaded once per test binary.
+pub fn embedder() -> Arc<airgate::cache::Embedder> {
+    static E: std::sync::OnceLock<Arc<airgate::cache::Embedder>> = std::sync::OnceLock::new();
+    E.get_or_init(
+        || match airgate::cache::Embedder::load(&model_dir(), 1, 16) {
+            Ok(e) => Arc::new(e),
+            Err(e) => panic!("{e}"),
+        },
+    )
+    .clone()
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
 }

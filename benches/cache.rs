@@ -1,0 +1,150 @@
+//! Embedding latency (single vs batch of 8) and search latency at 10k entries.
+//! `cargo bench --bench cache` (needs models/fetch.sh). Kept short: 10 samples, 2 s each.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airgate::cache::{CacheSettings, Embedder, ScopeKey, SemanticCache, DIMENSION};
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn model_dir() -> PathBuf {
+    std::env::var_os("AIRGATE_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2")
+        })
+}
+
+fn rng(x: &mut u64) -> f32 {
+    *x = x
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    ((*x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+}
+
+/// Unit vectors of low intrinsic dimension (a 32-d latent space mapped into 384-d, plus a
+/// little noise), closer to sentence embeddings than uniform random vectors, on which any
+/// HNSW degrades towards a full scan.
+fn unit_vectors(n: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut b = 12345u64;
+    let basis: Vec<Vec<f32>> = (0..32)
+        .map(|_| (0..DIMENSION).map(|_| rng(&mut b)).collect())
+        .collect();
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            let z: Vec<f32> = (0..32).map(|_| rng(&mut x)).collect();
+            let mut v: Vec<f32> = (0..DIMENSION)
+                .map(|d| {
+                    z.iter().zip(&basis).map(|(a, r)| a * r[d]).sum::<f32>() + 0.01 * rng(&mut x)
+                })
+                .collect();
+            let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+            v.iter_mut().for_each(|a| *a /= n);
+            v
+        })
+        .collect()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum()
+}
+
+const TEXTS: [&str; 8] = [
+    "How do I reset my password?",
+    "What is the refund policy for annual subscriptions?",
+    "How do I connect to the VPN from home?",
+    "Approve the refund for order 48213",
+    "Schedule a meeting with the sales team at 9 am on Monday",
+    "What was the revenue in Q3 2024?",
+    "How do I restart a pod in Kubernetes?",
+    "Summarize the key points of our data retention policy.",
+];
+
+fn benches(c: &mut Criterion) {
+    let embedder = Arc::new(Embedder::load(&model_dir(), 1, 8).unwrap());
+    let mut g = c.benchmark_group("embed");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    g.bench_function("single", |b| {
+        b.iter(|| embedder.embed_batch_blocking(&TEXTS[..1]).unwrap())
+    });
+    g.bench_function("batch_of_8", |b| {
+        b.iter(|| embedder.embed_batch_blocking(&TEXTS).unwrap())
+    });
+    g.finish();
+
+    let cache = SemanticCache::new(
+        CacheSettings {
+            ttl: Duration::from_secs(3600),
+            similarity_threshold: 0.8,
+            max_bytes: 1 << 30,
+            verify: true,
+        },
+        embedder,
+    );
+    let scope = ScopeKey([1; 32]);
+    let vs = unit_vectors(10_000, 42);
+    let t = Instant::now();
+    for (i, v) in vs.iter().enumerate() {
+        cache.store_embedded(
+            scope,
+            &format!("stored prompt {i}"),
+            v.clone(),
+            Bytes::from_static(b"{}"),
+        );
+    }
+    while cache.stats().rebuilds == 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "stored 10k entries in {:?}; {:?}",
+        t.elapsed(),
+        cache.stats()
+    );
+    let queries = unit_vectors(64, 7);
+    let mut g = c.benchmark_group("search_10k");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_secs(1));
+    let mut i = 0;
+    g.bench_function("miss", |b| {
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            cache.lookup_embedded(&scope, "a query", &queries[i])
+        })
+    });
+    let mut j = 0;
+    g.bench_function("hit", |b| {
+        b.iter(|| {
+            j = (j + 7) % vs.len();
+            // not the identical text (that path skips the index), same numbers (passes verify)
+            let hit = cache.lookup_embedded(&scope, &format!("stored prompt {j}?"), &vs[j]);
+            assert!(hit.is_some());
+            hit
+        })
+    });
+    let mut k = 0;
+    g.bench_function("exact_scan_for_comparison", |b| {
+        b.iter(|| {
+            k = (k + 1) % queries.len();
+            vs.iter()
+                .map(|v| dot(v, &queries[k]))
+                .fold(f32::MIN, f32::max)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(cache_benches, benches);
+criterion_main!(cache_benches);

@@ -1,0 +1,248 @@
+//! Sentence embeddings with all-MiniLM-L6-v2 on candle (CPU).
+//!
+//! Matches sentence-transformers: truncation at 256 tokens (special tokens included), mean
+//! pooling over the attention mask (padding is not averaged in), L2 normalisation.
+//!
+//! Embedding runs on dedicated OS threads, never on the async workers. Requests go through a
+//! bounded queue; a worker takes the first queued request, then gathers whatever else arrives
+//! within [`BATCH_WINDOW`] (up to `max_batch`) and embeds it as one padded batch.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokio::sync::oneshot;
+
+use super::error::CacheError;
+
+/// Tokens per text, special tokens included (sentence-transformers' `max_seq_length`).
+pub const MAX_TOKENS: usize = 256;
+/// Output dimension of all-MiniLM-L6-v2.
+pub const DIMENSION: usize = 384;
+/// How long a worker waits for more requests to join a batch.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(2);
+/// Requests that may wait in the queue; past that [`Embedder::embed`] fails fast with
+/// [`CacheError::Overloaded`] (a cache miss for the caller).
+pub const QUEUE_CAPACITY: usize = 256;
+
+/// The model files, in the folder given to [`Embedder::load`].
+pub const MODEL_FILES: [&str; 3] = ["model.safetensors", "tokenizer.json", "config.json"];
+
+type Reply = oneshot::Sender<Result<Vec<f32>, CacheError>>;
+
+struct Job {
+    text: String,
+    reply: Reply,
+}
+
+/// The loaded model: tokenizer plus BERT weights. Shared by the workers.
+struct Model {
+    tokenizer: Tokenizer,
+    bert: BertModel,
+    device: Device,
+    batches: AtomicU64,
+    texts: AtomicU64,
+}
+
+/// How much batching the queue achieved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmbedderStats {
+    /// Forward passes run.
+    pub batches: u64,
+    /// Texts embedded.
+    pub texts: u64,
+}
+
+/// A sentence embedder with a bounded pool of worker threads and dynamic batching.
+pub struct Embedder {
+    model: Arc<Model>,
+    queue: Sender<Job>,
+    max_batch: usize,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("max_batch", &self.max_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Embedder {
+    /// Loads the model from `dir` (the three [`MODEL_FILES`]) and starts `workers` threads
+    /// (at least one) that embed batches of up to `max_batch` texts (at least one).
+    pub fn load(dir: &Path, workers: usize, max_batch: usize) -> Result<Embedder, CacheError> {
+        let model = Arc::new(Model::load(dir)?);
+        let max_batch = max_batch.max(1);
+        let (queue, rx) = crossbeam_channel::bounded::<Job>(QUEUE_CAPACITY);
+        for i in 0..workers.max(1) {
+            let model = Arc::clone(&model);
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("cache-embed-{i}"))
+                .spawn(move || worker(&model, &rx, max_batch))
+                .map_err(|e| CacheError::Embed(format!("cannot start embedding worker: {e}")))?;
+        }
+        Ok(Embedder {
+            model,
+            queue,
+            max_batch,
+        })
+    }
+
+    /// Embeds one text on the worker pool; concurrent calls are batched together.
+    pub async fn embed(&self, text: String) -> Result<Vec<f32>, CacheError> {
+        let (reply, rx) = oneshot::channel();
+        match self.queue.try_send(Job { text, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(CacheError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return Err(CacheError::WorkersGone),
+        }
+        rx.await.map_err(|_| CacheError::WorkersGone)?
+    }
+
+    pub fn stats(&self) -> EmbedderStats {
+        EmbedderStats {
+            batches: self.model.batches.load(Ordering::Relaxed),
+            texts: self.model.texts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Embeds texts on the calling thread, in chunks of `max_batch` (for tests, benches and
+    /// offline tools; do not call it on an async worker).
+    pub fn embed_batch_blocking(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, CacheError> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(self.max_batch) {
+            out.extend(self.model.embed(chunk)?);
+        }
+        Ok(out)
+    }
+}
+
+fn worker(model: &Model, rx: &Receiver<Job>, max_batch: usize) {
+    // Ends when every sender (the Embedder) is dropped.
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let deadline = Instant::now() + BATCH_WINDOW;
+        while jobs.len() < max_batch {
+            match rx.recv_deadline(deadline) {
+                Ok(job) => jobs.push(job),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let texts: Vec<&str> = jobs.iter().map(|j| j.text.as_str()).collect();
+        match model.embed(&texts) {
+            Ok(vectors) => {
+                for (job, v) in jobs.into_iter().zip(vectors) {
+                    let _ = job.reply.send(Ok(v));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(CacheError::Embed(msg.clone())));
+                }
+            }
+        }
+    }
+}
+
+impl Model {
+    fn load(dir: &Path) -> Result<Model, CacheError> {
+        let read = |name: &str| {
+            std::fs::read(dir.join(name))
+                .map_err(|e| CacheError::model(dir, format!("{name}: {e}")))
+        };
+        let config: Config = serde_json::from_slice(&read("config.json")?)
+            .map_err(|e| CacheError::model(dir, format!("config.json: {e}")))?;
+        let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
+            .map_err(|e| CacheError::model(dir, format!("tokenizer.json: {e}")))?;
+        // tokenizer.json ships with truncation at 128 and fixed padding to 128: replace both.
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: MAX_TOKENS,
+                ..TruncationParams::default()
+            }))
+            .map_err(|e| CacheError::model(dir, format!("tokenizer.json: {e}")))?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            pad_id: 0,
+            pad_token: "[PAD]".to_string(),
+            ..PaddingParams::default()
+        }));
+        let device = Device::Cpu;
+        let weights = read("model.safetensors")?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+            .map_err(|e| CacheError::model(dir, format!("model.safetensors: {e}")))?;
+        let bert = BertModel::load(vb, &config)
+            .map_err(|e| CacheError::model(dir, format!("model.safetensors: {e}")))?;
+        if config.hidden_size != DIMENSION {
+            return Err(CacheError::model(
+                dir,
+                format!("hidden size {} is not {DIMENSION}", config.hidden_size),
+            ));
+        }
+        Ok(Model {
+            tokenizer,
+            bert,
+            device,
+            batches: AtomicU64::new(0),
+            texts: AtomicU64::new(0),
+        })
+    }
+
+    /// One padded batch: tokens, BERT, masked mean pooling, L2 normalisation.
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, CacheError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.texts.fetch_add(texts.len() as u64, Ordering::Relaxed);
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| CacheError::Embed(format!("tokenizer: {e}")))?;
+        let rows = encodings.len();
+        let len = encodings.first().map_or(0, |e| e.get_ids().len());
+        let mut ids = Vec::with_capacity(rows * len);
+        let mut mask = Vec::with_capacity(rows * len);
+        for enc in &encodings {
+            if enc.get_ids().len() != len {
+                return Err(CacheError::Embed("tokenizer did not pad the batch".into()));
+            }
+            ids.extend_from_slice(enc.get_ids());
+            mask.extend_from_slice(enc.get_attention_mask());
+        }
+        self.forward(ids, mask, rows, len)
+            .map_err(|e| CacheError::Embed(e.to_string()))
+    }
+
+    fn forward(
+        &self,
+        ids: Vec<u32>,
+        mask: Vec<u32>,
+        rows: usize,
+        len: usize,
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
+        let ids = Tensor::from_vec(ids, (rows, len), &self.device)?;
+        let mask = Tensor::from_vec(mask, (rows, len), &self.device)?;
+        let types = ids.zeros_like()?;
+        let hidden = self.bert.forward(&ids, &types, Some(&mask))?; // (rows, len, 384)
+        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (rows, len, 1)
+        let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (rows, 384)
+        let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (rows, 1)
+        let mean = summed.broadcast_div(&counts)?;
+        let norm = mean
+            .sqr()?
+            .sum_keepdim(1)?
+            .sqrt()?
+            .clamp(1e-12f32, f32::MAX)?;
+        mean.broadcast_div(&norm)?.to_vec2::<f32>()
+    }
+}

@@ -1,0 +1,1041 @@
+//! Verification of a semantic candidate: reject it when an answer-changing token differs.
+//!
+//! Sentence embeddings are nearly blind to the details that decide an answer: MiniLM puts
+//! "Approve the refund for order 48213" and "... 48214" at cosine 0.986, "9 am" and "9 pm"
+//! close together. So a candidate above the threshold is served only when both prompts agree
+//! on:
+//! - **numbers** (digits, decimals, `1,000`, number words `two`..`billion`, ordinals `1st`/`first`),
+//! - **negation** (not, no, never, n't, without, none, cannot, except, ...),
+//! - **quoted strings** (`"..."`, `'...'`, `` `...` ``, curly quotes),
+//! - **units and currencies** (km/miles, GB/MB, seconds/minutes, %, $, €, °C/°F, ...),
+//! - **dates** (month and weekday names, today/tomorrow/yesterday) and relative periods
+//!   (last/this/next),
+//! - **opposites** (am/pm, morning/evening, increase/decrease, enable/disable, min/max,
+//!   before/after, import/export, ...: rejected when the two prompts use different sides),
+//! - **entities** (capitalised words that are not sentence-initial, acronyms, identifiers
+//!   such as `us-east-1` or `config.yaml`, e-mails, URLs, and well-known product or language
+//!   names even in lower case): each entity of one prompt must occur in the other.
+//!
+//! It is a lexical filter: it cannot see a different lower-case common noun ("refund" vs
+//! "exchange"); the similarity threshold has to.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+/// The answer-changing features of one prompt. Computed once per cache entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signature {
+    numbers: BTreeSet<String>,
+    negated: bool,
+    quoted: BTreeSet<String>,
+    units: BTreeSet<&'static str>,
+    /// Number and unit bound together: "5 km", "$45", "2 days".
+    quantities: BTreeSet<String>,
+    dates: BTreeSet<&'static str>,
+    /// Opposite groups: group name -> sides used.
+    sides: BTreeMap<&'static str, BTreeSet<&'static str>>,
+    entities: BTreeSet<String>,
+    /// Set when the text could not be analysed: such a prompt is compatible with nothing.
+    unverifiable: bool,
+    /// Every lower-case word, to check the other prompt's entities against.
+    words: HashSet<String>,
+}
+
+/// Whether a cached prompt `a` may answer prompt `b` (symmetric).
+pub fn compatible(a: &str, b: &str) -> bool {
+    Signature::of(a).compatible(&Signature::of(b))
+}
+
+struct Patterns {
+    quoted: Regex,
+    token: Regex,
+    meridiem: Regex,
+}
+
+/// The compiled patterns (constant, so `None` never happens; covered by the tests).
+fn patterns() -> Option<&'static Patterns> {
+    static P: OnceLock<Option<Patterns>> = OnceLock::new();
+    P.get_or_init(|| {
+        Some(Patterns {
+            quoted: Regex::new(
+                r#""([^"]+)"|“([^”]+)”|`([^`]+)`|‘([^’]+)’|(?:^|\s)'([^']+)'(?:$|[\s.,;:!?)])"#,
+            )
+            .ok()?,
+            // identifiers/numbers with inner punctuation, words with apostrophes, symbols
+            token: Regex::new(r"[\p{L}\p{N}]+(?:[._\-/:@'’][\p{L}\p{N}]+)*|[$€£%°]").ok()?,
+            meridiem: Regex::new(r"(?i)\b\d{1,2}(?::\d{2})?\s*([ap])\.?\s?m\b\.?").ok()?,
+        })
+    })
+    .as_ref()
+}
+
+const NEGATIONS: &[&str] = &[
+    "not",
+    "no",
+    "never",
+    "none",
+    "nobody",
+    "nothing",
+    "nowhere",
+    "neither",
+    "nor",
+    "without",
+    "cannot",
+    "except",
+    "excluding",
+    "exclude",
+    "lack",
+    "lacks",
+    "lacking",
+    "unless",
+    "non",
+];
+
+const STOPWORDS: &[&str] = &[
+    "a",
+    "an",
+    "the",
+    "what",
+    "whats",
+    "what's",
+    "which",
+    "who",
+    "whom",
+    "whose",
+    "where",
+    "when",
+    "why",
+    "how",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "do",
+    "does",
+    "did",
+    "can",
+    "could",
+    "should",
+    "would",
+    "will",
+    "shall",
+    "may",
+    "might",
+    "must",
+    "i",
+    "i'm",
+    "we",
+    "you",
+    "they",
+    "he",
+    "she",
+    "it",
+    "my",
+    "our",
+    "your",
+    "their",
+    "please",
+    "tell",
+    "show",
+    "give",
+    "list",
+    "explain",
+    "describe",
+    "and",
+    "or",
+    "but",
+    "if",
+    "then",
+    "for",
+    "to",
+    "of",
+    "in",
+    "on",
+    "at",
+    "by",
+    "with",
+    "from",
+    "about",
+    "into",
+    "this",
+    "that",
+    "these",
+    "those",
+    "hi",
+    "hello",
+    "hey",
+    "thanks",
+    "ok",
+    "okay",
+    "yes",
+    "also",
+    "any",
+    "all",
+    "some",
+    "summarize",
+    "summarise",
+    "find",
+    "get",
+    "let",
+    "let's",
+    "help",
+    "need",
+    "want",
+    "draft",
+    "write",
+    "create",
+    "compare",
+];
+
+/// Names that are entities even in lower case.
+const KNOWN_ENTITIES: &[&str] = &[
+    "python",
+    "java",
+    "javascript",
+    "typescript",
+    "golang",
+    "rust",
+    "ruby",
+    "php",
+    "kotlin",
+    "scala",
+    "perl",
+    "c++",
+    "c#",
+    "haskell",
+    "elixir",
+    "aws",
+    "azure",
+    "gcp",
+    "kubernetes",
+    "k8s",
+    "docker",
+    "linux",
+    "windows",
+    "macos",
+    "ubuntu",
+    "debian",
+    "postgres",
+    "postgresql",
+    "mysql",
+    "mongodb",
+    "redis",
+    "kafka",
+    "react",
+    "angular",
+    "vue",
+    "excel",
+    "salesforce",
+    "sap",
+    "oracle",
+    "jira",
+    "slack",
+    "zoom",
+    "outlook",
+    "gmail",
+    "github",
+    "gitlab",
+    "jenkins",
+    "terraform",
+    "ansible",
+    "nginx",
+    "okta",
+    "snowflake",
+    "tableau",
+    "workday",
+    "servicenow",
+    "android",
+    "ios",
+    "iphone",
+    "chrome",
+    "firefox",
+    "safari",
+    "teams",
+    "sharepoint",
+    "confluence",
+    "bitbucket",
+];
+
+const NUMBER_WORDS: &[(&str, &str)] = &[
+    ("two", "2"),
+    ("three", "3"),
+    ("four", "4"),
+    ("five", "5"),
+    ("six", "6"),
+    ("seven", "7"),
+    ("eight", "8"),
+    ("nine", "9"),
+    ("ten", "10"),
+    ("eleven", "11"),
+    ("twelve", "12"),
+    ("thirteen", "13"),
+    ("fourteen", "14"),
+    ("fifteen", "15"),
+    ("sixteen", "16"),
+    ("seventeen", "17"),
+    ("eighteen", "18"),
+    ("nineteen", "19"),
+    ("twenty", "20"),
+    ("thirty", "30"),
+    ("forty", "40"),
+    ("fifty", "50"),
+    ("sixty", "60"),
+    ("seventy", "70"),
+    ("eighty", "80"),
+    ("ninety", "90"),
+    ("hundred", "100"),
+    ("thousand", "1000"),
+    ("million", "1000000"),
+    ("billion", "1000000000"),
+    ("half", "0.5"),
+    ("double", "x2"),
+    ("twice", "x2"),
+    ("triple", "x3"),
+    ("first", "ord1"),
+    ("second", "ord2"),
+    ("third", "ord3"),
+    ("fourth", "ord4"),
+    ("fifth", "ord5"),
+    ("sixth", "ord6"),
+    ("seventh", "ord7"),
+    ("eighth", "ord8"),
+    ("ninth", "ord9"),
+    ("tenth", "ord10"),
+];
+
+/// Units that are unambiguous as words.
+const UNIT_WORDS: &[(&str, &str)] = &[
+    ("km", "km"),
+    ("kilometer", "km"),
+    ("kilometers", "km"),
+    ("kilometre", "km"),
+    ("kilometres", "km"),
+    ("mile", "mi"),
+    ("miles", "mi"),
+    ("meter", "m"),
+    ("meters", "m"),
+    ("metre", "m"),
+    ("metres", "m"),
+    ("cm", "cm"),
+    ("mm", "mm"),
+    ("feet", "ft"),
+    ("foot", "ft"),
+    ("ft", "ft"),
+    ("inch", "in"),
+    ("inches", "in"),
+    ("kg", "kg"),
+    ("kilogram", "kg"),
+    ("kilograms", "kg"),
+    ("kilos", "kg"),
+    ("lb", "lb"),
+    ("lbs", "lb"),
+    ("pound", "lb"),
+    ("pounds", "lb"),
+    ("gram", "g"),
+    ("grams", "g"),
+    ("ounce", "oz"),
+    ("ounces", "oz"),
+    ("oz", "oz"),
+    ("liter", "l"),
+    ("liters", "l"),
+    ("litre", "l"),
+    ("litres", "l"),
+    ("gallon", "gal"),
+    ("gallons", "gal"),
+    ("kb", "kb"),
+    ("mb", "mb"),
+    ("gb", "gb"),
+    ("tb", "tb"),
+    ("kib", "kb"),
+    ("mib", "mb"),
+    ("gib", "gb"),
+    ("tib", "tb"),
+    ("kilobytes", "kb"),
+    ("megabytes", "mb"),
+    ("gigabytes", "gb"),
+    ("terabytes", "tb"),
+    ("megabyte", "mb"),
+    ("gigabyte", "gb"),
+    ("terabyte", "tb"),
+    ("ms", "ms"),
+    ("millisecond", "ms"),
+    ("milliseconds", "ms"),
+    ("seconds", "s"),
+    ("sec", "s"),
+    ("secs", "s"),
+    ("minute", "min"),
+    ("minutes", "min"),
+    ("mins", "min"),
+    ("hour", "h"),
+    ("hours", "h"),
+    ("hr", "h"),
+    ("hrs", "h"),
+    ("day", "day"),
+    ("days", "day"),
+    ("week", "week"),
+    ("weeks", "week"),
+    ("month", "month"),
+    ("months", "month"),
+    ("year", "year"),
+    ("years", "year"),
+    ("yr", "year"),
+    ("yrs", "year"),
+    ("%", "pct"),
+    ("percent", "pct"),
+    ("percentage", "pct"),
+    ("$", "usd"),
+    ("usd", "usd"),
+    ("dollar", "usd"),
+    ("dollars", "usd"),
+    ("€", "eur"),
+    ("eur", "eur"),
+    ("euro", "eur"),
+    ("euros", "eur"),
+    ("£", "gbp"),
+    ("gbp", "gbp"),
+    ("yen", "jpy"),
+    ("jpy", "jpy"),
+    ("celsius", "c"),
+    ("fahrenheit", "f"),
+    ("kelvin", "k"),
+    ("ghz", "ghz"),
+    ("mhz", "mhz"),
+    ("kw", "kw"),
+    ("kwh", "kwh"),
+    ("watts", "w"),
+    ("mph", "mph"),
+    ("kmh", "kmh"),
+    ("vcpu", "cpu"),
+    ("vcpus", "cpu"),
+    ("cores", "cpu"),
+    ("core", "cpu"),
+];
+
+/// Short units that count only right after a number ("5 s", "10m", "2h").
+const UNIT_AFTER_NUMBER: &[(&str, &str)] = &[
+    ("s", "s"),
+    ("m", "m"),
+    ("g", "g"),
+    ("h", "h"),
+    ("l", "l"),
+    ("min", "min"),
+    ("second", "s"),
+    ("k", "k"),
+    ("d", "day"),
+    ("w", "week"),
+    ("c", "c"),
+    ("f", "f"),
+];
+
+const DATE_WORDS: &[&str] = &[
+    "january",
+    "february",
+    "march",
+    "april",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "today",
+    "tomorrow",
+    "yesterday",
+    "tonight",
+    "weekend",
+    "weekday",
+    "weekdays",
+    "q1",
+    "q2",
+    "q3",
+    "q4",
+    "h1",
+    "h2",
+    "ytd",
+    "mtd",
+];
+
+/// Relative periods: "last month" vs "next month" is a date difference.
+const RELATIVE: &[(&str, &str)] = &[
+    ("last", "rel:prev"),
+    ("previous", "rel:prev"),
+    ("past", "rel:prev"),
+    ("prior", "rel:prev"),
+    ("this", "rel:this"),
+    ("current", "rel:this"),
+    ("next", "rel:next"),
+    ("upcoming", "rel:next"),
+    ("coming", "rel:next"),
+    ("following", "rel:next"),
+];
+const PERIODS: &[&str] = &[
+    "day",
+    "days",
+    "night",
+    "week",
+    "weeks",
+    "weekend",
+    "month",
+    "months",
+    "quarter",
+    "quarters",
+    "year",
+    "years",
+    "sprint",
+    "release",
+    "season",
+    "fiscal",
+    "semester",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
+/// Opposites: (group, side, word).
+const SIDES: &[(&str, &str, &str)] = &[
+    ("meridiem", "am", "morning"),
+    ("meridiem", "pm", "afternoon"),
+    ("meridiem", "pm", "evening"),
+    ("meridiem", "pm", "tonight"),
+    ("meridiem", "am", "noon"),
+    ("meridiem", "pm", "midnight"),
+    ("change", "up", "increase"),
+    ("change", "up", "raise"),
+    ("change", "up", "increased"),
+    ("change", "up", "grow"),
+    ("change", "up", "growth"),
+    ("change", "down", "decrease"),
+    ("change", "down", "reduce"),
+    ("change", "down", "decreased"),
+    ("change", "down", "drop"),
+    ("change", "down", "decline"),
+    ("change", "down", "reduced"),
+    ("change", "down", "lower"),
+    ("cmp", "more", "more"),
+    ("cmp", "more", "greater"),
+    ("cmp", "more", "higher"),
+    ("cmp", "more", "above"),
+    ("cmp", "more", "larger"),
+    ("cmp", "more", "bigger"),
+    ("cmp", "more", "longer"),
+    ("cmp", "more", "faster"),
+    ("cmp", "more", "exceeds"),
+    ("cmp", "more", "exceed"),
+    ("cmp", "less", "less"),
+    ("cmp", "less", "fewer"),
+    ("cmp", "less", "below"),
+    ("cmp", "less", "smaller"),
+    ("cmp", "less", "shorter"),
+    ("cmp", "less", "slower"),
+    ("cmp", "less", "cheaper"),
+    ("cmp", "more", "pricier"),
+    ("ext", "max", "max"),
+    ("ext", "max", "maximum"),
+    ("ext", "max", "highest"),
+    ("ext", "max", "largest"),
+    ("ext", "max", "most"),
+    ("ext", "max", "biggest"),
+    ("ext", "max", "top"),
+    ("ext", "max", "best"),
+    ("ext", "min", "min"),
+    ("ext", "min", "minimum"),
+    ("ext", "min", "lowest"),
+    ("ext", "min", "smallest"),
+    ("ext", "min", "least"),
+    ("ext", "min", "bottom"),
+    ("ext", "min", "worst"),
+    ("ext", "min", "cheapest"),
+    ("ext", "max", "oldest"),
+    ("ext", "min", "newest"),
+    ("order", "before", "before"),
+    ("order", "after", "after"),
+    ("order", "before", "earlier"),
+    ("order", "after", "later"),
+    ("order", "before", "until"),
+    ("order", "after", "since"),
+    ("switch", "on", "enable"),
+    ("switch", "on", "activate"),
+    ("switch", "on", "allow"),
+    ("switch", "on", "unblock"),
+    ("switch", "on", "unlock"),
+    ("switch", "off", "disable"),
+    ("switch", "off", "deactivate"),
+    ("switch", "off", "block"),
+    ("switch", "off", "deny"),
+    ("switch", "off", "lock"),
+    ("switch", "off", "prevent"),
+    ("switch", "on", "enabled"),
+    ("switch", "off", "disabled"),
+    ("switch", "on", "grant"),
+    ("switch", "off", "revoke"),
+    ("add", "add", "add"),
+    ("add", "add", "install"),
+    ("add", "add", "insert"),
+    ("add", "del", "remove"),
+    ("add", "del", "delete"),
+    ("add", "del", "uninstall"),
+    ("add", "del", "drop"),
+    ("trade", "buy", "buy"),
+    ("trade", "buy", "purchase"),
+    ("trade", "sell", "sell"),
+    ("io", "in", "import"),
+    ("io", "out", "export"),
+    ("io", "in", "upload"),
+    ("io", "out", "download"),
+    ("io", "in", "inbound"),
+    ("io", "out", "outbound"),
+    ("io", "in", "ingress"),
+    ("io", "out", "egress"),
+    ("io", "in", "incoming"),
+    ("io", "out", "outgoing"),
+    ("io", "in", "input"),
+    ("io", "out", "output"),
+    ("crypt", "enc", "encrypt"),
+    ("crypt", "dec", "decrypt"),
+    ("run", "start", "start"),
+    ("run", "stop", "stop"),
+    ("run", "start", "resume"),
+    ("run", "stop", "pause"),
+    ("run", "start", "open"),
+    ("run", "stop", "close"),
+    ("ledger", "debit", "debit"),
+    ("ledger", "credit", "credit"),
+    ("verdict", "yes", "approve"),
+    ("verdict", "yes", "accept"),
+    ("verdict", "no", "reject"),
+    ("verdict", "no", "decline"),
+    ("verdict", "yes", "approved"),
+    ("verdict", "no", "rejected"),
+    ("vis", "pub", "public"),
+    ("vis", "priv", "private"),
+    ("where", "int", "internal"),
+    ("where", "ext", "external"),
+    ("rw", "r", "read"),
+    ("rw", "w", "write"),
+    ("compass", "n", "north"),
+    ("compass", "s", "south"),
+    ("compass", "e", "east"),
+    ("compass", "w", "west"),
+    ("hand", "l", "left"),
+    ("hand", "r", "right"),
+    ("freq", "h", "hourly"),
+    ("freq", "d", "daily"),
+    ("freq", "w", "weekly"),
+    ("freq", "m", "monthly"),
+    ("freq", "q", "quarterly"),
+    ("freq", "y", "yearly"),
+    ("freq", "y", "annual"),
+    ("freq", "y", "annually"),
+    ("truth", "t", "true"),
+    ("truth", "f", "false"),
+    ("old", "old", "old"),
+    ("old", "new", "new"),
+    ("sex", "m", "male"),
+    ("sex", "f", "female"),
+    ("sex", "m", "men"),
+    ("sex", "f", "women"),
+    ("win", "w", "win"),
+    ("win", "l", "lose"),
+    ("win", "w", "profit"),
+    ("win", "l", "loss"),
+    ("temp", "hot", "hot"),
+    ("temp", "cold", "cold"),
+    ("temp", "hot", "warm"),
+    ("temp", "cold", "cool"),
+    ("speed", "up", "upgrade"),
+    ("speed", "down", "downgrade"),
+    ("min", "in", "login"),
+    ("min", "out", "logout"),
+];
+
+fn lookup<'a>(table: &'a [(&'a str, &'a str)], word: &str) -> Option<&'a str> {
+    table.iter().find(|(w, _)| *w == word).map(|(_, v)| *v)
+}
+
+fn is_number(token: &str) -> bool {
+    token.chars().next().is_some_and(|c| c.is_ascii_digit())
+        && token
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+}
+
+impl Signature {
+    /// The features of one prompt.
+    pub fn of(text: &str) -> Signature {
+        let mut sig = Signature::default();
+        let Some(p) = patterns() else {
+            sig.unverifiable = true; // fail closed: never matches anything
+            return sig;
+        };
+
+        for cap in p.quoted.captures_iter(text) {
+            if let Some(m) = cap.iter().skip(1).flatten().next() {
+                let q = m.as_str().trim().to_lowercase();
+                if !q.is_empty() {
+                    sig.quoted.insert(q);
+                }
+            }
+        }
+        for cap in p.meridiem.captures_iter(text) {
+            let side = match cap.get(1).map(|m| m.as_str().to_ascii_lowercase()) {
+                Some(s) if s == "a" => "am",
+                _ => "pm",
+            };
+            sig.sides.entry("meridiem").or_default().insert(side);
+        }
+
+        let tokens: Vec<(usize, &str)> = p
+            .token
+            .find_iter(text)
+            .map(|m| (m.start(), m.as_str()))
+            .collect();
+        // Title Case text makes every word look like a name: skip capitalised-word entities then.
+        let alpha: Vec<&str> = tokens
+            .iter()
+            .map(|t| t.1)
+            .filter(|t| t.chars().next().is_some_and(char::is_alphabetic))
+            .collect();
+        let capitalised = alpha
+            .iter()
+            .filter(|t| t.chars().next().is_some_and(char::is_uppercase))
+            .count();
+        let title_case = alpha.len() >= 4 && capitalised * 10 >= alpha.len() * 6;
+
+        let mut prev_number = false;
+        for (i, &(start, raw)) in tokens.iter().enumerate() {
+            let lower = raw.to_lowercase().replace('’', "'");
+            // possessives: "Chrome's" is "chrome", "yesterday's" is "yesterday"
+            let lower = match lower.strip_suffix("'s") {
+                Some(stem) if !stem.is_empty() => stem.to_string(),
+                _ => lower,
+            };
+            sig.words.insert(lower.clone());
+            let next = tokens.get(i + 1).map(|t| t.1.to_lowercase());
+            let unit_after = next
+                .as_deref()
+                .and_then(|n| lookup(UNIT_WORDS, n).or_else(|| lookup(UNIT_AFTER_NUMBER, n)));
+            let currency_before = i
+                .checked_sub(1)
+                .and_then(|j| tokens.get(j))
+                .and_then(|t| lookup(UNIT_WORDS, t.1).filter(|_| ["$", "€", "£"].contains(&t.1)));
+            let sentence_start = i == 0 || {
+                let before = text[..start].trim_end();
+                before.ends_with(['.', '!', '?', ':', '\n', ';', '(', '-', '"', '*', '#', '>'])
+                    || before.is_empty()
+            };
+
+            // numbers, with a unit or ordinal suffix glued on ("10gb", "3rd", "9am")
+            let (digits, suffix) = split_number(&lower);
+            if !digits.is_empty() {
+                let norm = digits.replace(',', "");
+                match suffix {
+                    "st" | "nd" | "rd" | "th" => {
+                        sig.numbers.insert(format!("ord{norm}"));
+                    }
+                    _ => {
+                        if let Some(u) = currency_before.or(unit_after) {
+                            sig.quantities.insert(format!("{norm} {u}"));
+                        }
+                        sig.numbers.insert(norm.clone());
+                        if !suffix.is_empty() {
+                            if let Some(u) = lookup(UNIT_WORDS, suffix)
+                                .or_else(|| lookup(UNIT_AFTER_NUMBER, suffix))
+                            {
+                                sig.units.insert(u);
+                                sig.quantities.insert(format!("{norm} {u}"));
+                            } else if suffix != "am"
+                                && suffix != "pm"
+                                && suffix != "a.m"
+                                && suffix != "p.m"
+                            {
+                                sig.entities.insert(lower.clone());
+                            }
+                        }
+                    }
+                }
+                prev_number = true;
+                continue;
+            }
+            if lower.chars().any(|c| c.is_ascii_digit()) {
+                // identifiers with digits: us-east-1, gpt-4o, v2.3, Q3
+                sig.entities.insert(lower.clone());
+                for d in lower
+                    .split(|c: char| !c.is_ascii_digit() && c != '.')
+                    .filter(|s| is_number(s))
+                {
+                    sig.numbers.insert(d.trim_end_matches('.').to_string());
+                }
+                if DATE_WORDS.contains(&lower.as_str()) {
+                    sig.dates.insert(
+                        DATE_WORDS
+                            .iter()
+                            .copied()
+                            .find(|d| *d == lower)
+                            .unwrap_or("?"),
+                    );
+                }
+                prev_number = false;
+                continue;
+            }
+            if let Some(n) = lookup(NUMBER_WORDS, &lower) {
+                sig.numbers.insert(n.to_string());
+                if let Some(u) = unit_after {
+                    sig.quantities.insert(format!("{n} {u}"));
+                }
+            }
+            if let Some((_, rel)) = RELATIVE.iter().find(|(w, _)| *w == lower) {
+                if next.as_deref().is_some_and(|n| PERIODS.contains(&n)) {
+                    sig.dates.insert(rel);
+                }
+            }
+            if NEGATIONS.contains(&lower.as_str())
+                || lower.ends_with("n't")
+                || [
+                    "dont", "doesnt", "didnt", "isnt", "arent", "wasnt", "werent", "cant", "wont",
+                    "shouldnt", "couldnt", "wouldnt", "hasnt", "havent", "hadnt",
+                ]
+                .contains(&lower.as_str())
+            {
+                sig.negated = true;
+            }
+            if let Some(u) = lookup(UNIT_WORDS, &lower) {
+                sig.units.insert(u);
+            } else if prev_number {
+                if let Some(u) = lookup(UNIT_AFTER_NUMBER, &lower) {
+                    sig.units.insert(u);
+                }
+            }
+            if let Some(d) = DATE_WORDS.iter().copied().find(|d| *d == lower) {
+                sig.dates.insert(d);
+            } else if raw == "May" && !sentence_start {
+                sig.dates.insert("may");
+            }
+            for (group, side, _) in SIDES.iter().filter(|(_, _, w)| *w == lower) {
+                sig.sides.entry(group).or_default().insert(side);
+            }
+            // entities
+            let is_stop = STOPWORDS.contains(&lower.as_str());
+            if KNOWN_ENTITIES.contains(&lower.as_str())
+                || lower.contains('@')
+                || lower.contains("://")
+                || (lower.contains(['.', '_', '/'])
+                    && lower.len() > 2
+                    && !["a.m", "p.m", "e.g", "i.e", "u.s", "and/or"].contains(&lower.as_str()))
+            {
+                sig.entities.insert(lower.clone());
+            } else if !is_stop && raw.len() >= 2 && raw.chars().all(|c| c.is_uppercase()) {
+                sig.entities.insert(lower.clone()); // acronym
+            } else if !is_stop
+                && !title_case
+                && !sentence_start
+                && raw.chars().next().is_some_and(char::is_uppercase)
+            {
+                sig.entities.insert(lower.clone());
+            }
+            prev_number = false;
+        }
+        sig
+    }
+
+    /// Whether the two prompts agree on every answer-changing feature (symmetric).
+    pub fn compatible(&self, other: &Signature) -> bool {
+        self.mismatch(other).is_none()
+    }
+
+    /// The first feature that differs, for logs and the quality report.
+    pub fn mismatch(&self, other: &Signature) -> Option<&'static str> {
+        if self.unverifiable || other.unverifiable {
+            return Some("unverifiable");
+        }
+        if self.numbers != other.numbers {
+            return Some("number");
+        }
+        if self.negated != other.negated {
+            return Some("negation");
+        }
+        if self.quoted != other.quoted {
+            return Some("quoted");
+        }
+        if self.dates != other.dates {
+            return Some("date");
+        }
+        if !self.units.is_empty() && !other.units.is_empty() && self.units != other.units {
+            return Some("unit");
+        }
+        if !self.quantities.is_empty()
+            && !other.quantities.is_empty()
+            && self.quantities != other.quantities
+        {
+            return Some("unit");
+        }
+        for (group, sides) in &self.sides {
+            if let Some(o) = other.sides.get(group) {
+                if o != sides {
+                    return Some(if *group == "meridiem" {
+                        "am/pm"
+                    } else {
+                        "opposite"
+                    });
+                }
+            }
+        }
+        let missing = |a: &Signature, b: &Signature| {
+            a.entities
+                .iter()
+                .any(|e| !b.words.contains(e) && !b.entities.contains(e))
+        };
+        if missing(self, other) || missing(other, self) {
+            return Some("entity");
+        }
+        None
+    }
+}
+
+/// Splits "10gb" into ("10", "gb"), "3.5" into ("3.5", ""), "abc" into ("", "").
+fn split_number(token: &str) -> (&str, &str) {
+    let end = token
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.' || *c == ','))
+        .map_or(token.len(), |(i, _)| i);
+    let digits = token[..end].trim_end_matches(['.', ',']);
+    if digits.is_empty() || !digits.starts_with(|c: char| c.is_ascii_digit()) {
+        return ("", "");
+    }
+    let suffix = &token[end..];
+    // only pure letter suffixes ("gb", "am", "th"): "1-800" or "v2_x" are identifiers
+    if suffix.chars().all(char::is_alphabetic) || suffix == "a.m" || suffix == "p.m" {
+        (digits, suffix)
+    } else {
+        ("", "")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_examples_are_rejected() {
+        assert!(!compatible(
+            "Approve the refund for order 48213",
+            "Approve the refund for order 48214"
+        ));
+        assert!(!compatible(
+            "Schedule the meeting at 9 am",
+            "Schedule the meeting at 9 pm"
+        ));
+        assert!(!compatible(
+            "Schedule the meeting at 9am",
+            "Schedule the meeting at 9pm"
+        ));
+        assert!(!compatible(
+            "Can I expense a taxi?",
+            "Can't I expense a taxi?"
+        ));
+        assert!(!compatible(
+            "List users who have MFA enabled",
+            "List users who do not have MFA enabled"
+        ));
+        assert!(!compatible(
+            "Translate \"hello\" to French",
+            "Translate \"goodbye\" to French"
+        ));
+        assert!(!compatible(
+            "Convert 5 km to miles",
+            "Convert 5 miles to meters"
+        ));
+        assert!(!compatible(
+            "Who is the manager of Alice?",
+            "Who is the manager of Bob?"
+        ));
+        assert!(!compatible("How do I enable SSO?", "How do I disable SSO?"));
+        assert!(!compatible(
+            "Sales report for March",
+            "Sales report for April"
+        ));
+        assert!(!compatible("Deploy to us-east-1", "Deploy to us-west-2"));
+        assert!(!compatible(
+            "Give me two examples",
+            "Give me three examples"
+        ));
+        assert!(!compatible(
+            "Convert 5 km to miles",
+            "Convert 5 miles to km"
+        ));
+        assert!(!compatible(
+            "Show the deals closing this quarter",
+            "Show the deals closing next quarter"
+        ));
+        assert!(!compatible(
+            "Summarize yesterday's tickets",
+            "Summarize today's tickets"
+        ));
+    }
+
+    #[test]
+    fn paraphrases_pass() {
+        assert!(compatible(
+            "How do I reset my password?",
+            "I forgot my password, how can I reset it?"
+        ));
+        assert!(compatible(
+            "What is the refund policy for order 48213?",
+            "Refund policy for order 48213?"
+        ));
+        assert!(compatible(
+            "Book a room for 2 people at 9 am",
+            "Reserve a room for two people at 9am"
+        ));
+        assert!(compatible(
+            "Kubernetes: how do I restart a pod?",
+            "How can I restart a pod in Kubernetes?"
+        ));
+        assert!(compatible(
+            "What Is The Refund Policy",
+            "what is the refund policy?"
+        ));
+        assert!(compatible(
+            "Which invoices are not paid?",
+            "Which invoices haven't been paid?"
+        ));
+        assert!(compatible(
+            "How do I clear the cache in Chrome?",
+            "How can I clear Chrome's cache?"
+        ));
+        assert!(compatible(
+            "How many miles is 5 km?",
+            "Convert 5 km to miles"
+        ));
+        assert!(compatible(
+            "Send a reminder 2 days before",
+            "Send a reminder two days before"
+        ));
+    }
+}
