@@ -116,3 +116,52 @@ def test_a_streamed_answer_with_a_forbidden_word_ends_with_content_filter(launch
     assert finish == "content_filter"
     assert "secret" not in text.lower()
     assert text.startswith("Mock answer from")
+
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = {
+    "semanticCache": {
+        "enabled": True,
+        "ttl": "1h",
+        "similarityThreshold": 0.80,
+        "maxCacheSize": "64MiB",
+        "evictionPolicy": "lru",
+    }
+}
+
+
+def test_a_cache_hit_replays_as_a_stream_the_sdk_accepts(launcher):
+    mock = launcher.mock("cache-a")
+    gw = launcher.gateway(
+        [backend("cache-a", mock.url, [MODEL])],
+        extra_spec=CACHE,
+        extra_args=["--model-dir", str(REPO / "models" / "all-MiniLM-L6-v2")],
+    )
+    c = client(gw, "unused")
+    question = [{"role": "user", "content": "How do I reset my VPN password?"}]
+    first = c.chat.completions.with_raw_response.create(model=MODEL, messages=question)
+    assert first.headers["x-airgate-cache"] == "miss"
+    original = first.parse().choices[0].message.content
+    # The store runs in the background: poll without storing until the entry is there.
+    paraphrase = [{"role": "user", "content": "How can I reset my VPN password?"}]
+    deadline = time.time() + 10
+    while True:
+        probe = c.chat.completions.with_raw_response.create(
+            model=MODEL, messages=paraphrase, extra_headers={"cache-control": "no-store"}
+        )
+        if probe.headers["x-airgate-cache"] == "hit" or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert probe.headers["x-airgate-cache"] == "hit"
+    stream = c.chat.completions.create(
+        model=MODEL, messages=paraphrase, stream=True, stream_options={"include_usage": True}
+    )
+    text, finish, usage = "", None, None
+    for chunk in stream:
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            finish = choice.finish_reason or finish
+        usage = chunk.usage or usage
+    assert text == original
+    assert finish == "stop"
+    assert usage is not None and usage.total_tokens > 0
