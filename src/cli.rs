@@ -16,8 +16,9 @@ use crate::gateway::runtime::compile_guard;
 use crate::gateway::runtime::BuildContext;
 use crate::gateway::Snapshot;
 use crate::server::{self, AppState, ServerLimits};
+use crate::telemetry::access_log::{AccessLog, AccessTarget, HeaderMode, HeaderRules};
 use crate::telemetry::audit::{
-    self, AuditConfig, AuditFormat, AuditLog, AuditTarget, SyslogConfig, TlsConfig,
+    self, AuditConfig, AuditEvent, AuditFormat, AuditLog, AuditTarget, SyslogConfig, TlsConfig,
 };
 use crate::telemetry::{self, Metrics};
 
@@ -99,6 +100,16 @@ pub struct ServeArgs {
     /// What to do when Redis is unreachable: let requests through or refuse them.
     #[arg(long, value_enum, default_value = "fail-open")]
     pub redis_failure_policy: RedisPolicyArg,
+    /// Access log, one JSON line per request: a file, `-` for stdout, or `off`.
+    #[arg(long, default_value = "off")]
+    pub access_log: String,
+    /// Request headers in the access log by default: `drop`, `keep` or `redact`
+    /// (`Authorization` and `Cookie` are never logged in clear).
+    #[arg(long, default_value = "drop")]
+    pub access_log_headers: String,
+    /// Per-header mode, `NAME=keep|drop|redact` (repeatable).
+    #[arg(long = "access-log-header")]
+    pub access_log_header: Vec<String>,
     /// The embedding model folder (model.safetensors, tokenizer.json, config.json), needed when
     /// a gateway enables `semanticCache`; `models/fetch.sh` fills it.
     #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
@@ -167,6 +178,25 @@ fn verify_audit(files: &[PathBuf]) -> i32 {
             1
         }
     }
+}
+
+/// The access log's header rules from the command line.
+fn header_rules(args: &ServeArgs) -> anyhow::Result<HeaderRules> {
+    let mode = |value: &str| {
+        HeaderMode::parse(value)
+            .ok_or_else(|| anyhow::anyhow!("header mode {value:?}: expected keep, drop or redact"))
+    };
+    let mut rules = HeaderRules {
+        default: mode(&args.access_log_headers)?,
+        ..HeaderRules::default()
+    };
+    for item in &args.access_log_header {
+        let (name, value) = item
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--access-log-header {item:?}: expected NAME=MODE"))?;
+        rules.names.insert(name.to_ascii_lowercase(), mode(value)?);
+    }
+    Ok(rules)
 }
 
 /// Builds the audit configuration from the command line.
@@ -321,8 +351,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let audit_config = audit_config(&args)?;
     let audit = AuditLog::start_with(audit_config.clone())
         .with_context(|| format!("opening the audit log {:?}", audit_config.target))?;
+    let access_log = AccessLog::start(&AccessTarget::parse(&args.access_log), header_rules(&args)?)
+        .with_context(|| format!("opening the access log {}", args.access_log))?;
+    audit.record(
+        AuditEvent::new(
+            "config_loaded",
+            "",
+            "",
+            "success",
+            path.display().to_string(),
+        )
+        .detail("gateways", loaded.gateways.len())
+        .detail("apis", loaded.apis.len())
+        .detail("warnings", loaded.warnings.len()),
+    );
     let state = Arc::new(
-        AppState::new(snapshot, Arc::clone(&metrics), audit).with_access(limiter, trusted_proxies),
+        AppState::new(snapshot, Arc::clone(&metrics), audit)
+            .with_access(limiter, trusted_proxies)
+            .with_access_log(access_log),
     );
     let (listen, admin_listen) = (args.listen, args.admin_listen);
     let public = TcpListener::bind(listen)

@@ -126,7 +126,7 @@ async fn valid_tokens_pass_and_bad_ones_get_401_with_the_reason_only_in_the_audi
         );
     }
     assert_eq!(backend.requests(), 1);
-    let events = gw.audit_events(cases.len()).await;
+    let events = gw.audit_events_of("auth_failure", cases.len()).await;
     let reasons: Vec<&str> = events
         .iter()
         .filter(|e| e["event"] == "auth_failure")

@@ -123,7 +123,7 @@ async fn the_seed_api_enforces_jwt_and_both_access_policies_then_proxies() {
         .await
         .unwrap();
     assert_eq!(canonical.status(), 200);
-    let events = gw.audit_events(3).await;
+    let events = gw.audit_events_of("access_denied", 2).await;
     let kinds: Vec<&str> = events
         .iter()
         .map(|e| e["event"].as_str().unwrap())

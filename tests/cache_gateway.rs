@@ -121,7 +121,7 @@ async fn a_paraphrase_is_served_from_the_cache_as_json_and_as_a_stream() {
             > 0
     );
     assert_eq!(backend.requests(), calls, "a hit called the backend");
-    let events = gw.audit_events(1).await;
+    let events = gw.audit_events_of("cache_hit", 1).await;
     assert!(events.iter().any(|e| e["event"] == "cache_hit"));
 }
 

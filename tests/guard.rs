@@ -76,7 +76,7 @@ async fn forbidden_prompt_is_403_names_the_rule_and_never_reaches_the_backend() 
         "matched text leaked: {message}"
     );
     assert_eq!(backend.requests(), 0);
-    let events = gw.audit_events(1).await;
+    let events = gw.audit_events_of("guard_violation", 1).await;
     let violation = events
         .iter()
         .find(|e| e["event"] == "guard_violation")
@@ -129,7 +129,7 @@ async fn allowed_context_redaction_and_audit_let_the_prompt_through() {
         seen.body["messages"][0]["content"],
         "Plan the Secret Santa for Project Falcon, mail [REDACTED]"
     );
-    let events = gw.audit_events(2).await;
+    let events = gw.audit_events_of("guard_finding", 2).await;
     let rules: Vec<&str> = events
         .iter()
         .filter(|e| e["event"] == "guard_finding")
@@ -151,7 +151,7 @@ async fn non_streamed_answer_with_a_forbidden_word_is_cut_before_sending() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["choices"][0]["finish_reason"], "content_filter");
     assert!(!body.to_string().to_lowercase().contains("confidential"));
-    let events = gw.audit_events(1).await;
+    let events = gw.audit_events_of("guard_violation", 1).await;
     assert!(events
         .iter()
         .any(|e| e["event"] == "guard_violation" && e["details"]["stage"] == "response"));

@@ -143,3 +143,72 @@ async fn include_token_count_false_switches_token_metrics_off() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn access_log_and_request_served_audit_carry_the_outcome_without_secrets() {
+    use airgate::telemetry::access_log::{HeaderMode, HeaderRules};
+    let backend = MockServer::start(MockConfig::named("m").tokens(10))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.jsonl");
+    let rules = HeaderRules {
+        default: HeaderMode::Keep,
+        ..HeaderRules::default()
+    };
+    let yaml = GatewayYaml::new().backend(BackendYaml::new("m", &backend.url())).render()
+        + "  contentGuard:\n    blockPatterns:\n      - regex: \"(?i)confidential\"\n        action: block\n";
+    let gw = TestGateway::start_with(
+        &yaml,
+        common::GatewayOptions {
+            access_log: Some((log.clone(), rules)),
+            ..common::GatewayOptions::default()
+        },
+    )
+    .await;
+    let response = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth("sk-very-secret")
+        .header("cookie", "session=abcdef")
+        .json(&chat_body("mock-model", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if !lines.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines.len(), 1);
+    assert!(
+        !lines[0].contains("sk-very-secret") && !lines[0].contains("abcdef"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        !lines[0].contains("Say hello"),
+        "prompt text in the access log"
+    );
+    let line: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["backend"], "m");
+    assert_eq!(line["completion_tokens"], 10);
+    assert_eq!(line["prompt_scanned"], true);
+    assert_eq!(line["headers"]["authorization"], "REDACTED");
+    let events = gw.audit_events_of("request_served", 1).await;
+    let served = events
+        .iter()
+        .find(|e| e["event"] == "request_served")
+        .unwrap();
+    assert_eq!(served["details"]["answer_scanned"], true);
+    assert_eq!(served["details"]["completion_tokens"], 10);
+    assert!(!served.to_string().contains("Say hello"));
+}

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Request};
 
-use super::accounting::{estimate_tokens, usage_of, Accounting};
+use super::accounting::{estimate_tokens, usage_of, Accounting, Usage};
 use super::admission::{admit, reserve_tokens, total_tokens, AdmissionContext, Reservation};
 use super::cache_stage::{self, CacheContext, CacheFill, Lookup, CACHE_HEADER};
 use super::content_filter::{scan_request, scan_response, GuardPolicy, StreamGuard};
@@ -23,7 +23,8 @@ use super::{body, AiRequest, Endpoint, Gateway};
 use crate::access::RateLimiter;
 use crate::error::{ApiError, AttemptFailure};
 use crate::routing::{plan, AttemptError, Backend, InFlight};
-use crate::telemetry::audit::AuditLog;
+use crate::telemetry::access_log::{AccessLog, AccessRecord};
+use crate::telemetry::audit::{AuditEvent, AuditLog};
 use crate::telemetry::metrics::RequestLabels;
 use crate::telemetry::Metrics;
 
@@ -37,16 +38,25 @@ struct Bookkeeping {
     accounting: Option<Accounting>,
     /// Where to store the answer in the semantic cache, if it qualifies.
     fill: Option<CacheFill>,
+    /// Usage of a whole (non-streamed) answer, once known.
+    answer_usage: Option<Usage>,
+    /// Answered by a backend of a lower priority than the first.
+    fallback: bool,
 }
 
 impl Bookkeeping {
     /// Settles from a whole (non-streamed) answer.
     fn settle_whole(&mut self, bytes: &[u8]) {
         if self.reservation.is_none() && self.accounting.is_none() {
+            self.answer_usage = serde_json::from_slice::<serde_json::Value>(bytes)
+                .ok()
+                .as_ref()
+                .and_then(usage_of);
             return;
         }
         let json = serde_json::from_slice::<serde_json::Value>(bytes).ok();
         let usage = json.as_ref().and_then(usage_of);
+        self.answer_usage = usage;
         if let Some(reservation) = self.reservation.take() {
             let reserved = reservation.reserved();
             let actual = json.as_ref().and_then(total_tokens);
@@ -72,6 +82,7 @@ pub struct RequestContext<'a> {
     pub gateway: &'a Arc<Gateway>,
     pub metrics: &'a Arc<Metrics>,
     pub audit: &'a AuditLog,
+    pub access: &'a AccessLog,
     pub limiter: &'a RateLimiter,
     pub request_id: &'a str,
     pub client_ip: IpAddr,
@@ -112,9 +123,11 @@ pub async fn handle(
     let mut model = String::new();
     let mut rate_headers = Vec::new();
     let mut cache_header = None;
+    let mut seen = Seen::default();
     let result = async {
         let admission = ctx.admission(endpoint.route());
         let caller = admit(&admission, ctx.gateway, &parts.headers).await?;
+        seen.user.clone_from(&caller.user);
         rate_headers.clone_from(&caller.rate_headers);
         let ctx = RequestContext {
             approved: caller.approved,
@@ -133,6 +146,11 @@ pub async fn handle(
         let budget = ctx.gateway.limits.tokens;
         let mut reservation =
             reserve_tokens(&admission, budget, &caller, &mut request, bytes.len()).await?;
+        seen.stream = request.stream;
+        if let Some(guard) = &ctx.gateway.guard {
+            seen.prompt_scanned = guard.scan_prompts;
+            seen.answer_scanned = guard.scan_responses && endpoint != Endpoint::Embeddings;
+        }
         guard_prompt(&ctx, &mut request, bytes.len()).await?;
         let flags = ctx.gateway.metrics;
         let usage = UsagePlan::prepare(
@@ -169,8 +187,13 @@ pub async fn handle(
             reservation: reservation.take(),
             accounting,
             fill,
+            answer_usage: None,
+            fallback: false,
         };
-        route(&ctx, &request, &mut books).await
+        let routed = route(&ctx, &request, &mut books).await;
+        seen.usage = books.answer_usage;
+        seen.fallback = books.fallback;
+        routed
     }
     .await;
     let (response, backend) = match result {
@@ -197,12 +220,69 @@ pub async fn handle(
         backend: &backend,
     };
     let flags = ctx.gateway.metrics;
+    let status = response.status().as_u16();
     if flags.enabled {
         let seconds = flags.latency.then(|| started.elapsed().as_secs_f64());
-        ctx.metrics
-            .observe_request(&labels, response.status().as_u16(), seconds);
+        ctx.metrics.observe_request(&labels, status, seconds);
     }
+    let record = AccessRecord {
+        request_id: ctx.request_id.to_string(),
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        status,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        gateway: ctx.gateway.id.clone(),
+        backend: backend.clone(),
+        model: (!model.is_empty()).then(|| ctx.gateway.model_label(&model).to_string()),
+        stream: seen.stream,
+        prompt_tokens: seen.usage.map(|u| u.prompt),
+        completion_tokens: seen.usage.map(|u| u.completion),
+        cache: cache_header,
+        prompt_scanned: seen.prompt_scanned,
+        answer_scanned: seen.answer_scanned && backend != CACHE_BACKEND,
+        client_ip: ctx.client_ip.to_string(),
+        user: seen.user.clone(),
+        ..AccessRecord::default()
+    };
+    if (200..300).contains(&status) {
+        let mut event = AuditEvent::new(
+            "request_served",
+            ctx.request_id,
+            &ctx.gateway.id,
+            "served",
+            format!("{} {}", record.method, record.path),
+        )
+        .detail("backend", backend.clone())
+        .detail("status", status)
+        .detail("stream", record.stream)
+        .detail("prompt_scanned", record.prompt_scanned)
+        .detail("answer_scanned", record.answer_scanned)
+        .detail("fallback", seen.fallback);
+        if let Some(model) = &record.model {
+            event = event.detail("model", model.clone());
+        }
+        if let Some(usage) = seen.usage {
+            event = event
+                .detail("prompt_tokens", usage.prompt)
+                .detail("completion_tokens", usage.completion);
+        }
+        event.user = seen.user;
+        event.source_ip = Some(record.client_ip.clone());
+        ctx.audit.record(event);
+    }
+    ctx.access.write(record, &parts.headers);
     response
+}
+
+/// What the stages learnt about a request, for its access-log line and audit event.
+#[derive(Default)]
+struct Seen {
+    user: Option<String>,
+    stream: bool,
+    prompt_scanned: bool,
+    answer_scanned: bool,
+    usage: Option<Usage>,
+    fallback: bool,
 }
 
 /// Scans the prompt (`scanPrompts`): a refusal is a 403 and the backend is never called;
@@ -309,6 +389,20 @@ async fn route(
         match attempt(ctx, backend, request, in_flight, books).await {
             Ok(response) => {
                 backend.record_success();
+                if backend.priority > gateway.primary_priority {
+                    books.fallback = true;
+                    ctx.audit.record(
+                        AuditEvent::new(
+                            "fallback_used",
+                            ctx.request_id,
+                            &gateway.id,
+                            "served",
+                            "answered by a fallback backend",
+                        )
+                        .detail("backend", backend.name.clone())
+                        .detail("priority", backend.priority),
+                    );
+                }
                 ctx.metrics
                     .upstream_attempt(&gateway.id, &backend.name, "success");
                 return Ok((response, backend.name.clone()));
@@ -325,6 +419,16 @@ async fn route(
                 }
                 ctx.metrics
                     .failover(&gateway.id, &backend.name, error.metric_label());
+                ctx.audit.record(
+                    AuditEvent::new(
+                        "failover",
+                        ctx.request_id,
+                        &gateway.id,
+                        "retried",
+                        error.metric_label(),
+                    )
+                    .detail("backend", backend.name.clone()),
+                );
                 tracing::warn!(
                     request_id = ctx.request_id,
                     backend = %backend.name,

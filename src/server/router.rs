@@ -73,6 +73,7 @@ async fn serve_ai(
         gateway,
         metrics: &state.metrics,
         audit: &state.audit,
+        access: &state.access_log,
         limiter: &state.limiter,
         request_id: &id.0,
         client_ip,

@@ -6,6 +6,7 @@ use arc_swap::ArcSwap;
 
 use crate::access::{IpNet, RateLimiter};
 use crate::gateway::Snapshot;
+use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::audit::AuditLog;
 use crate::telemetry::Metrics;
 
@@ -13,6 +14,7 @@ pub struct AppState {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
     pub audit: AuditLog,
+    pub access_log: AccessLog,
     /// Rate limits and token budgets, in memory or shared through Redis.
     pub limiter: RateLimiter,
     /// Peers whose `X-Forwarded-For` names the client.
@@ -25,9 +27,15 @@ impl AppState {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             audit,
+            access_log: AccessLog::disabled(),
             limiter: RateLimiter::memory(),
             trusted_proxies: Vec::new(),
         }
+    }
+
+    pub fn with_access_log(mut self, access_log: AccessLog) -> Self {
+        self.access_log = access_log;
+        self
     }
 
     /// Replaces the in-memory limiter and sets the trusted proxies.

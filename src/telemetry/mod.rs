@@ -1,5 +1,6 @@
 //! Prometheus metrics and log setup. Logs never carry prompt text, secrets or tokens.
 
+pub mod access_log;
 pub mod audit;
 pub mod logging;
 pub mod metrics;

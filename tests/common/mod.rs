@@ -22,6 +22,11 @@ pub struct GatewayOptions {
     pub secrets_dir: Option<std::path::PathBuf>,
     pub limiter: Option<RateLimiter>,
     pub embedder: Option<Arc<airgate::cache::Embedder>>,
+    /// Writes the access log there, with these header rules.
+    pub access_log: Option<(
+        std::path::PathBuf,
+        airgate::telemetry::access_log::HeaderRules,
+    )>,
 }
 
 /// A running gateway; shuts down on drop.
@@ -55,6 +60,7 @@ impl TestGateway {
             secrets_dir,
             limiter,
             embedder,
+            access_log,
         } = options;
         let loaded = config::parse_str(Path::new("test.yaml"), yaml)
             .unwrap_or_else(|errors| panic!("test config invalid: {errors:?}"));
@@ -72,9 +78,18 @@ impl TestGateway {
         let audit_dir = tempfile::tempdir().unwrap();
         let audit =
             AuditLog::start(&AuditTarget::File(audit_dir.path().join("audit.jsonl"))).unwrap();
+        let access_log = match access_log {
+            Some((path, rules)) => airgate::telemetry::access_log::AccessLog::start(
+                &airgate::telemetry::access_log::AccessTarget::File(path),
+                rules,
+            )
+            .unwrap(),
+            None => airgate::telemetry::access_log::AccessLog::disabled(),
+        };
         let state = Arc::new(
             AppState::new(snapshot, metrics, audit)
-                .with_access(limiter.unwrap_or_else(RateLimiter::memory), Vec::new()),
+                .with_access(limiter.unwrap_or_else(RateLimiter::memory), Vec::new())
+                .with_access_log(access_log),
         );
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -99,6 +114,20 @@ impl TestGateway {
             shutdown,
             audit_dir,
         }
+    }
+
+    /// The audit events written so far, once at least `at_least` of type `kind` are there
+    /// (waits briefly for the writer).
+    pub async fn audit_events_of(&self, kind: &str, at_least: usize) -> Vec<serde_json::Value> {
+        let mut events = Vec::new();
+        for _ in 0..100 {
+            events = self.audit_events(0).await;
+            if events.iter().filter(|e| e["event"] == kind).count() >= at_least {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        events
     }
 
     /// The audit events written so far (waits briefly for the writer).

@@ -1,0 +1,242 @@
+//! The access log: one JSON line per request (time, request id, method, path, status,
+//! duration, gateway, backend, model, tokens when known, cache and guard outcome, client IP,
+//! user), with the seed's header rules: `Authorization` and `Cookie` are always redacted; other
+//! headers are dropped unless configured `keep` or `redact`.
+//!
+//! Lines go through a bounded queue to a writer thread: writing never blocks a request; a full
+//! queue drops the line and counts it. Streamed answers are logged when their head is sent, so
+//! their line carries no token counts (those are in the metrics and the audit log).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::HeaderMap;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+const QUEUE: usize = 10_000;
+/// Headers never logged in clear, whatever the configuration says.
+const ALWAYS_REDACTED: &[&str] = &[
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "set-cookie",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderMode {
+    Keep,
+    Drop,
+    Redact,
+}
+
+impl HeaderMode {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "keep" => Some(Self::Keep),
+            "drop" => Some(Self::Drop),
+            "redact" => Some(Self::Redact),
+            _ => None,
+        }
+    }
+}
+
+/// Which request headers appear in the log, and how.
+#[derive(Debug, Clone)]
+pub struct HeaderRules {
+    pub default: HeaderMode,
+    /// Lower-case header name to mode.
+    pub names: BTreeMap<String, HeaderMode>,
+}
+
+impl Default for HeaderRules {
+    fn default() -> Self {
+        Self {
+            default: HeaderMode::Drop,
+            names: BTreeMap::new(),
+        }
+    }
+}
+
+impl HeaderRules {
+    fn apply(&self, headers: &HeaderMap) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (name, value) in headers {
+            let key = name.as_str();
+            let mode = if ALWAYS_REDACTED.contains(&key) {
+                match self.names.get(key).copied().unwrap_or(self.default) {
+                    HeaderMode::Drop => HeaderMode::Drop,
+                    _ => HeaderMode::Redact,
+                }
+            } else {
+                self.names.get(key).copied().unwrap_or(self.default)
+            };
+            match mode {
+                HeaderMode::Drop => {}
+                HeaderMode::Redact => {
+                    out.insert(key.to_string(), Value::from("REDACTED"));
+                }
+                HeaderMode::Keep => {
+                    out.insert(
+                        key.to_string(),
+                        Value::from(value.to_str().unwrap_or("<binary>")),
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One request, as logged.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct AccessRecord {
+    pub time: String,
+    pub request_id: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub duration_ms: f64,
+    pub gateway: String,
+    pub backend: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<&'static str>,
+    /// `not_scanned`, `passed`, `blocked`, or `answer_scanned` flags below.
+    pub prompt_scanned: bool,
+    pub answer_scanned: bool,
+    pub client_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub headers: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccessTarget {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+impl AccessTarget {
+    pub fn parse(value: &str) -> Self {
+        match value {
+            "off" => Self::Off,
+            "-" => Self::Stdout,
+            path => Self::File(PathBuf::from(path)),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AccessLog {
+    sender: Option<mpsc::Sender<String>>,
+    rules: Arc<HeaderRules>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AccessLog {
+    pub fn disabled() -> Self {
+        Self {
+            sender: None,
+            rules: Arc::new(HeaderRules::default()),
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn start(target: &AccessTarget, rules: HeaderRules) -> std::io::Result<Self> {
+        let writer: Box<dyn Write + Send> = match target {
+            AccessTarget::Off => return Ok(Self::disabled()),
+            AccessTarget::Stdout => Box::new(std::io::stdout()),
+            AccessTarget::File(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+        };
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("airgate-access-log".into())
+            .spawn(move || write_loop(receiver, writer))?;
+        Ok(Self {
+            sender: Some(sender),
+            rules: Arc::new(rules),
+            dropped: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.sender.is_some()
+    }
+
+    /// Queues one line; never waits. `headers` are filtered by the rules.
+    pub fn write(&self, mut record: AccessRecord, headers: &HeaderMap) {
+        let Some(sender) = &self.sender else { return };
+        record.time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        record.headers = self.rules.apply(headers);
+        let Ok(line) = serde_json::to_string(&record) else {
+            return;
+        };
+        if sender.try_send(line).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+fn write_loop(mut receiver: mpsc::Receiver<String>, mut writer: Box<dyn Write + Send>) {
+    while let Some(line) = receiver.blocking_recv() {
+        let _ = writeln!(writer, "{line}");
+        while let Ok(line) = receiver.try_recv() {
+            let _ = writeln!(writer, "{line}");
+        }
+        let _ = writer.flush();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn credentials_are_redacted_even_when_keep_is_the_default() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer secret-token"),
+        );
+        headers.insert("cookie", HeaderValue::from_static("session=abc"));
+        headers.insert("user-agent", HeaderValue::from_static("openai-python"));
+        headers.insert("x-tenant", HeaderValue::from_static("finance"));
+        let rules = HeaderRules {
+            default: HeaderMode::Keep,
+            names: BTreeMap::from([("x-tenant".to_string(), HeaderMode::Drop)]),
+        };
+        let out = rules.apply(&headers);
+        assert_eq!(out["authorization"], "REDACTED");
+        assert_eq!(out["cookie"], "REDACTED");
+        assert_eq!(out["user-agent"], "openai-python");
+        assert!(!out.contains_key("x-tenant"));
+        let text = serde_json::to_string(&out).unwrap();
+        assert!(!text.contains("secret-token") && !text.contains("abc"));
+        assert!(HeaderRules::default().apply(&headers).is_empty());
+    }
+}
