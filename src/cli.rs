@@ -20,7 +20,8 @@ use crate::telemetry::access_log::{AccessLog, AccessTarget, HeaderMode, HeaderRu
 use crate::telemetry::audit::{
     self, AuditConfig, AuditEvent, AuditFormat, AuditLog, AuditTarget, SyslogConfig, TlsConfig,
 };
-use crate::telemetry::{self, Metrics};
+use crate::telemetry::tracing::{self as otel, OtlpProtocol, TracingSettings};
+use crate::telemetry::Metrics;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -110,6 +111,10 @@ pub struct ServeArgs {
     /// Per-header mode, `NAME=keep|drop|redact` (repeatable).
     #[arg(long = "access-log-header")]
     pub access_log_header: Vec<String>,
+    /// OTLP collector for traces (e.g. `http://jaeger-collector:4317` for gRPC, `:4318` for
+    /// HTTP), overriding `spec.tracing.endpoint`.
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
     /// The embedding model folder (model.safetensors, tokenizer.json, config.json), needed when
     /// a gateway enables `semanticCache`; `models/fetch.sh` fills it.
     #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
@@ -144,6 +149,7 @@ pub fn enforcement() -> Enforcement {
         ai_rate_limit: true,
         ai_auth: true,
         semantic_cache: true,
+        tracing: true,
         token_metrics: true,
         api_routes: true,
         api_auth: true,
@@ -178,6 +184,28 @@ fn verify_audit(files: &[PathBuf]) -> i32 {
             1
         }
     }
+}
+
+/// The OTLP exporter: from the first gateway with `tracing` enabled; the endpoint from
+/// `--otlp-endpoint` or `spec.tracing.endpoint`. No endpoint: no exporter, no cost.
+fn tracing_settings(loaded: &LoadedConfig, args: &ServeArgs) -> Option<TracingSettings> {
+    let spec = loaded
+        .gateways
+        .iter()
+        .filter_map(|g| g.resource.spec.tracing.as_ref())
+        .find(|t| t.enabled)?;
+    let endpoint = args
+        .otlp_endpoint
+        .clone()
+        .or_else(|| spec.endpoint.clone())?;
+    let protocol = match OtlpProtocol::resolve(spec.protocol.as_deref(), &endpoint) {
+        Ok(protocol) => protocol,
+        Err(e) => {
+            eprintln!("airgate: tracing disabled: {e}");
+            return None;
+        }
+    };
+    Some(TracingSettings::new(endpoint, protocol, spec.sample_rate))
 }
 
 /// The access log's header rules from the command line.
@@ -285,9 +313,15 @@ fn load(path: &Path) -> Result<LoadedConfig, Vec<config::ConfigIssue>> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    telemetry::logging::init();
     let path = args.config.as_path();
-    let loaded = match load(path) {
+    let loaded = load(path);
+    let tracing_settings = loaded
+        .as_ref()
+        .ok()
+        .and_then(|l| tracing_settings(l, &args));
+    let tracing_guard =
+        otel::init(tracing_settings).map_err(|e| anyhow::anyhow!("tracing: {e}"))?;
+    let loaded = match loaded {
         Ok(loaded) => loaded,
         Err(errors) => {
             for error in &errors {
@@ -302,6 +336,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "configuration warning");
+    }
+    if tracing_guard.is_exporting() {
+        tracing::info!("exporting traces over OTLP");
+    } else if loaded
+        .gateways
+        .iter()
+        .any(|g| g.resource.spec.tracing.as_ref().is_some_and(|t| t.enabled))
+    {
+        tracing::warn!("tracing is enabled but no collector is configured (spec.tracing.endpoint or --otlp-endpoint): no spans are exported");
     }
     let trusted_proxies = args
         .trusted_proxies
@@ -396,6 +439,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = public_task.await;
     let _ = admin_task.await;
+    let _ = tracing_guard.shutdown_async().await;
     Ok(())
 }
 

@@ -86,7 +86,7 @@ impl Accounting {
 }
 
 /// `gen_ai.operation.name` of the semantic conventions.
-fn operation_name(endpoint: Endpoint) -> &'static str {
+pub fn operation_name(endpoint: Endpoint) -> &'static str {
     match endpoint {
         Endpoint::ChatCompletions => "chat",
         Endpoint::Completions => "text_completion",

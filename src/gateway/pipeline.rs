@@ -12,7 +12,9 @@ use futures::StreamExt;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Request};
 
-use super::accounting::{estimate_tokens, usage_of, Accounting, Usage};
+use tracing::Instrument;
+
+use super::accounting::{estimate_tokens, operation_name, usage_of, Accounting, Usage};
 use super::admission::{admit, reserve_tokens, total_tokens, AdmissionContext, Reservation};
 use super::cache_stage::{self, CacheContext, CacheFill, Lookup, CACHE_HEADER};
 use super::content_filter::{scan_request, scan_response, GuardPolicy, StreamGuard};
@@ -26,6 +28,7 @@ use crate::routing::{plan, AttemptError, Backend, InFlight};
 use crate::telemetry::access_log::{AccessLog, AccessRecord};
 use crate::telemetry::audit::{AuditEvent, AuditLog};
 use crate::telemetry::metrics::RequestLabels;
+use crate::telemetry::tracing::{self as otel, spans};
 use crate::telemetry::Metrics;
 
 /// Response header naming the backend that answered.
@@ -124,9 +127,13 @@ pub async fn handle(
     let mut rate_headers = Vec::new();
     let mut cache_header = None;
     let mut seen = Seen::default();
+    let span = spans::request_span(operation_name(endpoint), "", ctx.request_id);
+    otel::set_parent_from_headers(&span, &parts.headers);
     let result = async {
         let admission = ctx.admission(endpoint.route());
-        let caller = admit(&admission, ctx.gateway, &parts.headers).await?;
+        let caller = admit(&admission, ctx.gateway, &parts.headers)
+            .instrument(spans::auth_span())
+            .await?;
         seen.user.clone_from(&caller.user);
         rate_headers.clone_from(&caller.rate_headers);
         let ctx = RequestContext {
@@ -143,6 +150,7 @@ pub async fn handle(
         .await?;
         let mut request = AiRequest::parse(endpoint, &bytes)?;
         model.clone_from(&request.model);
+        span.record(spans::GEN_AI_REQUEST_MODEL, request.model.as_str());
         let budget = ctx.gateway.limits.tokens;
         let mut reservation =
             reserve_tokens(&admission, budget, &caller, &mut request, bytes.len()).await?;
@@ -151,7 +159,9 @@ pub async fn handle(
             seen.prompt_scanned = guard.scan_prompts;
             seen.answer_scanned = guard.scan_responses && endpoint != Endpoint::Embeddings;
         }
-        guard_prompt(&ctx, &mut request, bytes.len()).await?;
+        guard_prompt(&ctx, &mut request, bytes.len())
+            .instrument(spans::guard_span("prompt"))
+            .await?;
         let flags = ctx.gateway.metrics;
         let usage = UsagePlan::prepare(
             &mut request,
@@ -175,7 +185,9 @@ pub async fn handle(
                 metrics: ctx.metrics,
                 audit: ctx.audit,
             };
-            let outcome = cache_stage::lookup(&cache_ctx, policy, &request, &parts.headers).await;
+            let outcome = cache_stage::lookup(&cache_ctx, policy, &request, &parts.headers)
+                .instrument(spans::cache_span())
+                .await;
             cache_header = Some(outcome.header());
             fill = match outcome {
                 Lookup::Hit(response) => return Ok((response, CACHE_BACKEND.to_string())),
@@ -195,6 +207,7 @@ pub async fn handle(
         seen.fallback = books.fallback;
         routed
     }
+    .instrument(span.clone())
     .await;
     let (response, backend) = match result {
         Ok((response, backend)) => (response, backend),
@@ -221,6 +234,11 @@ pub async fn handle(
     };
     let flags = ctx.gateway.metrics;
     let status = response.status().as_u16();
+    spans::record_http_status(&span, status, false);
+    span.record(spans::AIRGATE_BACKEND, backend.as_str());
+    if let Some(usage) = seen.usage {
+        spans::record_usage(&span, usage.prompt, usage.completion);
+    }
     if flags.enabled {
         let seconds = flags.latency.then(|| started.elapsed().as_secs_f64());
         ctx.metrics.observe_request(&labels, status, seconds);
@@ -384,9 +402,30 @@ async fn route(
     }
     let mut failures = Vec::new();
     let mut rate_limited = Vec::new();
-    for backend in plan.candidates.iter().take(gateway.settings.max_attempts) {
+    for (n, backend) in plan
+        .candidates
+        .iter()
+        .take(gateway.settings.max_attempts)
+        .enumerate()
+    {
         let in_flight = backend.start_request();
-        match attempt(ctx, backend, request, in_flight, books).await {
+        let attempt_span = spans::backend_attempt_span(
+            &backend.name,
+            &backend.base_url,
+            u32::try_from(n + 1).unwrap_or(u32::MAX),
+            backend.upstream_model(&request.model),
+        );
+        let trace = otel::trace_headers(&attempt_span);
+        let outcome = attempt(ctx, backend, request, in_flight, books, trace)
+            .instrument(attempt_span.clone())
+            .await;
+        match &outcome {
+            Ok(response) => {
+                spans::record_http_status(&attempt_span, response.status().as_u16(), true)
+            }
+            Err(error) => spans::record_error(&attempt_span, error.metric_label()),
+        }
+        match outcome {
             Ok(response) => {
                 backend.record_success();
                 if backend.priority > gateway.primary_priority {
@@ -480,6 +519,7 @@ async fn attempt(
     request: &AiRequest,
     in_flight: InFlight,
     books: &mut Bookkeeping,
+    trace: http::HeaderMap,
 ) -> Result<Response, AttemptError> {
     let started = Instant::now();
     let body = request
@@ -487,7 +527,13 @@ async fn attempt(
         .map_err(|e| AttemptError::Body(e.to_string()))?;
     let client = &ctx.gateway.client;
     let upstream = client
-        .send(backend, request.endpoint.path(), body, ctx.request_id)
+        .send(
+            backend,
+            request.endpoint.path(),
+            body,
+            ctx.request_id,
+            trace,
+        )
         .await?;
     let content_type = upstream.headers().get(CONTENT_TYPE).cloned();
     let status = upstream.status();

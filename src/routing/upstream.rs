@@ -85,12 +85,14 @@ impl UpstreamClient {
         path: &str,
         body: Bytes,
         request_id: &str,
+        trace: http::HeaderMap,
     ) -> Result<reqwest::Response, AttemptError> {
         // No reqwest-level timeout: it would also cut streams. The deadline covers the head only.
         let request = self
             .client
             .post(backend.url(path))
             .headers(backend.headers.clone())
+            .headers(trace)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header("x-request-id", request_id)
             .body(body);

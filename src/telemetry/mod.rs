@@ -2,7 +2,7 @@
 
 pub mod access_log;
 pub mod audit;
-pub mod logging;
 pub mod metrics;
+pub mod tracing;
 
 pub use metrics::Metrics;
