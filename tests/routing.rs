@@ -15,6 +15,23 @@ async fn mock(name: &str) -> MockServer {
     MockServer::start(MockConfig::named(name)).await.unwrap()
 }
 
+async fn faulty(name: &str, fault: Fault) -> MockServer {
+    MockServer::start(MockConfig::named(name).fault(fault))
+        .await
+        .unwrap()
+}
+
+/// A gateway with `first` at priority 1 and `second` at priority 2: (name, url) each.
+async fn two_tier(first: (&str, &str), second: (&str, &str)) -> TestGateway {
+    TestGateway::start(
+        &GatewayYaml::new()
+            .backend(BackendYaml::new(first.0, first.1).priority(1))
+            .backend(BackendYaml::new(second.0, second.1).priority(2))
+            .render(),
+    )
+    .await
+}
+
 async fn post_chat(gw: &TestGateway, body: &Value) -> reqwest::Response {
     reqwest::Client::new()
         .post(gw.url("/v1/chat/completions"))
@@ -235,9 +252,7 @@ async fn fails_over_on_500_429_and_timeout_but_not_on_400() {
         ),
         (Fault::Hang, "300ms"),
     ] {
-        let bad = MockServer::start(MockConfig::named("bad").fault(fault))
-            .await
-            .unwrap();
+        let bad = faulty("bad", fault).await;
         let good = mock("good").await;
         let gw = TestGateway::start(
             &GatewayYaml::new()
@@ -255,20 +270,16 @@ async fn fails_over_on_500_429_and_timeout_but_not_on_400() {
         assert_eq!(response.headers()["x-airgate-backend"], "good");
         assert_eq!((bad.requests(), good.requests()), (1, 1), "fault {fault:?}");
     }
-    let bad = MockServer::start(MockConfig::named("bad").fault(Fault::Status {
-        status: 400,
-        body: ErrorBody::VllmIntCode,
-    }))
-    .await
-    .unwrap();
-    let good = mock("good").await;
-    let gw = TestGateway::start(
-        &GatewayYaml::new()
-            .backend(BackendYaml::new("bad", &bad.url()).priority(1))
-            .backend(BackendYaml::new("good", &good.url()).priority(2))
-            .render(),
+    let bad = faulty(
+        "bad",
+        Fault::Status {
+            status: 400,
+            body: ErrorBody::VllmIntCode,
+        },
     )
     .await;
+    let good = mock("good").await;
+    let gw = two_tier(("bad", &bad.url()), ("good", &good.url())).await;
     let response = post_chat(&gw, &chat_body("mock-model", false)).await;
     assert_eq!(response.status(), 400);
     assert_eq!(response.headers()["x-airgate-backend"], "bad");
@@ -283,12 +294,14 @@ async fn fails_over_on_500_429_and_timeout_but_not_on_400() {
 
 #[tokio::test]
 async fn old_vllm_flat_errors_are_normalised() {
-    let bad = MockServer::start(MockConfig::named("bad").fault(Fault::Status {
-        status: 404,
-        body: ErrorBody::FlatObject,
-    }))
-    .await
-    .unwrap();
+    let bad = faulty(
+        "bad",
+        Fault::Status {
+            status: 404,
+            body: ErrorBody::FlatObject,
+        },
+    )
+    .await;
     let gw = TestGateway::start(
         &GatewayYaml::new()
             .backend(BackendYaml::new("bad", &bad.url()))
@@ -307,12 +320,14 @@ async fn old_vllm_flat_errors_are_normalised() {
 
 #[tokio::test]
 async fn all_candidates_down_is_503_naming_each_attempt_without_retry() {
-    let bad = MockServer::start(MockConfig::named("bad").fault(Fault::Status {
-        status: 502,
-        body: ErrorBody::OpenAi,
-    }))
-    .await
-    .unwrap();
+    let bad = faulty(
+        "bad",
+        Fault::Status {
+            status: 502,
+            body: ErrorBody::OpenAi,
+        },
+    )
+    .await;
     let gw = TestGateway::start(
         &GatewayYaml::new()
             .backend(BackendYaml::new("dead", &closed_port_url().await).priority(1))
@@ -395,19 +410,9 @@ async fn backend_headers_are_added_upstream() {
 
 #[tokio::test]
 async fn stream_that_dies_after_first_byte_ends_with_an_error_event_and_no_failover() {
-    let dying = MockServer::start(
-        MockConfig::named("dying").fault(Fault::DieMidStream { after_chunks: 2 }),
-    )
-    .await
-    .unwrap();
+    let dying = faulty("dying", Fault::DieMidStream { after_chunks: 2 }).await;
     let spare = mock("spare").await;
-    let gw = TestGateway::start(
-        &GatewayYaml::new()
-            .backend(BackendYaml::new("dying", &dying.url()).priority(1))
-            .backend(BackendYaml::new("spare", &spare.url()).priority(2))
-            .render(),
-    )
-    .await;
+    let gw = two_tier(("dying", &dying.url()), ("spare", &spare.url())).await;
     let response = post_chat(&gw, &chat_body("mock-model", true)).await;
     assert_eq!(response.status(), 200);
     let data = sse_data(response).await;
@@ -419,11 +424,7 @@ async fn stream_that_dies_after_first_byte_ends_with_an_error_event_and_no_failo
 
 #[tokio::test]
 async fn stalled_stream_is_ended_after_the_idle_timeout() {
-    let stalling = MockServer::start(
-        MockConfig::named("stall").fault(Fault::StallMidStream { after_chunks: 1 }),
-    )
-    .await
-    .unwrap();
+    let stalling = faulty("stall", Fault::StallMidStream { after_chunks: 1 }).await;
     let gw = TestGateway::start(
         &GatewayYaml::new()
             .backend(BackendYaml::new("stall", &stalling.url()))
@@ -444,9 +445,7 @@ async fn stalled_stream_is_ended_after_the_idle_timeout() {
 
 #[tokio::test]
 async fn stream_headers_without_a_first_byte_fail_over() {
-    let silent = MockServer::start(MockConfig::named("silent").fault(Fault::HeadersThenHang))
-        .await
-        .unwrap();
+    let silent = faulty("silent", Fault::HeadersThenHang).await;
     let good = mock("good").await;
     let gw = TestGateway::start(
         &GatewayYaml::new()
@@ -497,12 +496,14 @@ async fn client_disconnect_cancels_the_upstream_stream() {
 
 #[tokio::test]
 async fn repeated_failures_put_a_backend_in_cooldown() {
-    let flaky = MockServer::start(MockConfig::named("flaky").fault(Fault::Status {
-        status: 500,
-        body: ErrorBody::OpenAi,
-    }))
-    .await
-    .unwrap();
+    let flaky = faulty(
+        "flaky",
+        Fault::Status {
+            status: 500,
+            body: ErrorBody::OpenAi,
+        },
+    )
+    .await;
     let good = mock("good").await;
     let gw = TestGateway::start(
         &GatewayYaml::new()
@@ -584,13 +585,7 @@ async fn every_backend_rate_limited_is_a_429_the_sdk_can_back_off_on() {
         .unwrap()
     };
     let (a, b) = (busy("a").await, busy("b").await);
-    let gw = TestGateway::start(
-        &GatewayYaml::new()
-            .backend(BackendYaml::new("a", &a.url()).priority(1))
-            .backend(BackendYaml::new("b", &b.url()).priority(2))
-            .render(),
-    )
-    .await;
+    let gw = two_tier(("a", &a.url()), ("b", &b.url())).await;
     let response = post_chat(&gw, &chat_body("mock-model", false)).await;
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "1");
