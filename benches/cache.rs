@@ -94,26 +94,56 @@ fn benches(c: &mut Criterion) {
         embedder,
     );
     let scope = ScopeKey([1; 32]);
-    let vs = unit_vectors(10_000, 42);
+    // AIRGATE_BENCH_ENTRIES=100000 for the 100k figure (about two minutes to fill).
+    let entries: usize = std::env::var("AIRGATE_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let vs = unit_vectors(entries, 42);
     let t = Instant::now();
     for (i, v) in vs.iter().enumerate() {
         cache.store_embedded(
             scope,
             &format!("stored prompt {i}"),
             v.clone(),
-            Bytes::from_static(b"{}"),
+            Bytes::from(i.to_string()),
         );
     }
     while cache.stats().rebuilds == 0 {
         std::thread::sleep(Duration::from_millis(20));
     }
     eprintln!(
-        "stored 10k entries in {:?}; {:?}",
+        "stored {entries} entries in {:?}; {:?}",
         t.elapsed(),
         cache.stats()
     );
+    // recall@1 against brute force: a slightly perturbed copy of entry j must find entry j,
+    // which is also the exact (brute-force) nearest neighbour of the query.
+    let probes = 500.min(entries);
+    let noise = unit_vectors(probes, 99);
+    let mut found = 0;
+    let mut exact = 0;
+    for p in 0..probes {
+        let j = (p * 7919) % entries;
+        let mut q: Vec<f32> = vs[j].iter().zip(&noise[p]).map(|(a, n)| a + 0.05 * n).collect();
+        let norm = dot(&q, &q).sqrt();
+        q.iter_mut().for_each(|x| *x /= norm);
+        let best = vs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (dot(v, &q), i))
+            .fold((f32::MIN, 0), |a, b| if b.0 > a.0 { b } else { a })
+            .1;
+        exact += usize::from(best == j);
+        let hit = cache.lookup_embedded(&scope, &format!("stored prompt {j}?"), &q);
+        found += usize::from(hit.is_some_and(|h| h.response == Bytes::from(best.to_string())));
+    }
+    eprintln!(
+        "recall@1 vs brute force over {probes} queries at {entries} entries: {:.3} (brute force found the source entry {exact} times)",
+        found as f64 / probes as f64
+    );
     let queries = unit_vectors(64, 7);
-    let mut g = c.benchmark_group("search_10k");
+    let mut g = c.benchmark_group(format!("search_{entries}"));
     g.sample_size(10)
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_secs(1));

@@ -165,3 +165,20 @@ def test_a_cache_hit_replays_as_a_stream_the_sdk_accepts(launcher):
     assert text == original
     assert finish == "stop"
     assert usage is not None and usage.total_tokens > 0
+
+
+def test_stream_usage_is_counted_but_not_shown_to_a_client_that_did_not_ask(launcher):
+    mock = launcher.mock("usage-a", tokens=9)
+    gw = launcher.gateway([backend("usage-a", mock.url, [MODEL])])
+    before = gw.metric("airgate_tokens_total", type="completion", estimated="false")
+    stream = client(gw, "unused").chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hello"}], stream=True
+    )
+    chunks = list(stream)
+    assert chunks, "no chunks"
+    assert all(chunk.usage is None for chunk in chunks), "a usage chunk reached the client"
+    assert all(chunk.choices for chunk in chunks), "a choice-less (usage) chunk reached the client"
+    deadline = time.time() + 5
+    while gw.metric("airgate_tokens_total", type="completion", estimated="false") - before < 9 and time.time() < deadline:
+        time.sleep(0.05)
+    assert gw.metric("airgate_tokens_total", type="completion", estimated="false") - before == 9
