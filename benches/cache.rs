@@ -125,7 +125,11 @@ fn benches(c: &mut Criterion) {
     let mut exact = 0;
     for p in 0..probes {
         let j = (p * 7919) % entries;
-        let mut q: Vec<f32> = vs[j].iter().zip(&noise[p]).map(|(a, n)| a + 0.05 * n).collect();
+        let mut q: Vec<f32> = vs[j]
+            .iter()
+            .zip(&noise[p])
+            .map(|(a, n)| a + 0.05 * n)
+            .collect();
         let norm = dot(&q, &q).sqrt();
         q.iter_mut().for_each(|x| *x /= norm);
         let best = vs
@@ -136,7 +140,8 @@ fn benches(c: &mut Criterion) {
             .1;
         exact += usize::from(best == j);
         let hit = cache.lookup_embedded(&scope, &format!("stored prompt {j}?"), &q);
-        found += usize::from(hit.is_some_and(|h| h.response == Bytes::from(best.to_string())));
+        let expected = best.to_string();
+        found += usize::from(hit.is_some_and(|h| h.response == expected.as_bytes()));
     }
     eprintln!(
         "recall@1 vs brute force over {probes} queries at {entries} entries: {:.3} (brute force found the source entry {exact} times)",

@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """Builds load-tests/results.md from the files run.sh left in its work folder.
 
+Sections: the direct/nginx/airgate comparison, then the feature sections (access
+cost, telemetry cost, semantic cache hit path), each against AirGate's core path
+measured in the same run.
+
 usage: report.py WORK_DIR RESULTS_MD
 Exit status: 0, or 2 when a target that could be checked was missed.
 """
+import csv
 import json
 import os
 import platform
@@ -38,6 +43,8 @@ def oha(work, kind, target):
         "p99": ms(lat.get("p99")),
         "rps": summ.get("requestsPerSec"),
         "success": (100.0 * ok / total) if total else None,
+        "total": total,
+        "codes": codes,
     }
 
 
@@ -172,9 +179,302 @@ def main():
         + ".",
         "",
     ]
+    feature_lines, feature_missed = features(work, data)
+    lines += feature_lines
+    missed = missed or feature_missed
     with open(out, "w") as f:
         f.write("\n".join(lines))
     sys.exit(2 if missed else 0)
+
+
+# ---------------------------------------------------------------------------
+# feature sections
+# ---------------------------------------------------------------------------
+
+
+def load_meta(work, section):
+    out = {}
+    try:
+        with open(os.path.join(work, f"meta-{section}.txt")) as f:
+            for line in f:
+                k, _, v = line.rstrip("\n").partition(" ")
+                out[k] = v
+    except OSError:
+        pass
+    return out
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def sub(a, b):
+    return None if a is None or b is None else a - b
+
+
+def div(a, b):
+    return None if a is None or not b else a / b
+
+
+def us(v):
+    return None if v is None else v * 1000.0
+
+
+def redis_rtt(work):
+    """(p50 µs, mean µs) of PING with one client, from redis-benchmark --csv."""
+    try:
+        with open(os.path.join(work, "redis-rtt.csv")) as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return None, None
+    for r in rows:
+        if r.get("test") == "PING_MBULK" or r is rows[-1]:
+            p50 = num(r.get("p50_latency_ms"))
+            rps = num(r.get("rps"))
+            return us(p50), (1e6 / rps if rps else None)
+    return None, None
+
+
+class Checks:
+    def __init__(self):
+        self.rows = []
+        self.missed = False
+
+    def add(self, label, value, ok, shown):
+        if value is None:
+            self.rows.append(f"| {label} | n/a | not measured |")
+            return
+        if not ok:
+            self.missed = True
+        self.rows.append(f"| {label} | {shown} | {'PASS' if ok else 'FAIL'} |")
+
+    def table(self):
+        if not self.rows:
+            return []
+        return ["", "| target | measured | result |", "| --- | ---: | --- |", *self.rows]
+
+
+def status_text(codes):
+    if not codes:
+        return "n/a"
+    return ", ".join(f"{k}: {v:,}" for k, v in sorted(codes.items()))
+
+
+def features(work, core):
+    rate = os.environ.get("LT_RATE", "1000")
+    rate_c = os.environ.get("LT_RATE_CONNECTIONS", "16")
+    conns = os.environ.get("LT_CONNECTIONS", "32")
+    cache_c = os.environ.get("LT_CACHE_CONNECTIONS", "8")
+    dur = os.environ.get("LT_DURATION", "10")
+    lines = []
+    missed = False
+    note = os.environ.get("LT_FEATURES_NOTE")
+    if note:
+        lines += ["## Feature sections", "", f"Note: {note}.", ""]
+
+    # ---- 1. access cost ----
+    acc = {k: oha(work, "rate", f"access-{k}") for k in ("core", "mem", "redis")}
+    m = load_meta(work, "access")
+    if any(acc.values()):
+        lines += [
+            "## 1. Access cost: JWT authentication + rate limits (issue 5)",
+            "",
+            f"Fixed {rate} req/s for {dur} s ({rate_c} connections, `--latency-correction`), the three "
+            "gateways measured back to back. *core* is the gateway of the table above (no authentication, "
+            "no limits); the other two add HS256 JWT validation (`Authorization: Bearer`, issuer and "
+            "audience checked) and a global + per-user request limit (100,000,000/h, never reached), "
+            "kept in memory or in Redis (`--redis-url`, a local `redis-server` started by the script).",
+            "",
+            "| variant | p50 (µs) | p99 (µs) | added p50 vs core (µs) | added p99 vs core (µs) | achieved req/s | status codes |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        base = acc["core"]
+        names = {"core": "core path", "mem": "JWT + rate limits, in memory", "redis": "JWT + rate limits, Redis"}
+        for k in ("core", "mem", "redis"):
+            r = acc[k]
+            if not r:
+                lines.append(f"| {names[k]} | n/a | n/a | n/a | n/a | n/a | not measured |")
+                continue
+            a50 = us(sub(r["p50"], base and base["p50"])) if k != "core" else None
+            a99 = us(sub(r["p99"], base and base["p99"])) if k != "core" else None
+            lines.append(
+                f"| {names[k]} | {fmt(us(r['p50']), 0)} | {fmt(us(r['p99']), 0)} | "
+                f"{fmt(a50, 0) if k != 'core' else '–'} | {fmt(a99, 0) if k != 'core' else '–'} | "
+                f"{fmt(r['rps'], 0)} | {status_text(r['codes'])} |"
+            )
+        rtt50, rtt_mean = redis_rtt(work)
+        mem, red = acc["mem"], acc["redis"]
+        extra = us(sub(red and red["p50"], mem and mem["p50"]))
+        calls = num(m.get("redis_calls"))
+        per_req = div(calls, red and red["total"])
+        lines += [
+            "",
+            f"- Redis round trip in the same run (`redis-benchmark -t ping -n 20000 -c 1`, PING_MBULK): "
+            f"p50 {fmt(rtt50, 0)} µs, mean {fmt(rtt_mean, 1)} µs (1 / req/s).",
+            f"- Redis variant − in-memory variant, p50: {fmt(extra, 0)} µs = "
+            f"{fmt(div(extra, rtt50), 2)} × the PING round trip.",
+            f"- Redis commands per request during the Redis run: {fmt(per_req, 2)} "
+            f"({fmt(calls, 0)} commands for {fmt(red and red['total'], 0)} requests); "
+            f"store errors reported by the gateway: {m.get('redis_store_errors', 'n/a')}.",
+            f"- Authentication enforced: without a token HTTP {m.get('mem_status_no_token', 'n/a')}, "
+            f"with the token HTTP {m.get('mem_status_token', 'n/a')} (in memory), "
+            f"HTTP {m.get('redis_status_token', 'n/a')} (Redis); requests refused by the limits: "
+            f"{m.get('mem_rate_limit_hits', 'n/a')}.",
+        ]
+        c = Checks()
+        a50 = us(sub(mem and mem["p50"], base and base["p50"]))
+        c.add("in memory: added latency p50 ≤ 20 µs", a50, a50 is not None and a50 <= 20.0, f"{fmt(a50, 0)} µs")
+        c.add(
+            "Redis: p50 − in-memory p50 ≤ 1 Redis round trip",
+            extra if rtt50 is not None else None,
+            extra is not None and rtt50 is not None and extra <= rtt50,
+            f"{fmt(extra, 0)} µs vs RTT {fmt(rtt50, 0)} µs",
+        )
+        lines += c.table() + [""]
+        missed = missed or c.missed
+
+    # ---- 2. telemetry cost ----
+    tel = {v: (oha(work, "rate", f"tel-{v}"), oha(work, "max", f"tel-{v}")) for v in ("off", "full")}
+    m = load_meta(work, "telemetry")
+    if any(r or x for r, x in tel.values()):
+        (off_r, off_m), (full_r, full_m) = tel["off"], tel["full"]
+        core_r, core_m = oha(work, "rate", "airgate"), oha(work, "max", "airgate")
+        lines += [
+            "## 2. Telemetry cost (issue 6)",
+            "",
+            "*off*: `metrics.enabled: false`, `--audit-log off`, `--access-log off`, no tracing. "
+            "*full*: metrics on, `--access-log FILE`, `--audit-log FILE` (hash-chained), tracing at "
+            "`sampleRate: 0.1` over OTLP/HTTP protobuf to a local stand-in collector (`otlp_sink.py`, "
+            "answers 200). The two gateways were measured interleaved (rate off, rate full, max off, "
+            "max full). *core* is the gateway of the first table (defaults: metrics on, audit log to "
+            "stdout, no access log, no tracing), measured earlier in the run.",
+            "",
+            "| metric | off | full | full − off | full / off | core (first table) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+
+        def trow(label, a, b, key, scale=1.0, digits=0):
+            def val(d):
+                return d[key] * scale if d and d.get(key) is not None else None
+
+            va, vb = val(a), val(b)
+            vc = val({"p50": core_r, "p99": core_r, "rps": core_m, "success": core_m}[key])
+            return (
+                f"| {label} | {fmt(va, digits)} | {fmt(vb, digits)} | {fmt(sub(vb, va), digits)} | "
+                f"{fmt(div(vb, va), 3)} | {fmt(vc, digits)} |"
+            )
+
+        lines += [
+            trow(f"latency p50 at {rate} req/s (µs)", off_r, full_r, "p50", 1000.0),
+            trow(f"latency p99 at {rate} req/s (µs)", off_r, full_r, "p99", 1000.0),
+            trow(f"max throughput, {conns} connections (req/s)", off_m, full_m, "rps"),
+            trow("success at max throughput (%)", off_m, full_m, "success", digits=1),
+            "",
+            f"- Telemetry produced by *full*: {m.get('access_log_lines', 'n/a')} access-log lines, "
+            f"{m.get('audit_log_lines', 'n/a')} audit records, {m.get('otlp_posts', 'n/a')} OTLP export "
+            f"requests ({fmt(num(m.get('otlp_bytes')), 0)} bytes) received by the collector, "
+            f"{m.get('metrics_lines', 'n/a')} metric samples on `/metrics`.",
+        ]
+        c = Checks()
+        ratio = div(full_m and full_m["rps"], off_m and off_m["rps"])
+        c.add(f"max req/s at {conns} connections ≥ 90 % of off", ratio, ratio is not None and ratio >= 0.9,
+              f"{fmt(ratio * 100 if ratio is not None else None, 1)} %")
+        added = us(sub(full_r and full_r["p50"], off_r and off_r["p50"]))
+        c.add(f"added p50 at {rate} req/s ≤ 50 µs", added, added is not None and added <= 50.0, f"{fmt(added, 0)} µs")
+        lines += c.table() + [""]
+        missed = missed or c.missed
+
+    # ---- 3. semantic cache ----
+    m = load_meta(work, "cache")
+    ex_oha, core8 = oha(work, "max", "cache-exact"), oha(work, "max", "cache-core")
+    ex_py = load_json(os.path.join(work, "cache-exact.json")) or {}
+    para = load_json(os.path.join(work, "cache-para.json")) or {}
+    if ex_oha or ex_py or para or m.get("note"):
+        lines += [
+            "## 3. Semantic cache hit path (issue 4)",
+            "",
+            "`semanticCache: {ttl: 1h, similarityThreshold: 0.80, maxCacheSize: 64MiB}` with "
+            "all-MiniLM-L6-v2 (`--model-dir`, 1 embedding worker), primed with one request "
+            f"(\"{ex_py.get('primed', 'n/a')}\"). *exact*: the primed text again (an exact-text hit "
+            f"skips embedding); *paraphrase*: a pool of {para.get('prompts', 'n/a')} rewordings sent "
+            "round-robin (each is embedded and matched). 1-connection rows are sequential requests "
+            f"(`cache_client.py`); {cache_c}-connection rows run {dur} s (oha for one body, "
+            "`cache_client.py` for the pool). Hits are counted from the `x-airgate-cache` response "
+            "header (oha: from `airgate_cache_requests_total{result=\"hit\"}`).",
+            "",
+        ]
+        if m.get("note"):
+            lines += [f"Note: {m['note']}.", ""]
+        lines += [
+            "| workload | connections | requests | req/s | p50 (ms) | p99 (ms) | `x-airgate-cache: hit` |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+
+        def hit_pct(d):
+            return d.get("hit_pct") if d else None
+
+        oha_hits, oha_lookups = num(m.get("oha_hits")), num(m.get("oha_lookups"))
+        oha_hit_pct = div(oha_hits and 100.0 * oha_hits, ex_oha and ex_oha["total"])
+        if core8:
+            lines.append(
+                f"| core path, no cache (oha) | {cache_c} | {fmt(core8['total'], 0)} | {fmt(core8['rps'], 0)} | "
+                f"{fmt(core8['p50'])} | {fmt(core8['p99'])} | – |"
+            )
+        if ex_oha:
+            lines.append(
+                f"| exact prompt (oha) | {cache_c} | {fmt(ex_oha['total'], 0)} | {fmt(ex_oha['rps'], 0)} | "
+                f"{fmt(ex_oha['p50'])} | {fmt(ex_oha['p99'])} | {fmt(oha_hit_pct, 1)} % |"
+            )
+        seq_e, seq_p, conc_p = ex_py.get("sequential"), para.get("sequential"), para.get("concurrent")
+        for label, d, cc in (
+            ("exact prompt", seq_e, "1"),
+            ("paraphrase pool", seq_p, "1"),
+            ("paraphrase pool", conc_p, cache_c),
+        ):
+            if not d:
+                lines.append(f"| {label} | {cc} | n/a | n/a | n/a | n/a | n/a |")
+                continue
+            lines.append(
+                f"| {label} | {cc} | {fmt(d.get('n'), 0)} | {fmt(d.get('rps'), 0) if 'rps' in d else '–'} | "
+                f"{fmt(d.get('p50_ms'))} | {fmt(d.get('p99_ms'))} | {fmt(hit_pct(d), 1)} % |"
+            )
+        sims = [d.get("similarity_min") for d in (seq_p, conc_p) if d and d.get("similarity_min") is not None]
+        lines += [
+            "",
+            f"- exact-prompt hits vs the core path at {cache_c} connections: "
+            f"{fmt(div(ex_oha and ex_oha['rps'], core8 and core8['rps']), 2)}× the req/s, p50 "
+            f"{fmt(sub(ex_oha and ex_oha['p50'], core8 and core8['p50']))} ms.",
+            f"- paraphrase similarity reported by the gateway: min {fmt(min(sims) if sims else None)}, "
+            f"mean {fmt(seq_p and seq_p.get('similarity_mean'))}; oha run: {fmt(oha_hits, 0)} hits of "
+            f"{fmt(oha_lookups, 0)} cache lookups; entries in the cache at the end: {m.get('entries', 'n/a')}.",
+        ]
+        misses = {}
+        for d in (seq_e, seq_p, conc_p):
+            for k, v in ((d or {}).get("not_hit_prompts") or {}).items():
+                misses[k] = misses.get(k, 0) + v
+        if misses:
+            lines.append("- prompts answered without a hit: " + "; ".join(f"\"{k}\" ×{v}" for k, v in misses.items()) + ".")
+        c = Checks()
+        for label, p50, hp in (
+            ("exact-text hit p50 ≤ 10 ms, 1 connection", seq_e and seq_e.get("p50_ms"), hit_pct(seq_e)),
+            (f"exact-text hit p50 ≤ 10 ms, {cache_c} connections", ex_oha and ex_oha["p50"], oha_hit_pct),
+            ("paraphrase hit p50 ≤ 10 ms, 1 connection", seq_p and seq_p.get("p50_ms"), hit_pct(seq_p)),
+            (f"paraphrase hit p50 ≤ 10 ms, {cache_c} connections", conc_p and conc_p.get("p50_ms"), hit_pct(conc_p)),
+        ):
+            ok = p50 is not None and p50 <= 10.0 and hp is not None and hp >= 99.0
+            c.add(label + " (≥ 99 % hits)", p50, ok, f"{fmt(p50)} ms, {fmt(hp, 1)} % hits")
+        lines += c.table() + [""]
+        missed = missed or c.missed
+
+    extra = [
+        f"{k}={os.environ[k]}" for k in ("LT_CACHE_CONNECTIONS", "LT_CACHE_SEQUENTIAL") if k in os.environ
+    ]
+    if extra and lines:
+        lines += ["Feature-section parameters: " + ", ".join(extra) + ".", ""]
+    return lines, missed
 
 
 if __name__ == "__main__":

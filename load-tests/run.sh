@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# AirGate load tests: the mock directly vs nginx vs AirGate, in one run.
+# AirGate load tests: the mock directly vs nginx vs AirGate, in one run, then the cost of
+# AirGate's features against its own core path (access control, telemetry, semantic cache).
 # Binds only 127.0.0.1, is bounded in time and requests, and stops by itself.
 # Writes load-tests/results.md. See load-tests/README.md.
 set -euo pipefail
@@ -21,6 +22,9 @@ STREAM_TOKENS=${LT_STREAM_TOKENS:-100}      # slow mock: tokens per stream
 BUILD=${LT_BUILD:-1}                        # 0: use the binaries already in target/release
 ENFORCE=${LT_ENFORCE:-0}                    # 1: exit 1 when a target is missed
 RESULTS=${LT_RESULTS:-$HERE/results.md}
+SECTIONS=${LT_SECTIONS:-access,telemetry,cache} # feature sections to run (comma-separated; "" for none)
+CACHE_CONNECTIONS=${LT_CACHE_CONNECTIONS:-8}    # semantic cache: concurrent connections
+CACHE_SEQUENTIAL=${LT_CACHE_SEQUENTIAL:-200}    # semantic cache: sequential requests per prompt set
 
 MOCK=127.0.0.1:18000
 SLOW_MOCK=127.0.0.1:18001
@@ -28,6 +32,12 @@ NGINX=127.0.0.1:18081
 NGINX_SLOW=127.0.0.1:18082
 GATEWAY=127.0.0.1:18080
 ADMIN=127.0.0.1:19090
+# feature sections: one AirGate process per variant (public, admin)
+ACCESS_MEM=127.0.0.1:18083 ACCESS_MEM_ADMIN=127.0.0.1:19091
+ACCESS_REDIS=127.0.0.1:18084 ACCESS_REDIS_ADMIN=127.0.0.1:19092
+TEL_OFF=127.0.0.1:18085 TEL_OFF_ADMIN=127.0.0.1:19093
+TEL_FULL=127.0.0.1:18086 TEL_FULL_ADMIN=127.0.0.1:19094
+CACHE_GW=127.0.0.1:18087 CACHE_ADMIN=127.0.0.1:19095
 BODY='{"model":"bench-model","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
 
 log() { printf '[load-tests %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -64,7 +74,10 @@ wait_http() {
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-for addr in $MOCK $SLOW_MOCK $NGINX $NGINX_SLOW $GATEWAY $ADMIN; do
+section() { [[ ,$SECTIONS, == *,$1,* ]]; }
+
+for addr in $MOCK $SLOW_MOCK $NGINX $NGINX_SLOW $GATEWAY $ADMIN $ACCESS_MEM $ACCESS_MEM_ADMIN $ACCESS_REDIS \
+    $ACCESS_REDIS_ADMIN $TEL_OFF $TEL_OFF_ADMIN $TEL_FULL $TEL_FULL_ADMIN $CACHE_GW $CACHE_ADMIN; do
     if port_busy "$addr"; then
         log "port $addr is already in use; stop whatever listens there first"
         exit 1
@@ -114,10 +127,24 @@ if [[ -z $NGINX_BIN ]]; then
 fi
 
 PY=$HERE/.venv/bin/python
-if ! "$PY" -c 'import httpx' 2>/dev/null; then
-    log "creating $HERE/.venv with httpx"
-    python3 -m venv "$HERE/.venv"
-    "$HERE/.venv/bin/pip" install -q httpx
+if ! "$PY" -c 'import httpx, jwt' 2>/dev/null; then
+    log "creating $HERE/.venv with httpx and PyJWT"
+    [[ -x $PY ]] || python3 -m venv "$HERE/.venv"
+    "$HERE/.venv/bin/pip" install -q httpx PyJWT
+fi
+
+REDIS_OK=0
+if section access; then
+    if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
+        log "installing redis-server (for the Redis variant of the access section)"
+        { DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server >/dev/null 2>&1 ||
+            { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server >/dev/null 2>&1; }; } || true
+    fi
+    if command -v redis-server >/dev/null && command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null; then
+        REDIS_OK=1
+    else
+        log "redis-server unavailable: the Redis variant of the access section is skipped"
+    fi
 fi
 
 # ---- build ----
@@ -273,10 +300,250 @@ if [[ $GATEWAY_OK == 1 ]]; then
         --streams "$STREAMS" --timeout 60 >"$WORK/rss-airgate.json" || log "airgate memory test failed"
 fi
 
+# ---- feature sections: each variant is its own AirGate process, compared with the core path ----
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+
+# stop_pid PID: SIGTERM, wait up to 10 s, then SIGKILL; forget it.
+stop_pid() {
+    local pid=$1 p keep=()
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+# meta SECTION KEY VALUE: facts the report prints next to the numbers
+meta() { printf '%s %s\n' "$2" "$3" >>"$WORK/meta-$1.txt"; }
+
+# start_gateway NAME LISTEN ADMIN CONFIG [serve args...]: sets SCEN_PID; fails when not ready.
+# Readiness: the admin /healthz answers and a plain request gets any HTTP answer.
+start_gateway() {
+    local name=$1 listen=$2 admin=$3 config=$4 i code
+    shift 4
+    "$GATEWAY_BIN" serve --config "$config" --listen "$listen" --admin-listen "$admin" "$@" \
+        >"$WORK/airgate-$name.log" 2>&1 &
+    SCEN_PID=$!
+    PIDS+=("$SCEN_PID")
+    for ((i = 0; i < 600; i++)); do
+        kill -0 "$SCEN_PID" 2>/dev/null || break
+        code=$(curl -s -o /dev/null -w '%{http_code}' -m 2 -H 'content-type: application/json' -d "$BODY" \
+            "http://$listen/v1/chat/completions" || true)
+        if [[ $code != 000 ]] && curl -sf -o /dev/null -m 2 "http://$admin/healthz"; then
+            log "$name: AirGate started (pid $SCEN_PID)"
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "$name: AirGate did not start (log tail below)"
+    tail -20 "$WORK/airgate-$name.log" >&2 || true
+    stop_pid "$SCEN_PID"
+    return 1
+}
+
+# oha_rate OUT ADDR [oha args]: latency at the fixed rate; oha_max OUT ADDR CONNECTIONS [oha args]
+REQ_BODY=$BODY
+oha_rate() {
+    local out=$1 addr=$2
+    shift 2
+    timeout $((DURATION + 60)) "$OHA" --no-tui --output-format json -w -q "$RATE" -z "${DURATION}s" \
+        -c "$RATE_CONNECTIONS" --latency-correction -m POST -H 'content-type: application/json' "$@" \
+        -d "$REQ_BODY" "http://$addr/v1/chat/completions" >"$WORK/$out.json"
+}
+oha_max() {
+    local out=$1 addr=$2 conns=$3
+    shift 3
+    timeout $((DURATION + 60)) "$OHA" --no-tui --output-format json -w -z "${DURATION}s" \
+        -c "$conns" -m POST -H 'content-type: application/json' "$@" \
+        -d "$REQ_BODY" "http://$addr/v1/chat/completions" >"$WORK/$out.json"
+}
+oha_warmup() { # ADDR [oha args]
+    local addr=$1
+    shift
+    timeout 60 "$OHA" --no-tui -n "$WARMUP_REQUESTS" -c 8 -m POST -H 'content-type: application/json' "$@" \
+        -d "$REQ_BODY" "http://$addr/v1/chat/completions" >/dev/null
+}
+# metric ADMIN REGEX: sum of the Prometheus samples whose line matches REGEX (awk ERE)
+metric() {
+    { curl -sf -m 5 "http://$1/metrics" || true; } | awk -v re="$2" '$0 ~ re {s += $NF} END {printf "%d\n", s}'
+}
+# redis_calls: commands Redis has executed so far
+redis_calls() {
+    { timeout 5 redis-cli -p "$REDIS_PORT" info commandstats || true; } |
+        sed -n 's/^cmdstat_[a-z|]*:calls=\([0-9]*\).*/\1/p' | awk '{s += $1} END {print s + 0}'
+}
+http_code() { # URL [curl args]
+    local url=$1
+    shift
+    curl -s -o /dev/null -w '%{http_code}' -m 5 -H 'content-type: application/json' "$@" -d "$REQ_BODY" "$url" || true
+}
+
+FEATURES_NOTE=""
+if [[ -n $SECTIONS && ( $GATEWAY_OK != 1 || $LOADGEN != oha ) ]]; then
+    FEATURES_NOTE="the feature sections need AirGate and oha; skipped"
+    log "$FEATURES_NOTE"
+    SECTIONS=""
+fi
+
+# ---- 1. access cost: JWT + rate limits, in memory and through Redis ----
+if section access; then
+    mkdir -p "$WORK/secrets/bench-jwt"
+    "$PY" -c 'import secrets, sys; sys.stdout.write(secrets.token_hex(20))' >"$WORK/secrets/bench-jwt/secret" # 40 bytes
+    TOKEN=$("$PY" - "$WORK/secrets/bench-jwt/secret" <<'PYEOF'
+import sys, time
+import jwt
+secret = open(sys.argv[1], "rb").read()
+now = int(time.time())
+claims = {"sub": "bench-user", "iss": "bench", "aud": "airgate", "iat": now, "exp": now + 10 * 365 * 86400}
+print(jwt.encode(claims, secret, algorithm="HS256"))
+PYEOF
+    )
+    AUTH=(-H "Authorization: Bearer $TOKEN")
+    meta access secret_bytes "$(stat -c %s "$WORK/secrets/bench-jwt/secret")"
+
+    ACC_MEM_PID="" ACC_REDIS_PID="" REDIS_PID=""
+    if start_gateway access-mem $ACCESS_MEM $ACCESS_MEM_ADMIN "$HERE/scenarios/access.yaml" \
+        --secrets-dir "$WORK/secrets"; then
+        ACC_MEM_PID=$SCEN_PID
+        meta access mem_status_no_token "$(http_code "http://$ACCESS_MEM/v1/chat/completions")"
+        meta access mem_status_token "$(http_code "http://$ACCESS_MEM/v1/chat/completions" "${AUTH[@]}")"
+    fi
+    if [[ $REDIS_OK == 1 ]]; then
+        REDIS_PORT=$(free_port)
+        redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
+            >"$WORK/redis.log" 2>&1 &
+        REDIS_PID=$!
+        PIDS+=("$REDIS_PID")
+        for _ in $(seq 50); do
+            if timeout 2 redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then break; fi
+            sleep 0.1
+        done
+        meta access redis_version "$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
+        if start_gateway access-redis $ACCESS_REDIS $ACCESS_REDIS_ADMIN "$HERE/scenarios/access.yaml" \
+            --secrets-dir "$WORK/secrets" --redis-url "redis://127.0.0.1:$REDIS_PORT"; then
+            ACC_REDIS_PID=$SCEN_PID
+            meta access redis_status_token "$(http_code "http://$ACCESS_REDIS/v1/chat/completions" "${AUTH[@]}")"
+        fi
+    fi
+
+    # the three variants back to back, so they see the same machine
+    log "access: core path (again, for this section): latency at $RATE req/s for ${DURATION}s"
+    oha_warmup $GATEWAY || true
+    oha_rate rate-access-core $GATEWAY || log "access: core fixed-rate test failed"
+    if [[ -n $ACC_MEM_PID ]]; then
+        log "access: JWT + rate limits in memory: latency at $RATE req/s for ${DURATION}s"
+        oha_warmup $ACCESS_MEM "${AUTH[@]}" || true
+        oha_rate rate-access-mem $ACCESS_MEM "${AUTH[@]}" || log "access: in-memory fixed-rate test failed"
+        meta access mem_rate_limit_hits "$(metric $ACCESS_MEM_ADMIN '^airgate_rate_limited_total')"
+        stop_pid "$ACC_MEM_PID"
+    fi
+    if [[ -n $ACC_REDIS_PID ]]; then
+        log "access: JWT + rate limits in Redis: latency at $RATE req/s for ${DURATION}s"
+        oha_warmup $ACCESS_REDIS "${AUTH[@]}" || true
+        calls_before=$(redis_calls)
+        oha_rate rate-access-redis $ACCESS_REDIS "${AUTH[@]}" || log "access: Redis fixed-rate test failed"
+        calls_after=$(redis_calls)
+        meta access redis_calls "$((calls_after - calls_before))"
+        timeout 5 redis-cli -p "$REDIS_PORT" info commandstats | grep '^cmdstat' | tr -d '\r' >"$WORK/redis-commandstats.txt" || true
+        meta access redis_store_errors "$(metric $ACCESS_REDIS_ADMIN '^airgate_rate_limit_store_errors_total')"
+        stop_pid "$ACC_REDIS_PID"
+        log "access: Redis round-trip sample (redis-benchmark -t ping -n 20000 -c 1)"
+        timeout 60 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -t ping -n 20000 -c 1 --csv \
+            >"$WORK/redis-rtt.csv" 2>/dev/null || log "access: redis-benchmark failed"
+    fi
+    if [[ -n $REDIS_PID ]]; then stop_pid "$REDIS_PID"; fi
+fi
+
+# ---- 2. telemetry cost: everything off vs metrics + access log + audit log + 10 % tracing ----
+if section telemetry; then
+    TEL_OFF_PID="" TEL_FULL_PID="" SINK_PID=""
+    REQ_BODY=$BODY
+    if start_gateway telemetry-off $TEL_OFF $TEL_OFF_ADMIN "$HERE/scenarios/telemetry-off.yaml" \
+        --audit-log off --access-log off; then
+        TEL_OFF_PID=$SCEN_PID
+    fi
+    SINK_PORT=$(free_port)
+    python3 "$HERE/otlp_sink.py" "$SINK_PORT" >"$WORK/otlp-sink.log" 2>&1 &
+    SINK_PID=$!
+    PIDS+=("$SINK_PID")
+    wait_http "http://127.0.0.1:$SINK_PORT/stats" || log "telemetry: the OTLP sink did not start"
+    mkdir -p "$WORK/telemetry"
+    if start_gateway telemetry-full $TEL_FULL $TEL_FULL_ADMIN "$HERE/scenarios/telemetry-full.yaml" \
+        --access-log "$WORK/telemetry/access.log" --audit-log "$WORK/telemetry/audit.log" \
+        --otlp-endpoint "http://127.0.0.1:$SINK_PORT/v1/traces"; then
+        TEL_FULL_PID=$SCEN_PID
+    fi
+    for v in off full; do
+        [[ $v == off ]] && { pid=$TEL_OFF_PID; addr=$TEL_OFF; } || { pid=$TEL_FULL_PID; addr=$TEL_FULL; }
+        [[ -n $pid ]] || continue
+        oha_warmup "$addr" || true
+    done
+    # interleaved: off, full, off, full, so both see the same machine
+    for kind in rate max; do
+        for v in off full; do
+            [[ $v == off ]] && { pid=$TEL_OFF_PID; addr=$TEL_OFF; } || { pid=$TEL_FULL_PID; addr=$TEL_FULL; }
+            [[ -n $pid ]] || continue
+            if [[ $kind == rate ]]; then
+                log "telemetry $v: latency at $RATE req/s for ${DURATION}s"
+                oha_rate "rate-tel-$v" "$addr" || log "telemetry $v: fixed-rate test failed"
+            else
+                log "telemetry $v: max throughput, $CONNECTIONS connections, ${DURATION}s"
+                oha_max "max-tel-$v" "$addr" "$CONNECTIONS" || log "telemetry $v: max-throughput test failed"
+            fi
+        done
+    done
+    if [[ -n $TEL_FULL_PID ]]; then
+        meta telemetry metrics_lines "$(curl -sf -m 5 "http://$TEL_FULL_ADMIN/metrics" | grep -vc '^#' || true)"
+        stop_pid "$TEL_FULL_PID" # flushes the queued spans
+        meta telemetry access_log_lines "$(wc -l <"$WORK/telemetry/access.log" 2>/dev/null || echo 0)"
+        meta telemetry audit_log_lines "$(wc -l <"$WORK/telemetry/audit.log" 2>/dev/null || echo 0)"
+        stats=$(curl -sf -m 5 "http://127.0.0.1:$SINK_PORT/stats" || echo '{}')
+        meta telemetry otlp_posts "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("posts", 0))' "$stats")"
+        meta telemetry otlp_bytes "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("bytes", 0))' "$stats")"
+    fi
+    if [[ -n $TEL_OFF_PID ]]; then stop_pid "$TEL_OFF_PID"; fi
+    stop_pid "$SINK_PID"
+fi
+
+# ---- 3. semantic cache hit path ----
+if section cache; then
+    MODEL_DIR=$ROOT/models/all-MiniLM-L6-v2
+    if ! bash "$ROOT/models/fetch.sh" >"$WORK/fetch-model.log" 2>&1; then
+        log "cache: models/fetch.sh failed (log tail below); the section is skipped"
+        tail -5 "$WORK/fetch-model.log" >&2 || true
+        meta cache note "models/fetch.sh failed; section skipped"
+    elif start_gateway cache $CACHE_GW $CACHE_ADMIN "$HERE/scenarios/semantic-cache.yaml" --model-dir "$MODEL_DIR"; then
+        CACHE_PID=$SCEN_PID
+        log "cache: prime, then $CACHE_SEQUENTIAL sequential exact-prompt hits"
+        timeout 120 "$PY" "$HERE/cache_client.py" --url "http://$CACHE_GW" --set exact --prime \
+            --sequential "$CACHE_SEQUENTIAL" --duration 0 >"$WORK/cache-exact.json" || log "cache: exact-prompt client failed"
+        REQ_BODY=$("$PY" "$HERE/cache_client.py" --url x --print-prompts)
+        hits_before=$(metric $CACHE_ADMIN '^airgate_cache_requests_total[{].*result="hit"')
+        all_before=$(metric $CACHE_ADMIN '^airgate_cache_requests_total[{]')
+        log "cache: exact-prompt hits, $CACHE_CONNECTIONS connections, ${DURATION}s (oha)"
+        oha_max max-cache-exact $CACHE_GW "$CACHE_CONNECTIONS" || log "cache: oha exact-prompt test failed"
+        meta cache oha_hits "$(($(metric $CACHE_ADMIN '^airgate_cache_requests_total[{].*result="hit"') - hits_before))"
+        meta cache oha_lookups "$(($(metric $CACHE_ADMIN '^airgate_cache_requests_total[{]') - all_before))"
+        REQ_BODY=$BODY
+        log "cache: core path for comparison, $CACHE_CONNECTIONS connections, ${DURATION}s"
+        oha_max max-cache-core $GATEWAY "$CACHE_CONNECTIONS" || log "cache: core test failed"
+        log "cache: paraphrase pool, $CACHE_SEQUENTIAL sequential + $CACHE_CONNECTIONS connections for ${DURATION}s"
+        timeout $((DURATION + 120)) "$PY" "$HERE/cache_client.py" --url "http://$CACHE_GW" --set paraphrase \
+            --sequential "$CACHE_SEQUENTIAL" --concurrency "$CACHE_CONNECTIONS" --duration "$DURATION" \
+            >"$WORK/cache-para.json" || log "cache: paraphrase client failed"
+        meta cache entries "$(metric $CACHE_ADMIN '^airgate_cache_entries')"
+        stop_pid "$CACHE_PID"
+    else
+        meta cache note "the semantic-cache gateway did not start"
+    fi
+fi
+
 # ---- report ----
 export LT_DURATION=$DURATION LT_RATE=$RATE LT_RATE_CONNECTIONS=$RATE_CONNECTIONS LT_CONNECTIONS=$CONNECTIONS \
     LT_TTFT_REQUESTS=$TTFT_REQUESTS LT_STREAMS=$STREAMS LT_STREAM_DELAY_MS=$STREAM_DELAY_MS \
-    LT_STREAM_TOKENS=$STREAM_TOKENS LT_LOADGEN=$LOADGEN LT_GATEWAY_NOTE=$GATEWAY_NOTE
+    LT_STREAM_TOKENS=$STREAM_TOKENS LT_LOADGEN=$LOADGEN LT_GATEWAY_NOTE=$GATEWAY_NOTE \
+    LT_CACHE_CONNECTIONS=$CACHE_CONNECTIONS LT_CACHE_SEQUENTIAL=$CACHE_SEQUENTIAL LT_FEATURES_NOTE=$FEATURES_NOTE
 LT_LOADGEN_VERSION=$([[ $LOADGEN == oha ]] && "$OHA" --version 2>/dev/null | head -1 || echo wrk)
 LT_NGINX_VERSION=$([[ -n $NGINX_BIN ]] && "$NGINX_BIN" -v 2>&1 | head -1 || echo none)
 export LT_LOADGEN_VERSION LT_NGINX_VERSION

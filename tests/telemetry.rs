@@ -212,3 +212,46 @@ async fn access_log_and_request_served_audit_carry_the_outcome_without_secrets()
     assert_eq!(served["details"]["completion_tokens"], 10);
     assert!(!served.to_string().contains("Say hello"));
 }
+
+#[tokio::test]
+async fn without_reported_usage_tokens_are_counted_with_the_backends_tokenizer() {
+    let silent = common::ScriptedBackend::raw_stream(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello world\"},\"finish_reason\":null}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n",
+    )
+    .await;
+    let tokenizer = common::model_dir().join("tokenizer.json");
+    let yaml = GatewayYaml::new()
+        .backend(BackendYaml::new("silent", &silent.url).tokenizer(tokenizer.to_str().unwrap()))
+        .render();
+    let gw = TestGateway::start(&yaml).await;
+    let body = serde_json::json!({"model": "mock-model", "stream": true, "messages": [{"role": "user", "content": "Say hello"}]});
+    let text = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("[DONE]"), "{text}");
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = gw.metrics().await;
+        if metrics.contains("airgate_tokens_total") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // MiniLM's tokenizer: "Say hello" is [say, hello], "Hello world" is [hello, world].
+    let tokens = |kind: &str| {
+        sample(
+            &metrics,
+            &format!(
+                r#"airgate_tokens_total{{estimated="true",gateway="test/test-gw",model="mock-model",type="{kind}"}}"#
+            ),
+        )
+    };
+    assert_eq!(tokens("prompt"), 2.0, "{metrics}");
+    assert_eq!(tokens("completion"), 2.0, "{metrics}");
+}

@@ -136,6 +136,10 @@ pub struct BackendSpec {
     pub headers: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckSpec>,
+    /// A `tokenizer.json` (Hugging Face tokenizers format) for this backend's models, used to
+    /// count tokens when the backend reports no usage (extension; else estimated from length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
 }
 
 fn default_health_interval() -> Duration {

@@ -49,14 +49,20 @@ pub struct Accounting {
     pub flags: MetricsFlags,
     /// Used when the backend reports no usage.
     pub prompt_estimate: u64,
+    /// The prompt's text, kept only when some backend has a tokenizer.
+    pub prompt_text: Option<String>,
+    /// The answering backend's tokenizer, set once it is known.
+    pub tokenizer: Option<Arc<tokenizers::Tokenizer>>,
 }
 
 impl Accounting {
-    /// Records the answer: `usage` as reported, else the estimate with `completion_estimate`.
+    /// Records the answer: `usage` as reported; else counted with the backend's tokenizer
+    /// (`completion_text`), else estimated (`completion_estimate`), and marked estimated.
     pub fn finish(
         &self,
         usage: Option<Usage>,
         completion_estimate: u64,
+        completion_text: Option<&str>,
         first_token: Option<Instant>,
     ) {
         if !self.flags.enabled {
@@ -65,7 +71,7 @@ impl Accounting {
         let now = Instant::now();
         let (tokens, estimated) = match usage {
             Some(u) => ((u.prompt, u.completion), false),
-            None => ((self.prompt_estimate, completion_estimate), true),
+            None => (self.estimate(completion_estimate, completion_text), true),
         };
         let latency = self.flags.latency;
         let ttft = first_token.map(|t| t.duration_since(self.started).as_secs_f64());
@@ -83,6 +89,84 @@ impl Accounting {
             time_per_output_token: tpot.filter(|_| latency),
         });
     }
+}
+
+impl Accounting {
+    /// (prompt, completion) without reported usage: the tokenizer's count where there is one.
+    fn estimate(&self, completion_estimate: u64, completion_text: Option<&str>) -> (u64, u64) {
+        let count = |text: &str| {
+            self.tokenizer
+                .as_ref()
+                .and_then(|t| t.encode(text, false).ok())
+                .map(|e| e.len() as u64)
+        };
+        let prompt = self
+            .prompt_text
+            .as_deref()
+            .and_then(count)
+            .unwrap_or(self.prompt_estimate);
+        let completion = completion_text
+            .and_then(count)
+            .unwrap_or(completion_estimate);
+        (prompt, completion)
+    }
+}
+
+/// Longest text kept for counting with a tokenizer.
+pub const MAX_COUNTED_TEXT: usize = 1024 * 1024;
+
+/// The texts of a request joined by newlines: messages' content, `prompt`, `input`.
+pub fn prompt_text(body: &serde_json::Map<String, Value>) -> String {
+    let mut out = String::new();
+    let mut push = |text: &str| {
+        if out.len() + text.len() <= MAX_COUNTED_TEXT {
+            out.push_str(text);
+            out.push('\n');
+        }
+    };
+    for message in body
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match message.get("content") {
+            Some(Value::String(text)) => push(text),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .for_each(&mut push),
+            _ => {}
+        }
+    }
+    for key in ["prompt", "input"] {
+        match body.get(key) {
+            Some(Value::String(text)) => push(text),
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).for_each(&mut push),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The generated text of a whole answer: choices' message content or text.
+pub fn answer_text(json: &Value) -> String {
+    let mut out = String::new();
+    for choice in json
+        .get("choices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let text = choice
+            .pointer("/message/content")
+            .or_else(|| choice.get("text"))
+            .and_then(Value::as_str);
+        if let Some(text) = text {
+            out.push_str(text);
+        }
+    }
+    out
 }
 
 /// `gen_ai.operation.name` of the semantic conventions.

@@ -14,7 +14,9 @@ use http::{HeaderValue, Request};
 
 use tracing::Instrument;
 
-use super::accounting::{estimate_tokens, operation_name, usage_of, Accounting, Usage};
+use super::accounting::{
+    answer_text, estimate_tokens, operation_name, prompt_text, usage_of, Accounting, Usage,
+};
 use super::admission::{admit, reserve_tokens, total_tokens, AdmissionContext, Reservation};
 use super::cache_stage::{self, CacheContext, CacheFill, Lookup, CACHE_HEADER};
 use super::content_filter::{scan_request, scan_response, GuardPolicy, StreamGuard};
@@ -66,7 +68,11 @@ impl Bookkeeping {
             reservation.settle(actual.unwrap_or(reserved));
         }
         if let Some(accounting) = self.accounting.take() {
-            accounting.finish(usage, estimate_tokens(bytes.len()), None);
+            let text = json
+                .as_ref()
+                .filter(|_| usage.is_none() && accounting.tokenizer.is_some())
+                .map(answer_text);
+            accounting.finish(usage, estimate_tokens(bytes.len()), text.as_deref(), None);
         }
     }
 }
@@ -175,6 +181,13 @@ pub async fn handle(
             started,
             flags,
             prompt_estimate: estimate_tokens(bytes.len()),
+            prompt_text: ctx
+                .gateway
+                .backends
+                .iter()
+                .any(|b| b.tokenizer.is_some())
+                .then(|| prompt_text(&request.body)),
+            tokenizer: None,
         });
         let mut fill = None;
         if let Some(policy) = &ctx.gateway.cache {
@@ -522,6 +535,9 @@ async fn attempt(
     trace: http::HeaderMap,
 ) -> Result<Response, AttemptError> {
     let started = Instant::now();
+    if let Some(accounting) = books.accounting.as_mut() {
+        accounting.tokenizer.clone_from(&backend.tokenizer);
+    }
     let body = request
         .upstream_body(backend.upstream_model(&request.model))
         .map_err(|e| AttemptError::Body(e.to_string()))?;

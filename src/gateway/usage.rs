@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use std::time::Instant;
 
-use super::accounting::{carries_token, usage_of, Accounting, Usage};
+use super::accounting::{carries_token, usage_of, Accounting, Usage, MAX_COUNTED_TEXT};
 use super::admission::{total_tokens, Reservation};
 use super::AiRequest;
 
@@ -52,6 +52,8 @@ pub struct UsageTap {
     first_token: Option<Instant>,
     /// Events that carried text: the completion estimate when no usage comes.
     token_events: u64,
+    /// The streamed text, kept only when a tokenizer will count it.
+    text: Option<String>,
     reservation: Option<Reservation>,
     accounting: Option<Accounting>,
 }
@@ -68,6 +70,10 @@ impl UsageTap {
             usage: None,
             first_token: None,
             token_events: 0,
+            text: accounting
+                .as_ref()
+                .filter(|a| a.tokenizer.is_some())
+                .map(|_| String::new()),
             reservation,
             accounting,
         }
@@ -78,6 +84,9 @@ impl UsageTap {
         if carries_token(data) {
             self.token_events += 1;
             self.first_token.get_or_insert_with(Instant::now);
+            if let Some(text) = self.text.as_mut() {
+                collect_text(text, data);
+            }
         }
         if !data.contains("\"usage\"") {
             return true;
@@ -107,7 +116,34 @@ impl Drop for UsageTap {
             reservation.settle(self.total.unwrap_or(reserved));
         }
         if let Some(accounting) = &self.accounting {
-            accounting.finish(self.usage, self.token_events, self.first_token);
+            accounting.finish(
+                self.usage,
+                self.token_events,
+                self.text.as_deref(),
+                self.first_token,
+            );
+        }
+    }
+}
+
+/// Appends a chunk's generated text (delta content or text), bounded.
+fn collect_text(text: &mut String, data: &str) {
+    let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+        return;
+    };
+    for choice in chunk
+        .get("choices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let piece = choice
+            .pointer("/delta/content")
+            .or_else(|| choice.get("text"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if text.len() + piece.len() <= MAX_COUNTED_TEXT {
+            text.push_str(piece);
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct Backend {
     /// Added to every upstream request.
     pub headers: HeaderMap,
     pub health_check: Option<HealthCheckSpec>,
+    /// Counts tokens when this backend reports no usage.
+    pub tokenizer: Option<Arc<tokenizers::Tokenizer>>,
     settings: HealthSettings,
     outstanding: AtomicUsize,
     consecutive_failures: AtomicU32,
@@ -48,8 +50,20 @@ impl Backend {
                 .map_err(|e| format!("backend {}: header value for {name}: {e}", spec.name))?;
             headers.insert(name, value);
         }
+        let tokenizer = match &spec.tokenizer {
+            Some(path) => {
+                let mut tokenizer = tokenizers::Tokenizer::from_file(path)
+                    .map_err(|e| format!("backend {}: tokenizer {path}: {e}", spec.name))?;
+                // Counting, not batching: a file's own padding or truncation would distort it.
+                tokenizer.with_padding(None);
+                let _ = tokenizer.with_truncation(None);
+                Some(Arc::new(tokenizer))
+            }
+            None => None,
+        };
         Ok(Self {
             name: spec.name.clone(),
+            tokenizer,
             base_url: base_url(&spec.url),
             models: spec.models.clone(),
             priority: spec.priority,

@@ -183,6 +183,7 @@ pub struct BackendYaml {
     requires_approval: bool,
     headers: Vec<(String, String)>,
     health: Option<String>,
+    tokenizer: Option<String>,
 }
 
 impl BackendYaml {
@@ -197,7 +198,12 @@ impl BackendYaml {
             headers: Vec::new(),
             // Probes off unless a test is about them, so request counts stay exact.
             health: Some("enabled: false".into()),
+            tokenizer: None,
         }
+    }
+    pub fn tokenizer(mut self, path: &str) -> Self {
+        self.tokenizer = Some(path.into());
+        self
     }
     pub fn models(mut self, models: &[&str]) -> Self {
         self.models = models.iter().map(|m| m.to_string()).collect();
@@ -242,6 +248,9 @@ impl BackendYaml {
             for (k, v) in &self.headers {
                 out.push_str(&format!("        {k}: \"{v}\"\n"));
             }
+        }
+        if let Some(tokenizer) = &self.tokenizer {
+            out.push_str(&format!("      tokenizer: {tokenizer}\n"));
         }
         if let Some(health) = &self.health {
             out.push_str(&format!("      healthCheck:\n        {health}\n"));
