@@ -123,13 +123,9 @@ fn benches(c: &mut Criterion) {
     let noise = unit_vectors(probes, 99);
     let mut found = 0;
     let mut exact = 0;
-    for p in 0..probes {
+    for (p, n) in noise.iter().enumerate() {
         let j = (p * 7919) % entries;
-        let mut q: Vec<f32> = vs[j]
-            .iter()
-            .zip(&noise[p])
-            .map(|(a, n)| a + 0.05 * n)
-            .collect();
+        let mut q: Vec<f32> = vs[j].iter().zip(n).map(|(a, n)| a + 0.05 * n).collect();
         let norm = dot(&q, &q).sqrt();
         q.iter_mut().for_each(|x| *x /= norm);
         let best = vs
