@@ -70,6 +70,7 @@ use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{Level, Subscriber};
+use tracing_subscriber::filter::FilterExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{filter_fn, FilterFn};
 use tracing_subscriber::layer::SubscriberExt;
@@ -239,12 +240,14 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// runtime and keep the guard until shutdown.
 pub fn init(settings: Option<TracingSettings>) -> Result<TracingGuard, TracingError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Logs are events only: the log layer never sees spans, so without an exporter no span is
+    // enabled at all and the per-stage spans of the hot path cost nothing.
     let fmt = tracing_subscriber::fmt::layer()
         .json()
         .with_writer(std::io::stderr)
         .with_current_span(false)
         .with_span_list(false)
-        .with_filter(filter);
+        .with_filter(filter.and(filter_fn(|metadata: &tracing::Metadata<'_>| metadata.is_event())));
     let (otel, guard) = match settings {
         Some(settings) => {
             let (layer, guard) = otel_layer(&settings)?;
