@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import sys
 import time
 
@@ -238,6 +239,73 @@ def redis_rtt(work):
     return None, None
 
 
+def rounds(work, kind, name):
+    """{round: oha result} from KIND-NAME.rN.json (failed rounds are left out)."""
+    out = {}
+    prefix = f"{kind}-{name}.r"
+    try:
+        files = os.listdir(work)
+    except OSError:
+        return out
+    for f in files:
+        if f.startswith(prefix) and f.endswith(".json"):
+            n = f[len(prefix):-len(".json")]
+            if n.isdigit():
+                r = oha(work, kind, f"{name}.r{n}")
+                if r and r.get("total"):
+                    out[int(n)] = r
+    return dict(sorted(out.items()))
+
+
+def agg(rs):
+    """Median p50/p99 over rounds, mean req/s, summed counts."""
+    vals = list((rs or {}).values())
+    if not vals:
+        return None
+
+    def med(key):
+        xs = [v[key] for v in vals if v.get(key) is not None]
+        return statistics.median(xs) if xs else None
+
+    codes = {}
+    for v in vals:
+        for k, n in (v.get("codes") or {}).items():
+            codes[k] = codes.get(k, 0) + n
+    rps = [v["rps"] for v in vals if v.get("rps") is not None]
+    return {
+        "p50": med("p50"),
+        "p99": med("p99"),
+        "rps": statistics.fmean(rps) if rps else None,
+        "success": med("success"),
+        "total": sum(v.get("total") or 0 for v in vals),
+        "codes": codes,
+    }
+
+
+def paired(a, b, key, scale=1.0, ratio=False):
+    """(median, per-round list) of b − a (or b / a) over the rounds both have."""
+    diffs = []
+    for r in sorted(set(a or {}) & set(b or {})):
+        x, y = a[r].get(key), b[r].get(key)
+        if x is None or y is None:
+            continue
+        if ratio:
+            if x:
+                diffs.append(y / x)
+        else:
+            diffs.append((y - x) * scale)
+    return (statistics.median(diffs) if diffs else None), diffs
+
+
+def show_paired(p, digits):
+    value, each = p
+    if value is None:
+        return "n/a"
+    if len(each) <= 1:
+        return fmt(value, digits)
+    return f"{fmt(value, digits)} [{' / '.join(fmt(x, digits) for x in each)}]"
+
+
 class Checks:
     def __init__(self):
         self.rows = []
@@ -275,49 +343,61 @@ def features(work, core):
     if note:
         lines += ["## Feature sections", "", f"Note: {note}.", ""]
 
+    rounds_n = os.environ.get("LT_ROUNDS", "3")
+    round_s = os.environ.get("LT_ROUND_SECONDS", "5")
+
     # ---- 1. access cost ----
-    acc = {k: oha(work, "rate", f"access-{k}") for k in ("core", "mem", "redis")}
+    names = {"core": "core path (fresh process)", "mem": "JWT + rate limits, in memory",
+             "redis": "JWT + rate limits, Redis"}
+    acc = {k: rounds(work, "rate", f"access-{k}") for k in names}
     m = load_meta(work, "access")
     if any(acc.values()):
+        base = acc["core"]
         lines += [
             "## 1. Access cost: JWT authentication + rate limits (issue 5)",
             "",
-            f"Fixed {rate} req/s for {dur} s ({rate_c} connections, `--latency-correction`), the three "
-            "gateways measured back to back. *core* is the gateway of the table above (no authentication, "
-            "no limits); the other two add HS256 JWT validation (`Authorization: Bearer`, issuer and "
-            "audience checked) and a global + per-user request limit (100,000,000/h, never reached), "
-            "kept in memory or in Redis (`--redis-url`, a local `redis-server` started by the script).",
+            f"Fixed {rate} req/s ({rate_c} connections, `--latency-correction`), {rounds_n} rounds of "
+            f"{round_s} s per gateway, the order rotated every round. Three `airgate serve` processes started "
+            "for this section: *core* runs `airgate-bench.yaml` (the core path, no authentication, no limits); "
+            "the other two add HS256 JWT validation (`Authorization: Bearer`, issuer and audience checked) and "
+            "a global + per-user request limit (100,000,000/h, never reached), kept in memory or in Redis "
+            "(`--redis-url`, a local `redis-server` started by the script). All three get the same request, "
+            "token included. Latencies are the median over the rounds; *added* is the median of the per-round "
+            "differences with the core round next to it (per-round values in brackets).",
             "",
             "| variant | p50 (µs) | p99 (µs) | added p50 vs core (µs) | added p99 vs core (µs) | achieved req/s | status codes |",
             "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
-        base = acc["core"]
-        names = {"core": "core path", "mem": "JWT + rate limits, in memory", "redis": "JWT + rate limits, Redis"}
-        for k in ("core", "mem", "redis"):
-            r = acc[k]
+        for k in names:
+            r = agg(acc[k])
             if not r:
                 lines.append(f"| {names[k]} | n/a | n/a | n/a | n/a | n/a | not measured |")
                 continue
-            a50 = us(sub(r["p50"], base and base["p50"])) if k != "core" else None
-            a99 = us(sub(r["p99"], base and base["p99"])) if k != "core" else None
+            if k == "core":
+                a50 = a99 = "–"
+            else:
+                a50 = show_paired(paired(base, acc[k], "p50", 1000.0), 0)
+                a99 = show_paired(paired(base, acc[k], "p99", 1000.0), 0)
             lines.append(
-                f"| {names[k]} | {fmt(us(r['p50']), 0)} | {fmt(us(r['p99']), 0)} | "
-                f"{fmt(a50, 0) if k != 'core' else '–'} | {fmt(a99, 0) if k != 'core' else '–'} | "
+                f"| {names[k]} | {fmt(us(r['p50']), 0)} | {fmt(us(r['p99']), 0)} | {a50} | {a99} | "
                 f"{fmt(r['rps'], 0)} | {status_text(r['codes'])} |"
             )
         rtt50, rtt_mean = redis_rtt(work)
-        mem, red = acc["mem"], acc["redis"]
-        extra = us(sub(red and red["p50"], mem and mem["p50"]))
+        red = agg(acc["redis"])
+        extra, extra_all = paired(acc["mem"], acc["redis"], "p50", 1000.0)
         calls = num(m.get("redis_calls"))
+        evals = num(m.get("redis_evals"))
         per_req = div(calls, red and red["total"])
+        evals_per_req = div(evals, red and red["total"])
         lines += [
             "",
             f"- Redis round trip in the same run (`redis-benchmark -t ping -n 20000 -c 1`, PING_MBULK): "
             f"p50 {fmt(rtt50, 0)} µs, mean {fmt(rtt_mean, 1)} µs (1 / req/s).",
-            f"- Redis variant − in-memory variant, p50: {fmt(extra, 0)} µs = "
+            f"- Redis variant − in-memory variant, p50: {show_paired((extra, extra_all), 0)} µs = "
             f"{fmt(div(extra, rtt50), 2)} × the PING round trip.",
-            f"- Redis commands per request during the Redis run: {fmt(per_req, 2)} "
-            f"({fmt(calls, 0)} commands for {fmt(red and red['total'], 0)} requests); "
+            f"- Redis calls per request during the Redis rounds: {fmt(evals_per_req, 2)} script calls "
+            f"(EVALSHA; {fmt(evals, 0)} for {fmt(red and red['total'], 0)} requests), one round trip each; "
+            f"{fmt(per_req, 2)} commands per request counting those run inside the scripts; "
             f"store errors reported by the gateway: {m.get('redis_store_errors', 'n/a')}.",
             f"- Authentication enforced: without a token HTTP {m.get('mem_status_no_token', 'n/a')}, "
             f"with the token HTTP {m.get('mem_status_token', 'n/a')} (in memory), "
@@ -325,7 +405,7 @@ def features(work, core):
             f"{m.get('mem_rate_limit_hits', 'n/a')}.",
         ]
         c = Checks()
-        a50 = us(sub(mem and mem["p50"], base and base["p50"]))
+        a50, _ = paired(base, acc["mem"], "p50", 1000.0)
         c.add("in memory: added latency p50 ≤ 20 µs", a50, a50 is not None and a50 <= 20.0, f"{fmt(a50, 0)} µs")
         c.add(
             "Redis: p50 − in-memory p50 ≤ 1 Redis round trip",
@@ -337,7 +417,7 @@ def features(work, core):
         missed = missed or c.missed
 
     # ---- 2. telemetry cost ----
-    tel = {v: (oha(work, "rate", f"tel-{v}"), oha(work, "max", f"tel-{v}")) for v in ("off", "full")}
+    tel = {v: (rounds(work, "rate", f"tel-{v}"), rounds(work, "max", f"tel-{v}")) for v in ("off", "full")}
     m = load_meta(work, "telemetry")
     if any(r or x for r, x in tel.values()):
         (off_r, off_m), (full_r, full_m) = tel["off"], tel["full"]
@@ -348,30 +428,32 @@ def features(work, core):
             "*off*: `metrics.enabled: false`, `--audit-log off`, `--access-log off`, no tracing. "
             "*full*: metrics on, `--access-log FILE`, `--audit-log FILE` (hash-chained), tracing at "
             "`sampleRate: 0.1` over OTLP/HTTP protobuf to a local stand-in collector (`otlp_sink.py`, "
-            "answers 200). The two gateways were measured interleaved (rate off, rate full, max off, "
-            "max full). *core* is the gateway of the first table (defaults: metrics on, audit log to "
-            "stdout, no access log, no tracing), measured earlier in the run.",
+            f"answers 200). {rounds_n} rounds of {round_s} s per gateway and test, the order rotated every "
+            "round; values are medians over the rounds, *full − off* and *full / off* the medians of the "
+            "per-round differences and ratios (per-round values in brackets). *core* is the gateway of the "
+            "first table (defaults: metrics on, audit log to stdout, no access log, no tracing), measured "
+            "earlier in the run, for reference.",
             "",
             "| metric | off | full | full − off | full / off | core (first table) |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
         ]
 
-        def trow(label, a, b, key, scale=1.0, digits=0):
-            def val(d):
-                return d[key] * scale if d and d.get(key) is not None else None
-
-            va, vb = val(a), val(b)
-            vc = val({"p50": core_r, "p99": core_r, "rps": core_m, "success": core_m}[key])
+        def trow(label, a, b, key, scale=1.0, digits=0, core_res=None):
+            ra, rb = agg(a), agg(b)
+            va = ra[key] * scale if ra and ra.get(key) is not None else None
+            vb = rb[key] * scale if rb and rb.get(key) is not None else None
+            vc = core_res[key] * scale if core_res and core_res.get(key) is not None else None
             return (
-                f"| {label} | {fmt(va, digits)} | {fmt(vb, digits)} | {fmt(sub(vb, va), digits)} | "
-                f"{fmt(div(vb, va), 3)} | {fmt(vc, digits)} |"
+                f"| {label} | {fmt(va, digits)} | {fmt(vb, digits)} | "
+                f"{show_paired(paired(a, b, key, scale), digits)} | "
+                f"{show_paired(paired(a, b, key, 1.0, ratio=True), 3)} | {fmt(vc, digits)} |"
             )
 
         lines += [
-            trow(f"latency p50 at {rate} req/s (µs)", off_r, full_r, "p50", 1000.0),
-            trow(f"latency p99 at {rate} req/s (µs)", off_r, full_r, "p99", 1000.0),
-            trow(f"max throughput, {conns} connections (req/s)", off_m, full_m, "rps"),
-            trow("success at max throughput (%)", off_m, full_m, "success", digits=1),
+            trow(f"latency p50 at {rate} req/s (µs)", off_r, full_r, "p50", 1000.0, core_res=core_r),
+            trow(f"latency p99 at {rate} req/s (µs)", off_r, full_r, "p99", 1000.0, core_res=core_r),
+            trow(f"max throughput, {conns} connections (req/s)", off_m, full_m, "rps", core_res=core_m),
+            trow("success at max throughput (%)", off_m, full_m, "success", digits=1, core_res=core_m),
             "",
             f"- Telemetry produced by *full*: {m.get('access_log_lines', 'n/a')} access-log lines, "
             f"{m.get('audit_log_lines', 'n/a')} audit records, {m.get('otlp_posts', 'n/a')} OTLP export "
@@ -379,10 +461,10 @@ def features(work, core):
             f"{m.get('metrics_lines', 'n/a')} metric samples on `/metrics`.",
         ]
         c = Checks()
-        ratio = div(full_m and full_m["rps"], off_m and off_m["rps"])
+        ratio, _ = paired(off_m, full_m, "rps", 1.0, ratio=True)
         c.add(f"max req/s at {conns} connections ≥ 90 % of off", ratio, ratio is not None and ratio >= 0.9,
               f"{fmt(ratio * 100 if ratio is not None else None, 1)} %")
-        added = us(sub(full_r and full_r["p50"], off_r and off_r["p50"]))
+        added, _ = paired(off_r, full_r, "p50", 1000.0)
         c.add(f"added p50 at {rate} req/s ≤ 50 µs", added, added is not None and added <= 50.0, f"{fmt(added, 0)} µs")
         lines += c.table() + [""]
         missed = missed or c.missed
@@ -420,7 +502,7 @@ def features(work, core):
         oha_hit_pct = div(oha_hits and 100.0 * oha_hits, ex_oha and ex_oha["total"])
         if core8:
             lines.append(
-                f"| core path, no cache (oha) | {cache_c} | {fmt(core8['total'], 0)} | {fmt(core8['rps'], 0)} | "
+                f"| core path, no cache (oha, fresh process) | {cache_c} | {fmt(core8['total'], 0)} | {fmt(core8['rps'], 0)} | "
                 f"{fmt(core8['p50'])} | {fmt(core8['p99'])} | – |"
             )
         if ex_oha:
@@ -470,7 +552,9 @@ def features(work, core):
         missed = missed or c.missed
 
     extra = [
-        f"{k}={os.environ[k]}" for k in ("LT_CACHE_CONNECTIONS", "LT_CACHE_SEQUENTIAL") if k in os.environ
+        f"{k}={os.environ[k]}"
+        for k in ("LT_ROUNDS", "LT_ROUND_SECONDS", "LT_CACHE_CONNECTIONS", "LT_CACHE_SEQUENTIAL")
+        if k in os.environ
     ]
     if extra and lines:
         lines += ["Feature-section parameters: " + ", ".join(extra) + ".", ""]

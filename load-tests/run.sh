@@ -25,6 +25,8 @@ RESULTS=${LT_RESULTS:-$HERE/results.md}
 SECTIONS=${LT_SECTIONS:-access,telemetry,cache} # feature sections to run (comma-separated; "" for none)
 CACHE_CONNECTIONS=${LT_CACHE_CONNECTIONS:-8}    # semantic cache: concurrent connections
 CACHE_SEQUENTIAL=${LT_CACHE_SEQUENTIAL:-200}    # semantic cache: sequential requests per prompt set
+ROUNDS=${LT_ROUNDS:-3}                          # access/telemetry: rounds per variant, order rotated
+ROUND_SECONDS=${LT_ROUND_SECONDS:-5}            # access/telemetry: seconds of each round
 
 MOCK=127.0.0.1:18000
 SLOW_MOCK=127.0.0.1:18001
@@ -33,11 +35,13 @@ NGINX_SLOW=127.0.0.1:18082
 GATEWAY=127.0.0.1:18080
 ADMIN=127.0.0.1:19090
 # feature sections: one AirGate process per variant (public, admin)
+ACCESS_CORE=127.0.0.1:18088 ACCESS_CORE_ADMIN=127.0.0.1:19096
 ACCESS_MEM=127.0.0.1:18083 ACCESS_MEM_ADMIN=127.0.0.1:19091
 ACCESS_REDIS=127.0.0.1:18084 ACCESS_REDIS_ADMIN=127.0.0.1:19092
 TEL_OFF=127.0.0.1:18085 TEL_OFF_ADMIN=127.0.0.1:19093
 TEL_FULL=127.0.0.1:18086 TEL_FULL_ADMIN=127.0.0.1:19094
 CACHE_GW=127.0.0.1:18087 CACHE_ADMIN=127.0.0.1:19095
+CACHE_CORE=127.0.0.1:18089 CACHE_CORE_ADMIN=127.0.0.1:19097
 BODY='{"model":"bench-model","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
 
 log() { printf '[load-tests %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -76,8 +80,8 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 section() { [[ ,$SECTIONS, == *,$1,* ]]; }
 
-for addr in $MOCK $SLOW_MOCK $NGINX $NGINX_SLOW $GATEWAY $ADMIN $ACCESS_MEM $ACCESS_MEM_ADMIN $ACCESS_REDIS \
-    $ACCESS_REDIS_ADMIN $TEL_OFF $TEL_OFF_ADMIN $TEL_FULL $TEL_FULL_ADMIN $CACHE_GW $CACHE_ADMIN; do
+for addr in $MOCK $SLOW_MOCK $NGINX $NGINX_SLOW $GATEWAY $ADMIN $ACCESS_CORE $ACCESS_CORE_ADMIN $ACCESS_MEM $ACCESS_MEM_ADMIN $ACCESS_REDIS \
+    $ACCESS_REDIS_ADMIN $TEL_OFF $TEL_OFF_ADMIN $TEL_FULL $TEL_FULL_ADMIN $CACHE_GW $CACHE_ADMIN $CACHE_CORE $CACHE_CORE_ADMIN; do
     if port_busy "$addr"; then
         log "port $addr is already in use; stop whatever listens there first"
         exit 1
@@ -347,15 +351,16 @@ REQ_BODY=$BODY
 oha_rate() {
     local out=$1 addr=$2
     shift 2
-    timeout $((DURATION + 60)) "$OHA" --no-tui --output-format json -w -q "$RATE" -z "${DURATION}s" \
-        -c "$RATE_CONNECTIONS" --latency-correction -m POST -H 'content-type: application/json' "$@" \
+    timeout $((${OHA_SECONDS:-$DURATION} + 60)) "$OHA" --no-tui --output-format json -w -q "$RATE" \
+        -z "${OHA_SECONDS:-$DURATION}s" -c "$RATE_CONNECTIONS" --latency-correction -m POST \
+        -H 'content-type: application/json' "$@" \
         -d "$REQ_BODY" "http://$addr/v1/chat/completions" >"$WORK/$out.json"
 }
 oha_max() {
     local out=$1 addr=$2 conns=$3
     shift 3
-    timeout $((DURATION + 60)) "$OHA" --no-tui --output-format json -w -z "${DURATION}s" \
-        -c "$conns" -m POST -H 'content-type: application/json' "$@" \
+    timeout $((${OHA_SECONDS:-$DURATION} + 60)) "$OHA" --no-tui --output-format json -w \
+        -z "${OHA_SECONDS:-$DURATION}s" -c "$conns" -m POST -H 'content-type: application/json' "$@" \
         -d "$REQ_BODY" "http://$addr/v1/chat/completions" >"$WORK/$out.json"
 }
 oha_warmup() { # ADDR [oha args]
@@ -368,10 +373,11 @@ oha_warmup() { # ADDR [oha args]
 metric() {
     { curl -sf -m 5 "http://$1/metrics" || true; } | awk -v re="$2" '$0 ~ re {s += $NF} END {printf "%d\n", s}'
 }
-# redis_calls: commands Redis has executed so far
+# redis_calls [REGEX]: commands Redis has executed so far (INFO commandstats; it also counts
+# the commands run inside Lua scripts), or only those whose name matches REGEX
 redis_calls() {
-    { timeout 5 redis-cli -p "$REDIS_PORT" info commandstats || true; } |
-        sed -n 's/^cmdstat_[a-z|]*:calls=\([0-9]*\).*/\1/p' | awk '{s += $1} END {print s + 0}'
+    { timeout 5 redis-cli -p "$REDIS_PORT" info commandstats || true; } | tr -d '\r' |
+        awk -F'[_:=,]' -v re="${1:-.}" '/^cmdstat_/ && $2 ~ re {s += $4} END {print s + 0}'
 }
 http_code() { # URL [curl args]
     local url=$1
@@ -385,6 +391,28 @@ if [[ -n $SECTIONS && ( $GATEWAY_OK != 1 || $LOADGEN != oha ) ]]; then
     log "$FEATURES_NOTE"
     SECTIONS=""
 fi
+
+# run_rounds KIND PREFIX VARIANT...: ROUNDS rounds of ROUND_SECONDS each; the order of the
+# variants rotates every round so that drift on the machine hits every variant alike.
+# Per variant V: ${ADDR_V} is its address, ${ARGS_V[@]} its extra oha arguments (via eval).
+run_rounds() {
+    local kind=$1 prefix=$2 r j n v addr
+    shift 2
+    local variants=("$@")
+    n=${#variants[@]}
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for ((j = 0; j < n; j++)); do
+            v=${variants[$(((j + r - 1) % n))]}
+            eval "addr=\$ADDR_$v; local -a extra=(\"\${ARGS_$v[@]}\")"
+            log "$prefix $v: round $r/$ROUNDS, $([[ $kind == rate ]] && echo "$RATE req/s" || echo "max, $CONNECTIONS connections"), ${ROUND_SECONDS}s"
+            if [[ $kind == rate ]]; then
+                OHA_SECONDS=$ROUND_SECONDS oha_rate "rate-$prefix-$v.r$r" "$addr" "${extra[@]}" || log "$prefix $v: round $r failed"
+            else
+                OHA_SECONDS=$ROUND_SECONDS oha_max "max-$prefix-$v.r$r" "$addr" "$CONNECTIONS" "${extra[@]}" || log "$prefix $v: round $r failed"
+            fi
+        done
+    done
+}
 
 # ---- 1. access cost: JWT + rate limits, in memory and through Redis ----
 if section access; then
@@ -401,11 +429,19 @@ PYEOF
     )
     AUTH=(-H "Authorization: Bearer $TOKEN")
     meta access secret_bytes "$(stat -c %s "$WORK/secrets/bench-jwt/secret")"
+    # every variant gets the same request, token included (the core path ignores it)
+    ADDR_core=$ACCESS_CORE ADDR_mem=$ACCESS_MEM ADDR_redis=$ACCESS_REDIS
+    ARGS_core=("${AUTH[@]}") ARGS_mem=("${AUTH[@]}") ARGS_redis=("${AUTH[@]}")
+    ACC=() ACC_PIDS=() REDIS_PID=""
 
-    ACC_MEM_PID="" ACC_REDIS_PID="" REDIS_PID=""
+    # a fresh core-path gateway, so the three variants differ only in their config
+    if start_gateway access-core $ACCESS_CORE $ACCESS_CORE_ADMIN "$HERE/airgate-bench.yaml" \
+        --secrets-dir "$WORK/secrets"; then
+        ACC+=(core) ACC_PIDS+=("$SCEN_PID")
+    fi
     if start_gateway access-mem $ACCESS_MEM $ACCESS_MEM_ADMIN "$HERE/scenarios/access.yaml" \
         --secrets-dir "$WORK/secrets"; then
-        ACC_MEM_PID=$SCEN_PID
+        ACC+=(mem) ACC_PIDS+=("$SCEN_PID")
         meta access mem_status_no_token "$(http_code "http://$ACCESS_MEM/v1/chat/completions")"
         meta access mem_status_token "$(http_code "http://$ACCESS_MEM/v1/chat/completions" "${AUTH[@]}")"
     fi
@@ -422,46 +458,46 @@ PYEOF
         meta access redis_version "$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
         if start_gateway access-redis $ACCESS_REDIS $ACCESS_REDIS_ADMIN "$HERE/scenarios/access.yaml" \
             --secrets-dir "$WORK/secrets" --redis-url "redis://127.0.0.1:$REDIS_PORT"; then
-            ACC_REDIS_PID=$SCEN_PID
+            ACC+=(redis) ACC_PIDS+=("$SCEN_PID")
             meta access redis_status_token "$(http_code "http://$ACCESS_REDIS/v1/chat/completions" "${AUTH[@]}")"
         fi
     fi
 
-    # the three variants back to back, so they see the same machine
-    log "access: core path (again, for this section): latency at $RATE req/s for ${DURATION}s"
-    oha_warmup $GATEWAY || true
-    oha_rate rate-access-core $GATEWAY || log "access: core fixed-rate test failed"
-    if [[ -n $ACC_MEM_PID ]]; then
-        log "access: JWT + rate limits in memory: latency at $RATE req/s for ${DURATION}s"
-        oha_warmup $ACCESS_MEM "${AUTH[@]}" || true
-        oha_rate rate-access-mem $ACCESS_MEM "${AUTH[@]}" || log "access: in-memory fixed-rate test failed"
+    if ((${#ACC[@]} > 0)); then
+        for v in "${ACC[@]}"; do
+            eval "oha_warmup \"\$ADDR_$v\" \"\${ARGS_$v[@]}\"" || true
+        done
+        [[ -n $REDIS_PID ]] && calls_before=$(redis_calls) evals_before=$(redis_calls '^(eval|evalsha|evalsha_ro|eval_ro|fcall)$')
+        run_rounds rate access "${ACC[@]}"
+        if [[ -n $REDIS_PID ]]; then
+            calls_after=$(redis_calls)
+            evals_after=$(redis_calls '^(eval|evalsha|evalsha_ro|eval_ro|fcall)$')
+            meta access redis_calls "$((calls_after - calls_before))"
+            meta access redis_evals "$((evals_after - evals_before))"
+            timeout 5 redis-cli -p "$REDIS_PORT" info commandstats | grep '^cmdstat' | tr -d '\r' \
+                >"$WORK/redis-commandstats.txt" || true
+        fi
         meta access mem_rate_limit_hits "$(metric $ACCESS_MEM_ADMIN '^airgate_rate_limited_total')"
-        stop_pid "$ACC_MEM_PID"
-    fi
-    if [[ -n $ACC_REDIS_PID ]]; then
-        log "access: JWT + rate limits in Redis: latency at $RATE req/s for ${DURATION}s"
-        oha_warmup $ACCESS_REDIS "${AUTH[@]}" || true
-        calls_before=$(redis_calls)
-        oha_rate rate-access-redis $ACCESS_REDIS "${AUTH[@]}" || log "access: Redis fixed-rate test failed"
-        calls_after=$(redis_calls)
-        meta access redis_calls "$((calls_after - calls_before))"
-        timeout 5 redis-cli -p "$REDIS_PORT" info commandstats | grep '^cmdstat' | tr -d '\r' >"$WORK/redis-commandstats.txt" || true
         meta access redis_store_errors "$(metric $ACCESS_REDIS_ADMIN '^airgate_rate_limit_store_errors_total')"
-        stop_pid "$ACC_REDIS_PID"
+    fi
+    for pid in "${ACC_PIDS[@]}"; do stop_pid "$pid"; done
+    if [[ -n $REDIS_PID ]]; then
         log "access: Redis round-trip sample (redis-benchmark -t ping -n 20000 -c 1)"
         timeout 60 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -t ping -n 20000 -c 1 --csv \
             >"$WORK/redis-rtt.csv" 2>/dev/null || log "access: redis-benchmark failed"
+        stop_pid "$REDIS_PID"
     fi
-    if [[ -n $REDIS_PID ]]; then stop_pid "$REDIS_PID"; fi
 fi
 
 # ---- 2. telemetry cost: everything off vs metrics + access log + audit log + 10 % tracing ----
 if section telemetry; then
-    TEL_OFF_PID="" TEL_FULL_PID="" SINK_PID=""
+    TEL=() TEL_OFF_PID="" TEL_FULL_PID="" SINK_PID=""
     REQ_BODY=$BODY
+    ADDR_off=$TEL_OFF ADDR_full=$TEL_FULL
+    ARGS_off=() ARGS_full=()
     if start_gateway telemetry-off $TEL_OFF $TEL_OFF_ADMIN "$HERE/scenarios/telemetry-off.yaml" \
         --audit-log off --access-log off; then
-        TEL_OFF_PID=$SCEN_PID
+        TEL+=(off) TEL_OFF_PID=$SCEN_PID
     fi
     SINK_PORT=$(free_port)
     python3 "$HERE/otlp_sink.py" "$SINK_PORT" >"$WORK/otlp-sink.log" 2>&1 &
@@ -472,27 +508,13 @@ if section telemetry; then
     if start_gateway telemetry-full $TEL_FULL $TEL_FULL_ADMIN "$HERE/scenarios/telemetry-full.yaml" \
         --access-log "$WORK/telemetry/access.log" --audit-log "$WORK/telemetry/audit.log" \
         --otlp-endpoint "http://127.0.0.1:$SINK_PORT/v1/traces"; then
-        TEL_FULL_PID=$SCEN_PID
+        TEL+=(full) TEL_FULL_PID=$SCEN_PID
     fi
-    for v in off full; do
-        [[ $v == off ]] && { pid=$TEL_OFF_PID; addr=$TEL_OFF; } || { pid=$TEL_FULL_PID; addr=$TEL_FULL; }
-        [[ -n $pid ]] || continue
-        oha_warmup "$addr" || true
-    done
-    # interleaved: off, full, off, full, so both see the same machine
-    for kind in rate max; do
-        for v in off full; do
-            [[ $v == off ]] && { pid=$TEL_OFF_PID; addr=$TEL_OFF; } || { pid=$TEL_FULL_PID; addr=$TEL_FULL; }
-            [[ -n $pid ]] || continue
-            if [[ $kind == rate ]]; then
-                log "telemetry $v: latency at $RATE req/s for ${DURATION}s"
-                oha_rate "rate-tel-$v" "$addr" || log "telemetry $v: fixed-rate test failed"
-            else
-                log "telemetry $v: max throughput, $CONNECTIONS connections, ${DURATION}s"
-                oha_max "max-tel-$v" "$addr" "$CONNECTIONS" || log "telemetry $v: max-throughput test failed"
-            fi
-        done
-    done
+    if ((${#TEL[@]} > 0)); then
+        for v in "${TEL[@]}"; do eval "oha_warmup \"\$ADDR_$v\"" || true; done
+        run_rounds rate tel "${TEL[@]}"
+        run_rounds max tel "${TEL[@]}"
+    fi
     if [[ -n $TEL_FULL_PID ]]; then
         meta telemetry metrics_lines "$(curl -sf -m 5 "http://$TEL_FULL_ADMIN/metrics" | grep -vc '^#' || true)"
         stop_pid "$TEL_FULL_PID" # flushes the queued spans
@@ -525,9 +547,14 @@ if section cache; then
         oha_max max-cache-exact $CACHE_GW "$CACHE_CONNECTIONS" || log "cache: oha exact-prompt test failed"
         meta cache oha_hits "$(($(metric $CACHE_ADMIN '^airgate_cache_requests_total[{].*result="hit"') - hits_before))"
         meta cache oha_lookups "$(($(metric $CACHE_ADMIN '^airgate_cache_requests_total[{]') - all_before))"
+        if start_gateway cache-core $CACHE_CORE $CACHE_CORE_ADMIN "$HERE/airgate-bench.yaml"; then
+            log "cache: core path (fresh process) for comparison, $CACHE_CONNECTIONS connections, ${DURATION}s"
+            REQ_BODY=$("$PY" "$HERE/cache_client.py" --url x --print-prompts) # the same request, uncached
+            oha_warmup $CACHE_CORE || true
+            oha_max max-cache-core $CACHE_CORE "$CACHE_CONNECTIONS" || log "cache: core test failed"
+            stop_pid "$SCEN_PID"
+        fi
         REQ_BODY=$BODY
-        log "cache: core path for comparison, $CACHE_CONNECTIONS connections, ${DURATION}s"
-        oha_max max-cache-core $GATEWAY "$CACHE_CONNECTIONS" || log "cache: core test failed"
         log "cache: paraphrase pool, $CACHE_SEQUENTIAL sequential + $CACHE_CONNECTIONS connections for ${DURATION}s"
         timeout $((DURATION + 120)) "$PY" "$HERE/cache_client.py" --url "http://$CACHE_GW" --set paraphrase \
             --sequential "$CACHE_SEQUENTIAL" --concurrency "$CACHE_CONNECTIONS" --duration "$DURATION" \
@@ -543,7 +570,8 @@ fi
 export LT_DURATION=$DURATION LT_RATE=$RATE LT_RATE_CONNECTIONS=$RATE_CONNECTIONS LT_CONNECTIONS=$CONNECTIONS \
     LT_TTFT_REQUESTS=$TTFT_REQUESTS LT_STREAMS=$STREAMS LT_STREAM_DELAY_MS=$STREAM_DELAY_MS \
     LT_STREAM_TOKENS=$STREAM_TOKENS LT_LOADGEN=$LOADGEN LT_GATEWAY_NOTE=$GATEWAY_NOTE \
-    LT_CACHE_CONNECTIONS=$CACHE_CONNECTIONS LT_CACHE_SEQUENTIAL=$CACHE_SEQUENTIAL LT_FEATURES_NOTE=$FEATURES_NOTE
+    LT_CACHE_CONNECTIONS=$CACHE_CONNECTIONS LT_CACHE_SEQUENTIAL=$CACHE_SEQUENTIAL LT_FEATURES_NOTE=$FEATURES_NOTE \
+    LT_ROUNDS=$ROUNDS LT_ROUND_SECONDS=$ROUND_SECONDS
 LT_LOADGEN_VERSION=$([[ $LOADGEN == oha ]] && "$OHA" --version 2>/dev/null | head -1 || echo wrk)
 LT_NGINX_VERSION=$([[ -n $NGINX_BIN ]] && "$NGINX_BIN" -v 2>&1 | head -1 || echo none)
 export LT_LOADGEN_VERSION LT_NGINX_VERSION

@@ -203,6 +203,28 @@ async fn access_log_and_request_served_audit_carry_the_outcome_without_secrets()
     assert_eq!(line["completion_tokens"], 10);
     assert_eq!(line["prompt_scanned"], true);
     assert_eq!(line["headers"]["authorization"], "REDACTED");
+    // A streamed answer's line is written when the stream ends, with its tokens.
+    let streamed = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat_body("mock-model", true))
+        .send()
+        .await
+        .unwrap();
+    assert!(streamed.text().await.unwrap().contains("[DONE]"));
+    for _ in 0..50 {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if lines.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let line: Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(line["stream"], true);
+    assert_eq!(line["completion_tokens"], 10, "{line}");
     let events = gw.audit_events_of("request_served", 1).await;
     let served = events
         .iter()

@@ -27,7 +27,7 @@ use super::{body, AiRequest, Endpoint, Gateway};
 use crate::access::RateLimiter;
 use crate::error::{ApiError, AttemptFailure};
 use crate::routing::{plan, AttemptError, Backend, InFlight};
-use crate::telemetry::access_log::{AccessLog, AccessRecord};
+use crate::telemetry::access_log::{AccessLog, AccessRecord, DeferredLine};
 use crate::telemetry::audit::{AuditEvent, AuditLog};
 use crate::telemetry::metrics::RequestLabels;
 use crate::telemetry::tracing::{self as otel, spans};
@@ -47,6 +47,8 @@ struct Bookkeeping {
     answer_usage: Option<Usage>,
     /// Answered by a backend of a lower priority than the first.
     fallback: bool,
+    /// A streamed answer's access-log line, completed by the stream.
+    access_line: Option<DeferredLine>,
 }
 
 impl Bookkeeping {
@@ -133,6 +135,7 @@ pub async fn handle(
     let mut rate_headers = Vec::new();
     let mut cache_header = None;
     let mut seen = Seen::default();
+    let deferred_line = DeferredLine::default();
     let span = spans::request_span(operation_name(endpoint), "", ctx.request_id);
     otel::set_parent_from_headers(&span, &parts.headers);
     let result = async {
@@ -214,6 +217,7 @@ pub async fn handle(
             fill,
             answer_usage: None,
             fallback: false,
+            access_line: ctx.access.is_enabled().then(|| deferred_line.clone()),
         };
         let routed = route(&ctx, &request, &mut books).await;
         seen.usage = books.answer_usage;
@@ -301,7 +305,18 @@ pub async fn handle(
         event.source_ip = Some(record.client_ip.clone());
         ctx.audit.record(event);
     }
-    ctx.access.write(record, &parts.headers);
+    let relayed_stream = seen.stream
+        && backend != CACHE_BACKEND
+        && response.status().is_success()
+        && response
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if relayed_stream {
+        deferred_line.hand_over(ctx.access, record, parts.headers, started);
+    } else {
+        ctx.access.write(record, &parts.headers);
+    }
     response
 }
 
@@ -586,7 +601,8 @@ async fn attempt(
                 books.usage,
                 books.reservation.take(),
                 books.accounting.take(),
-            ),
+            )
+            .with_access_line(books.access_line.take()),
             fill: books
                 .fill
                 .take()

@@ -6,6 +6,8 @@ use serde_json::{json, Value};
 
 use std::time::Instant;
 
+use crate::telemetry::access_log::DeferredLine;
+
 use super::accounting::{carries_token, usage_of, Accounting, Usage, MAX_COUNTED_TEXT};
 use super::admission::{total_tokens, Reservation};
 use super::AiRequest;
@@ -56,9 +58,17 @@ pub struct UsageTap {
     text: Option<String>,
     reservation: Option<Reservation>,
     accounting: Option<Accounting>,
+    /// The request's access-log line, written when the stream ends.
+    access_line: Option<DeferredLine>,
 }
 
 impl UsageTap {
+    /// Also completes the request's access-log line when the stream ends.
+    pub fn with_access_line(mut self, line: Option<DeferredLine>) -> Self {
+        self.access_line = line;
+        self
+    }
+
     pub fn new(
         plan: UsagePlan,
         reservation: Option<Reservation>,
@@ -76,6 +86,7 @@ impl UsageTap {
                 .map(|_| String::new()),
             reservation,
             accounting,
+            access_line: None,
         }
     }
 
@@ -114,6 +125,9 @@ impl Drop for UsageTap {
         if let Some(reservation) = self.reservation.take() {
             let reserved = reservation.reserved();
             reservation.settle(self.total.unwrap_or(reserved));
+        }
+        if let Some(line) = self.access_line.take() {
+            line.stream_ended(self.usage.map(|u| (u.prompt, u.completion)));
         }
         if let Some(accounting) = &self.accounting {
             accounting.finish(

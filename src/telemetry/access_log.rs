@@ -4,8 +4,8 @@
 //! headers are dropped unless configured `keep` or `redact`.
 //!
 //! Lines go through a bounded queue to a writer thread: writing never blocks a request; a full
-//! queue drops the line and counts it. Streamed answers are logged when their head is sent, so
-//! their line carries no token counts (those are in the metrics and the audit log).
+//! queue drops the line and counts it. Streamed answers are logged when the stream ends
+//! ([`DeferredLine`]), with their tokens and whole duration.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -239,4 +239,81 @@ mod tests {
         assert!(!text.contains("secret-token") && !text.contains("abc"));
         assert!(HeaderRules::default().apply(&headers).is_empty());
     }
+}
+
+/// The access-log line of a streamed answer, written when the stream ends so that it carries the
+/// tokens and the whole duration: the handler hands the line over, the stream reports its end,
+/// and whichever comes second writes it.
+#[derive(Clone, Default)]
+pub struct DeferredLine(Arc<parking_lot::Mutex<Deferred>>);
+
+#[derive(Default)]
+enum Deferred {
+    #[default]
+    Waiting,
+    Line(Box<PendingLine>),
+    Ended {
+        tokens: Option<(u64, u64)>,
+        at: std::time::Instant,
+    },
+    Written,
+}
+
+struct PendingLine {
+    log: AccessLog,
+    record: AccessRecord,
+    headers: HeaderMap,
+    started: std::time::Instant,
+}
+
+impl DeferredLine {
+    /// From the handler, once the response head is ready.
+    pub fn hand_over(
+        &self,
+        log: &AccessLog,
+        record: AccessRecord,
+        headers: HeaderMap,
+        started: std::time::Instant,
+    ) {
+        let mut state = self.0.lock();
+        let pending = PendingLine {
+            log: log.clone(),
+            record,
+            headers,
+            started,
+        };
+        match std::mem::take(&mut *state) {
+            Deferred::Ended { tokens, at } => {
+                write_pending(pending, tokens, at);
+                *state = Deferred::Written;
+            }
+            _ => *state = Deferred::Line(Box::new(pending)),
+        }
+    }
+
+    /// From the stream, when it ends: (prompt, completion) tokens when known.
+    pub fn stream_ended(&self, tokens: Option<(u64, u64)>) {
+        let mut state = self.0.lock();
+        let at = std::time::Instant::now();
+        match std::mem::take(&mut *state) {
+            Deferred::Line(pending) => {
+                write_pending(*pending, tokens, at);
+                *state = Deferred::Written;
+            }
+            _ => *state = Deferred::Ended { tokens, at },
+        }
+    }
+}
+
+fn write_pending(pending: PendingLine, tokens: Option<(u64, u64)>, at: std::time::Instant) {
+    let PendingLine {
+        log,
+        mut record,
+        headers,
+        started,
+    } = pending;
+    record.duration_ms = at.duration_since(started).as_secs_f64() * 1000.0;
+    record.prompt_tokens = tokens.map(|t| t.0);
+    record.completion_tokens = tokens.map(|t| t.1);
+    log.write(record, &headers);
 }

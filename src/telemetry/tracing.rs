@@ -70,8 +70,8 @@ use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{Level, Subscriber};
-use tracing_subscriber::filter::FilterExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::filter::{filter_fn, FilterFn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
@@ -247,7 +247,9 @@ pub fn init(settings: Option<TracingSettings>) -> Result<TracingGuard, TracingEr
         .with_writer(std::io::stderr)
         .with_current_span(false)
         .with_span_list(false)
-        .with_filter(filter.and(filter_fn(|metadata: &tracing::Metadata<'_>| metadata.is_event())));
+        .with_filter(filter.and(filter_fn(|metadata: &tracing::Metadata<'_>| {
+            metadata.is_event()
+        })));
     let (otel, guard) = match settings {
         Some(settings) => {
             let (layer, guard) = otel_layer(&settings)?;
