@@ -121,6 +121,18 @@ async fn a_paraphrase_is_served_from_the_cache_as_json_and_as_a_stream() {
             > 0
     );
     assert_eq!(backend.requests(), calls, "a hit called the backend");
+    let metrics = gw.metrics().await;
+    for histogram in [
+        "airgate_cache_embed_seconds_count",
+        "airgate_cache_search_seconds_count",
+    ] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(histogram) && !l.ends_with(" 0")),
+            "{histogram} not observed: {metrics}"
+        );
+    }
     let events = gw.audit_events_of("cache_hit", 1).await;
     assert!(events.iter().any(|e| e["event"] == "cache_hit"));
 }

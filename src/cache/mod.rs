@@ -50,7 +50,7 @@ pub use error::{CacheError, FETCH_HINT};
 pub use index::REBUILD_SHARE;
 pub use scope::{scope_key, ScopeKey};
 pub use store::{
-    entry_bytes, CacheSettings, CacheStats, Hit, SemanticCache, CANDIDATES, ENTRY_OVERHEAD,
-    HNSW_MIN_ENTRIES,
+    entry_bytes, CacheSettings, CacheStats, Hit, LookupTimings, SemanticCache, CANDIDATES,
+    ENTRY_OVERHEAD, HNSW_MIN_ENTRIES,
 };
 pub use verify::Signature;

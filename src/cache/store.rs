@@ -40,6 +40,13 @@ pub struct CacheSettings {
     pub verify: bool,
 }
 
+/// Where a lookup spent its time, for the latency histograms.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LookupTimings {
+    pub embed: Option<Duration>,
+    pub search: Option<Duration>,
+}
+
 /// A cached answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
@@ -159,19 +166,45 @@ impl SemanticCache {
     /// The cached answer for `text` in `scope`, if a live entry is similar enough (and passes
     /// verification). An identical prompt is answered without embedding.
     pub async fn lookup(&self, scope: &ScopeKey, text: &str) -> Result<Option<Hit>, CacheError> {
+        self.lookup_timed(scope, text).await.0
+    }
+
+    /// [`Self::lookup`], with the time spent embedding and searching (`None` when skipped).
+    pub async fn lookup_timed(
+        &self,
+        scope: &ScopeKey,
+        text: &str,
+    ) -> (Result<Option<Hit>, CacheError>, LookupTimings) {
+        let mut timings = LookupTimings::default();
         if let Some(hit) = self.shared.exact(scope, text) {
-            return Ok(Some(hit));
+            return (Ok(Some(hit)), timings);
         }
         if !self.shared.has_scope(scope) {
             self.shared.counters.misses.fetch_add(1, Ordering::Relaxed);
-            return Ok(None);
+            return (Ok(None), timings);
         }
-        let v = self.embed(text).await?;
+        let started = std::time::Instant::now();
+        let v = match self.embed(text).await {
+            Ok(v) => v,
+            Err(e) => return (Err(e), timings),
+        };
+        timings.embed = Some(started.elapsed());
         // the index search takes up to a millisecond or two at 10k entries: off the async workers
         let (shared, scope, text) = (Arc::clone(&self.shared), *scope, text.to_string());
-        tokio::task::spawn_blocking(move || shared.search(&scope, &text, &v))
-            .await
-            .map_err(|e| CacheError::Task(e.to_string()))
+        let result = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let hit = shared.search(&scope, &text, &v);
+            (hit, started.elapsed())
+        })
+        .await
+        .map_err(|e| CacheError::Task(e.to_string()));
+        match result {
+            Ok((hit, search)) => {
+                timings.search = Some(search);
+                (Ok(hit), timings)
+            }
+            Err(e) => (Err(e), timings),
+        }
     }
 
     /// Stores `response` for `text` in `scope`. A prompt already stored in the scope keeps its

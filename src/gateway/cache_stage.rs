@@ -110,9 +110,11 @@ async fn lookup_inner(
         return Lookup::Bypass(fill);
     }
     let started = Instant::now();
-    let found = policy.cache.lookup(&scope, &text).await;
+    let (found, timings) = policy.cache.lookup_timed(&scope, &text).await;
     ctx.metrics
         .cache_lookup_seconds(ctx.gateway, started.elapsed().as_secs_f64());
+    ctx.metrics
+        .cache_stage_seconds(ctx.gateway, timings.embed, timings.search);
     match found {
         Ok(Some(hit)) => match replay(&hit.response, request.stream, include_usage(request)) {
             Some(mut response) => {

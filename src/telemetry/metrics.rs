@@ -36,6 +36,8 @@ pub struct Metrics {
     registry: Registry,
     cache_requests: IntCounterVec,
     cache_lookup: HistogramVec,
+    cache_embed: HistogramVec,
+    cache_search: HistogramVec,
     cache_entries: IntGaugeVec,
     cache_bytes: IntGaugeVec,
     cache_evictions: IntGaugeVec,
@@ -147,6 +149,22 @@ impl Metrics {
             ]),
             &["gateway"],
         )?;
+        let cache_stage = |name: &str, help: &str| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                ]),
+                &["gateway"],
+            )
+        };
+        let cache_embed = cache_stage(
+            "airgate_cache_embed_seconds",
+            "Semantic cache: time to embed the prompt (queue wait included).",
+        )?;
+        let cache_search = cache_stage(
+            "airgate_cache_search_seconds",
+            "Semantic cache: time to search the scope's index and verify candidates.",
+        )?;
         let cache_gauge =
             |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["gateway"]);
         let cache_entries = cache_gauge("airgate_cache_entries", "Entries in the semantic cache.")?;
@@ -244,6 +262,8 @@ impl Metrics {
         registry.register(Box::new(rate_limit_store_errors.clone()))?;
         registry.register(Box::new(cache_requests.clone()))?;
         registry.register(Box::new(cache_lookup.clone()))?;
+        registry.register(Box::new(cache_embed.clone()))?;
+        registry.register(Box::new(cache_search.clone()))?;
         registry.register(Box::new(cache_entries.clone()))?;
         registry.register(Box::new(cache_bytes.clone()))?;
         registry.register(Box::new(cache_evictions.clone()))?;
@@ -260,6 +280,8 @@ impl Metrics {
             registry,
             cache_requests,
             cache_lookup,
+            cache_embed,
+            cache_search,
             cache_entries,
             cache_bytes,
             cache_evictions,
@@ -355,6 +377,25 @@ impl Metrics {
         self.cache_lookup
             .with_label_values(&[gateway])
             .observe(seconds);
+    }
+
+    /// Embedding and search times of one lookup, when they happened.
+    pub fn cache_stage_seconds(
+        &self,
+        gateway: &str,
+        embed: Option<std::time::Duration>,
+        search: Option<std::time::Duration>,
+    ) {
+        if let Some(d) = embed {
+            self.cache_embed
+                .with_label_values(&[gateway])
+                .observe(d.as_secs_f64());
+        }
+        if let Some(d) = search {
+            self.cache_search
+                .with_label_values(&[gateway])
+                .observe(d.as_secs_f64());
+        }
     }
 
     pub fn cache_stats(&self, gateway: &str, stats: &crate::cache::CacheStats) {
