@@ -16,6 +16,30 @@ fn sample(metrics: &str, prefix: &str) -> f64 {
         .sum()
 }
 
+/// The metrics text once `ready` holds (stream accounting ends after the client's last byte),
+/// or after a second.
+async fn metrics_once(gw: &TestGateway, ready: impl Fn(&str) -> bool) -> String {
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = gw.metrics().await;
+        if ready(&metrics) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    metrics
+}
+
+/// `airgate_tokens_total` of the test gateway's `mock-model`, by type.
+fn tokens(metrics: &str, estimated: bool, kind: &str) -> f64 {
+    sample(
+        metrics,
+        &format!(
+            r#"airgate_tokens_total{{estimated="{estimated}",gateway="test/test-gw",model="mock-model",type="{kind}"}}"#
+        ),
+    )
+}
+
 #[tokio::test]
 async fn token_and_latency_metrics_follow_a_known_sequence() {
     let backend = MockServer::start(MockConfig::named("m").tokens(10))
@@ -62,24 +86,16 @@ async fn token_and_latency_metrics_follow_a_known_sequence() {
     );
     prompt_tokens += prompt_tokens / 2;
 
-    let mut metrics = String::new();
-    for _ in 0..50 {
-        metrics = gw.metrics().await;
-        if sample(&metrics, "gen_ai_server_time_to_first_token_seconds_count") >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let tokens = |kind: &str| {
-        sample(
-            &metrics,
-            &format!(
-                r#"airgate_tokens_total{{estimated="false",gateway="test/test-gw",model="mock-model",type="{kind}"}}"#
-            ),
-        )
-    };
-    assert_eq!(tokens("completion"), 30.0, "{metrics}");
-    assert_eq!(tokens("prompt"), prompt_tokens as f64, "{metrics}");
+    let metrics = metrics_once(&gw, |m| {
+        sample(m, "gen_ai_server_time_to_first_token_seconds_count") >= 1.0
+    })
+    .await;
+    assert_eq!(tokens(&metrics, false, "completion"), 30.0, "{metrics}");
+    assert_eq!(
+        tokens(&metrics, false, "prompt"),
+        prompt_tokens as f64,
+        "{metrics}"
+    );
     assert_eq!(
         sample(&metrics, "airgate_time_to_first_token_seconds_count"),
         1.0
@@ -257,23 +273,8 @@ async fn without_reported_usage_tokens_are_counted_with_the_backends_tokenizer()
         .await
         .unwrap();
     assert!(text.contains("[DONE]"), "{text}");
-    let mut metrics = String::new();
-    for _ in 0..50 {
-        metrics = gw.metrics().await;
-        if metrics.contains("airgate_tokens_total") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let metrics = metrics_once(&gw, |m| m.contains("airgate_tokens_total")).await;
     // MiniLM's tokenizer: "Say hello" is [say, hello], "Hello world" is [hello, world].
-    let tokens = |kind: &str| {
-        sample(
-            &metrics,
-            &format!(
-                r#"airgate_tokens_total{{estimated="true",gateway="test/test-gw",model="mock-model",type="{kind}"}}"#
-            ),
-        )
-    };
-    assert_eq!(tokens("prompt"), 2.0, "{metrics}");
-    assert_eq!(tokens("completion"), 2.0, "{metrics}");
+    assert_eq!(tokens(&metrics, true, "prompt"), 2.0, "{metrics}");
+    assert_eq!(tokens(&metrics, true, "completion"), 2.0, "{metrics}");
 }

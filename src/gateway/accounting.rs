@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::runtime::MetricsFlags;
 use super::Endpoint;
+use crate::openai::sse::string_values;
 use crate::telemetry::metrics::Generation;
 use crate::telemetry::Metrics;
 
@@ -183,14 +184,7 @@ pub fn operation_name(endpoint: Endpoint) -> &'static str {
 pub fn carries_token(data: &str) -> bool {
     ["\"content\"", "\"text\"", "\"arguments\""]
         .iter()
-        .any(|key| {
-            data.match_indices(key).any(|(at, _)| {
-                let rest = data[at + key.len()..].trim_start();
-                rest.strip_prefix(':')
-                    .map(str::trim_start)
-                    .is_some_and(|v| v.starts_with('"') && !v.starts_with("\"\""))
-            })
-        })
+        .any(|key| string_values(data, key).any(|value| !value.starts_with('"')))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use super::cache_stage::CacheFill;
 use super::content_filter::{StreamGuard, StreamVerdict};
 use super::guard_events::{GuardReporter, Stage};
 use super::usage::UsageTap;
-use crate::openai::sse::{done_event, encode_data, SseDecoder, SseEvent};
+use crate::openai::sse::{done_event, encode_data, string_values, SseDecoder, SseEvent};
 use crate::openai::{ErrorBody, ErrorObject};
 use crate::routing::InFlight;
 use crate::telemetry::Metrics;
@@ -212,16 +212,7 @@ impl Relay {
 /// Whether a chunk's JSON text carries `"finish_reason"` with a string value (not `null`),
 /// checked on the text so that unguarded streams need no JSON parsing.
 fn has_finish_reason(data: &str) -> bool {
-    const KEY: &str = "\"finish_reason\"";
-    let mut rest = data;
-    while let Some(at) = rest.find(KEY) {
-        rest = &rest[at + KEY.len()..];
-        let value = rest.trim_start().strip_prefix(':').map(str::trim_start);
-        if value.is_some_and(|v| v.starts_with('"')) {
-            return true;
-        }
-    }
-    false
+    string_values(data, "\"finish_reason\"").next().is_some()
 }
 
 #[cfg(test)]

@@ -94,6 +94,19 @@ fn data_of(raw: &[u8]) -> String {
     data
 }
 
+/// For each occurrence of `quoted_key` (e.g. `"\"finish_reason\""`) in a chunk's JSON text whose
+/// value is a string, the text right after that string's opening quote. Lets the relay look at
+/// chunks (finish reasons, first tokens) without parsing them, whatever the JSON spacing.
+pub fn string_values<'a>(data: &'a str, quoted_key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    data.match_indices(quoted_key).filter_map(move |(at, _)| {
+        data[at + quoted_key.len()..]
+            .trim_start()
+            .strip_prefix(':')?
+            .trim_start()
+            .strip_prefix('"')
+    })
+}
+
 /// Encodes one `data:` event.
 pub fn encode_data(json: &str) -> Bytes {
     let mut out = String::with_capacity(json.len() + 8);
