@@ -268,11 +268,8 @@ impl CacheFill {
         }
     }
 
-    /// Stores a whole JSON answer when every choice completed.
-    pub fn store_whole(self, body: &Bytes) {
-        let Ok(json) = serde_json::from_slice::<Value>(body) else {
-            return;
-        };
+    /// Stores a whole JSON answer (`json` is `body` parsed) when every choice completed.
+    pub fn store_whole(self, json: &Value, body: &Bytes) {
         let complete = json
             .get("choices")
             .and_then(Value::as_array)

@@ -52,29 +52,19 @@ struct Bookkeeping {
 }
 
 impl Bookkeeping {
-    /// Settles from a whole (non-streamed) answer.
-    fn settle_whole(&mut self, bytes: &[u8]) {
-        if self.reservation.is_none() && self.accounting.is_none() {
-            self.answer_usage = serde_json::from_slice::<serde_json::Value>(bytes)
-                .ok()
-                .as_ref()
-                .and_then(usage_of);
-            return;
-        }
-        let json = serde_json::from_slice::<serde_json::Value>(bytes).ok();
-        let usage = json.as_ref().and_then(usage_of);
+    /// Settles from a whole (non-streamed) answer, parsed once by the caller.
+    fn settle_whole(&mut self, json: Option<&serde_json::Value>, len: usize) {
+        let usage = json.and_then(usage_of);
         self.answer_usage = usage;
         if let Some(reservation) = self.reservation.take() {
             let reserved = reservation.reserved();
-            let actual = json.as_ref().and_then(total_tokens);
-            reservation.settle(actual.unwrap_or(reserved));
+            reservation.settle(json.and_then(total_tokens).unwrap_or(reserved));
         }
         if let Some(accounting) = self.accounting.take() {
             let text = json
-                .as_ref()
                 .filter(|_| usage.is_none() && accounting.tokenizer.is_some())
                 .map(answer_text);
-            accounting.finish(usage, estimate_tokens(bytes.len()), text.as_deref(), None);
+            accounting.finish(usage, estimate_tokens(len), text.as_deref(), None);
         }
     }
 }
@@ -382,6 +372,7 @@ async fn guard_prompt(
 fn guard_answer(
     ctx: &RequestContext<'_>,
     policy: &GuardPolicy,
+    json: Option<&mut serde_json::Value>,
     bytes: bytes::Bytes,
 ) -> Result<bytes::Bytes, ApiError> {
     let unscannable = || ApiError::Upstream {
@@ -394,9 +385,9 @@ fn guard_answer(
             ),
         },
     };
-    let mut json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| unscannable())?;
+    let json = json.ok_or_else(unscannable)?;
     let mut budget = policy.set.budget();
-    let scan = scan_response(&policy.set, &mut json, &mut budget);
+    let scan = scan_response(&policy.set, json, &mut budget);
     let reporter = ctx.reporter();
     reporter.findings(Stage::Response, &scan.findings);
     if scan.findings.is_empty() && scan.refusal.is_none() {
@@ -405,7 +396,7 @@ fn guard_answer(
     if let Some(refusal) = &scan.refusal {
         reporter.refusal(Stage::Response, refusal);
     }
-    serde_json::to_vec(&json)
+    serde_json::to_vec(json)
         .map(bytes::Bytes::from)
         .map_err(|_| unscannable())
 }
@@ -618,11 +609,13 @@ async fn attempt(
     }
     let bytes = read_whole(upstream, idle).await?;
     drop(in_flight);
-    books.settle_whole(&bytes);
+    // Parsed once for usage, the guard and the cache.
+    let mut json = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+    books.settle_whole(json.as_ref(), bytes.len());
     let policy = ctx.gateway.guard.as_ref().filter(|g| g.scan_responses);
     let bytes = match policy {
         Some(policy) if status.is_success() && request.endpoint != Endpoint::Embeddings => {
-            match guard_answer(ctx, policy, bytes) {
+            match guard_answer(ctx, policy, json.as_mut(), bytes) {
                 Ok(bytes) => bytes,
                 Err(refused) => return Ok(refused.into_response()),
             }
@@ -633,8 +626,8 @@ async fn attempt(
         .fill
         .take()
         .filter(|_| backend.priority == ctx.gateway.primary_priority);
-    if let Some(fill) = fill.filter(|_| status.is_success()) {
-        fill.store_whole(&bytes);
+    if let (Some(fill), Some(json)) = (fill.filter(|_| status.is_success()), &json) {
+        fill.store_whole(json, &bytes);
     }
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
