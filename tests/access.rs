@@ -173,17 +173,22 @@ async fn only_tokens_with_the_approval_claim_reach_approval_backends() {
     assert_eq!(cloud.requests(), 1);
 }
 
+/// A gateway on `backend` with JWT authentication and `extra` spec lines.
+fn authenticated_yaml(backend: &MockServer, extra: &str) -> String {
+    GatewayYaml::new()
+        .backend(BackendYaml::new("m", &backend.url()))
+        .render()
+        + AUTH
+        + extra
+}
+
 const PER_USER_3: &str = "  rateLimit:\n    perUser:\n      limit: 3\n      period: 1m\n";
 
 #[tokio::test]
 async fn per_user_limits_are_isolated_and_answer_429_with_headers() {
     let backend = MockServer::start(MockConfig::named("m")).await.unwrap();
     let secrets = secrets();
-    let yaml = GatewayYaml::new()
-        .backend(BackendYaml::new("m", &backend.url()))
-        .render()
-        + AUTH
-        + PER_USER_3;
+    let yaml = authenticated_yaml(&backend, PER_USER_3);
     let gw = gateway_with(yaml, &secrets, None).await;
     let body = chat_body("mock-model", false);
     let alice = token(valid_claims("alice"));
@@ -212,12 +217,7 @@ async fn per_user_limits_are_isolated_and_answer_429_with_headers() {
     let json: Value = refused.json().await.unwrap();
     assert_eq!(json["error"]["type"], "rate_limit_error");
     // Another user has their own allowance.
-    assert_eq!(
-        post(&gw, Some(&token(valid_claims("bob"))), &body)
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(status_as(&gw, "bob", &body).await, 200);
     assert_eq!(backend.requests(), 4);
 }
 
@@ -401,4 +401,56 @@ async fn two_gateways_share_one_limit_through_redis_and_follow_the_fail_policy()
         recovered,
         "fail-closed gateway did not recover after Redis came back"
     );
+}
+
+#[tokio::test]
+async fn global_and_per_user_limits_cost_one_redis_round_trip_and_refusals_charge_nothing() {
+    let Some(redis) = RedisServer::start().unwrap() else {
+        return;
+    };
+    let backend = MockServer::start(MockConfig::named("m")).await.unwrap();
+    let secrets = secrets();
+    let yaml = authenticated_yaml(
+        &backend,
+        "  rateLimit:\n    global:\n      limit: 5\n      period: 1h\n    perUser:\n      limit: 2\n      period: 1h\n",
+    );
+    let limiter = RateLimiter::redis_with(&redis.url(), patient(FailurePolicy::FailClosed))
+        .await
+        .unwrap();
+    let gw = gateway_with(yaml, &secrets, Some(limiter.clone())).await;
+    let body = chat_body("mock-model", false);
+    let alice = token(valid_claims("alice"));
+    let statuses: Vec<u16> = sequential_statuses(&gw, &alice, &body, 4).await;
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    assert_eq!(
+        limiter.redis_calls(),
+        4,
+        "one round trip per request, global and per-user together"
+    );
+    // Alice's refusals did not consume the global limit: 3 of 5 remain for others.
+    for user in ["bob", "carol"] {
+        assert_eq!(status_as(&gw, user, &body).await, 200);
+    }
+    let third = post(&gw, Some(&token(valid_claims("dave"))), &body).await;
+    assert_eq!(third.status(), 200);
+    assert_eq!(third.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(status_as(&gw, "erin", &body).await, 429);
+    assert_eq!(limiter.redis_errors(), 0);
+    assert_eq!(backend.requests(), 5);
+}
+
+/// The status of one request with a valid token for `user`.
+async fn status_as(gw: &TestGateway, user: &str, body: &Value) -> u16 {
+    post(gw, Some(&token(valid_claims(user))), body)
+        .await
+        .status()
+        .as_u16()
+}
+
+async fn sequential_statuses(gw: &TestGateway, bearer: &str, body: &Value, n: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        statuses.push(post(gw, Some(bearer), body).await.status().as_u16());
+    }
+    statuses
 }

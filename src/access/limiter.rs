@@ -164,6 +164,37 @@ impl Kind {
     }
 }
 
+/// One bucket of an admission ([`RateLimiter::admit_all`]): `cost` units of `limit` for `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub(crate) kind: Kind,
+    pub key: String,
+    pub limit: Limit,
+    pub cost: u64,
+}
+
+impl Check {
+    /// `cost` requests.
+    pub fn requests(key: impl Into<String>, limit: Limit, cost: u64) -> Self {
+        Check {
+            kind: Kind::Requests,
+            key: key.into(),
+            limit,
+            cost,
+        }
+    }
+
+    /// `amount` tokens of a token budget (a bucket apart from the request limits).
+    pub fn tokens(key: impl Into<String>, budget: Limit, amount: u64) -> Self {
+        Check {
+            kind: Kind::Tokens,
+            key: key.into(),
+            limit: budget,
+            cost: amount,
+        }
+    }
+}
+
 /// GCRA over integer time units (`unit` = one microsecond in memory, a millisecond or coarser
 /// in Redis). `level` is in `time units × limit`; the capacity is `period × limit`.
 #[derive(Debug, Clone, Copy)]
@@ -292,12 +323,26 @@ impl RateLimiter {
 
     /// Admits `cost` requests against `limit` for `key` (see [`LimitKey::render`]).
     pub async fn check(&self, key: &str, limit: Limit, cost: u64) -> Decision {
-        self.admit(Kind::Requests, key, limit, cost).await
+        self.admit_one(Check::requests(key, limit, cost)).await
     }
 
     /// Reserves `amount` tokens of `budget` for `key`; refused when it would cross the budget.
     pub async fn reserve_tokens(&self, key: &str, budget: Limit, amount: u64) -> Decision {
-        self.admit(Kind::Tokens, key, budget, amount).await
+        self.admit_one(Check::tokens(key, budget, amount)).await
+    }
+
+    /// Admits every check or none, atomically and (with Redis) in one round trip: `Ok` with
+    /// each check's decision when all were allowed and charged; `Err` with the index and the
+    /// decision of the first refused check when any was refused, and then nothing is charged.
+    /// Checks should name distinct buckets.
+    pub async fn admit_all(&self, checks: &[Check]) -> Result<Vec<Decision>, (usize, Decision)> {
+        if checks.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &*self.backend {
+            Backend::Memory(store) => store.admit_all(checks),
+            Backend::Redis(store) => store.admit_all(checks).await,
+        }
     }
 
     /// Settles a reservation with the real usage: refunds `reserved - actual`, or charges
@@ -315,7 +360,15 @@ impl RateLimiter {
 
     /// Tokens of `budget` still available to `key` now.
     pub async fn remaining_tokens(&self, key: &str, budget: Limit) -> u64 {
-        self.admit(Kind::Tokens, key, budget, 0).await.remaining
+        self.reserve_tokens(key, budget, 0).await.remaining
+    }
+
+    /// Round trips to Redis so far (0 for memory): one per admission, one per token settlement.
+    pub fn redis_calls(&self) -> u64 {
+        match &*self.backend {
+            Backend::Memory(_) => 0,
+            Backend::Redis(store) => store.calls(),
+        }
     }
 
     /// Redis calls that failed or were skipped while Redis was down (0 for memory).
@@ -326,10 +379,13 @@ impl RateLimiter {
         }
     }
 
-    async fn admit(&self, kind: Kind, key: &str, limit: Limit, cost: u64) -> Decision {
-        match &*self.backend {
-            Backend::Memory(store) => store.admit(kind, key, limit, cost),
-            Backend::Redis(store) => store.admit(kind, key, limit, cost).await,
+    async fn admit_one(&self, check: Check) -> Decision {
+        match self.admit_all(std::slice::from_ref(&check)).await {
+            Ok(decisions) => decisions
+                .into_iter()
+                .next()
+                .unwrap_or(Decision::unlimited(check.limit.limit)),
+            Err((_, decision)) => decision,
         }
     }
 }
@@ -370,59 +426,84 @@ fn storage_key(kind: Kind, key: &str, limit: Limit) -> String {
 }
 
 impl MemoryStore {
-    fn with_level<R>(
-        &self,
-        kind: Kind,
-        key: &str,
-        limit: Limit,
-        f: impl FnOnce(&Gcra, u128) -> (u128, R),
-    ) -> R {
-        let gcra = Gcra::new(limit.limit, micros(limit.period));
-        let now = Instant::now();
-        let mut state = match self.state.lock() {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
+        match self.state.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
-        };
-        state.ops += 1;
-        if state.ops % SWEEP_EVERY == 0 {
-            state.entries.retain(|_, e| e.empty_at > now);
         }
-        let skey = storage_key(kind, key, limit);
-        let level = state.entries.get(&skey).map_or(0, |e| {
-            gcra.decay(e.level, micros(now.saturating_duration_since(e.at)))
-        });
-        let (level, result) = f(&gcra, level);
-        if level == 0 {
-            state.entries.remove(&skey);
-        } else {
-            let empty_in = div_ceil(level, gcra.limit.max(1));
-            let empty_at = now + Duration::from_micros(u64::try_from(empty_in).unwrap_or(u64::MAX));
-            state.entries.insert(
-                skey,
-                Entry {
-                    level,
-                    at: now,
-                    empty_at,
-                },
-            );
-        }
-        result
     }
 
-    fn admit(&self, kind: Kind, key: &str, limit: Limit, cost: u64) -> Decision {
-        self.with_level(kind, key, limit, |gcra, level| {
-            let step = gcra.admit(level, cost);
-            (
-                step.level,
-                decision(limit.limit, &step, Duration::from_micros),
-            )
-        })
+    /// Admits every check or none: levels are computed for all, and stored only when all are
+    /// allowed.
+    fn admit_all(&self, checks: &[Check]) -> Result<Vec<Decision>, (usize, Decision)> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.sweep(now);
+        let mut staged: Vec<(String, Gcra, u128)> = Vec::with_capacity(checks.len());
+        let mut decisions = Vec::with_capacity(checks.len());
+        for (index, check) in checks.iter().enumerate() {
+            let gcra = Gcra::new(check.limit.limit, micros(check.limit.period));
+            let skey = storage_key(check.kind, &check.key, check.limit);
+            let level = match staged.iter().find(|(k, _, _)| *k == skey) {
+                Some((_, _, level)) => *level,
+                None => state.level(&skey, &gcra, now),
+            };
+            let step = gcra.admit(level, check.cost);
+            let decision = decision(check.limit.limit, &step, Duration::from_micros);
+            if !step.allowed {
+                return Err((index, decision));
+            }
+            staged.retain(|(k, _, _)| *k != skey);
+            staged.push((skey, gcra, step.level));
+            decisions.push(decision);
+        }
+        for (skey, gcra, level) in staged {
+            state.store(skey, &gcra, level, now);
+        }
+        Ok(decisions)
     }
 
     fn adjust(&self, kind: Kind, key: &str, limit: Limit, delta: i128) {
-        self.with_level(kind, key, limit, |gcra, level| {
-            (gcra.adjust(level, delta), ())
-        });
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.sweep(now);
+        let gcra = Gcra::new(limit.limit, micros(limit.period));
+        let skey = storage_key(kind, key, limit);
+        let level = gcra.adjust(state.level(&skey, &gcra, now), delta);
+        state.store(skey, &gcra, level, now);
+    }
+}
+
+impl MemoryState {
+    fn sweep(&mut self, now: Instant) {
+        self.ops += 1;
+        if self.ops.is_multiple_of(SWEEP_EVERY) {
+            self.entries.retain(|_, e| e.empty_at > now);
+        }
+    }
+
+    /// The level of `skey`, refilled up to `now`.
+    fn level(&self, skey: &str, gcra: &Gcra, now: Instant) -> u128 {
+        self.entries.get(skey).map_or(0, |e| {
+            gcra.decay(e.level, micros(now.saturating_duration_since(e.at)))
+        })
+    }
+
+    fn store(&mut self, skey: String, gcra: &Gcra, level: u128, now: Instant) {
+        if level == 0 {
+            self.entries.remove(&skey);
+            return;
+        }
+        let empty_in = div_ceil(level, gcra.limit.max(1));
+        let empty_at = now + Duration::from_micros(u64::try_from(empty_in).unwrap_or(u64::MAX));
+        self.entries.insert(
+            skey,
+            Entry {
+                level,
+                at: now,
+                empty_at,
+            },
+        );
     }
 }
 

@@ -23,5 +23,5 @@ pub mod settings;
 
 pub use client_ip::{client_ip, client_ip_from_headers, IpNet, IpNetParseError};
 pub use jwt::{ApprovalRule, AuthError, Identity, JwtSettings, JwtVerifier, KeyError};
-pub use limiter::{Decision, Limit, LimitKey, LimiterError, RateLimiter};
+pub use limiter::{Check, Decision, Limit, LimitKey, LimiterError, RateLimiter};
 pub use redis_store::{FailureHook, FailurePolicy, RedisFailure, RedisOptions};

@@ -20,7 +20,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, ScriptInvocation};
 
-use super::limiter::{decision, Decision, Gcra, Kind, Limit, LimiterError, Step};
+use super::limiter::{decision, Check, Decision, Gcra, Kind, Limit, LimiterError, Step};
 
 /// What to answer when Redis cannot be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -101,70 +101,82 @@ impl fmt::Debug for RedisOptions {
     }
 }
 
-/// Shared by both scripts: reads the bucket and refills it up to the server's `now`.
-/// KEYS[1] = bucket; ARGV[1] = limit, ARGV[2] = period (units), ARGV[3] = unit (ms).
-macro_rules! lua_prelude {
-    () => {
-        r#"
+/// Shared by both scripts: `bucket(i)` reads bucket `i` and refills it up to the server's
+/// clock; `store(b)` writes it back. KEYS[i] = bucket i; ARGV[4i-3..4i] = limit, period (units),
+/// unit (ms), and the script's own argument (cost or delta).
+const LUA_PRELUDE: &str = r#"
 if redis.replicate_commands then pcall(redis.replicate_commands) end
-local limit = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local unit = tonumber(ARGV[3])
 local t = redis.call('TIME')
-local now = math.floor((tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) / unit)
-local cap = limit * period
-local state = redis.call('HMGET', KEYS[1], 'l', 't')
-local level = tonumber(state[1]) or 0
-local at = tonumber(state[2]) or now
-if now > at then
-  level = math.max(0, level - (now - at) * limit)
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function bucket(i)
+  local base = (i - 1) * 4
+  local b = {key = KEYS[i], limit = tonumber(ARGV[base + 1]), period = tonumber(ARGV[base + 2]),
+    unit = tonumber(ARGV[base + 3]), arg = tonumber(ARGV[base + 4])}
+  b.now = math.floor(ms / b.unit)
+  b.cap = b.limit * b.period
+  local state = redis.call('HMGET', b.key, 'l', 't')
+  local level = tonumber(state[1]) or 0
+  local at = tonumber(state[2]) or b.now
+  if b.now > at then
+    level = math.max(0, level - (b.now - at) * b.limit)
+  end
+  b.level = level
+  return b
 end
-local function store()
-  if level > 0 then
-    redis.call('HSET', KEYS[1], 'l', level, 't', now)
-    redis.call('PEXPIRE', KEYS[1], math.ceil(level / limit) * unit + 1000)
+local function store(b)
+  if b.level > 0 then
+    redis.call('HSET', b.key, 'l', b.level, 't', b.now)
+    redis.call('PEXPIRE', b.key, math.ceil(b.level / b.limit) * b.unit + 1000)
   else
-    redis.call('DEL', KEYS[1])
+    redis.call('DEL', b.key)
   end
 end
-"#
-    };
-}
+"#;
 
-/// Admits ARGV[4] units. Returns {allowed, remaining, reset_after, retry_after or -1} (units).
-const ADMIT_LUA: &str = concat!(
-    lua_prelude!(),
-    r#"
-local cost = tonumber(ARGV[4])
-local allowed = 1
-local retry = -1
-if cost > 0 then
-  if cost > limit then
-    allowed = 0
-  else
-    local nxt = level + cost * period
-    if nxt <= cap then
-      level = nxt
-    else
+/// Admits every bucket's cost or none. Returns, per bucket, {allowed, remaining, reset_after,
+/// retry_after or -1} (units), flattened; buckets are stored only when all were allowed.
+const ADMIT_BODY: &str = r#"
+local buckets = {}
+local out = {}
+local all = true
+for i = 1, #KEYS do
+  local b = bucket(i)
+  local allowed = 1
+  local retry = -1
+  if b.arg > 0 then
+    if b.arg > b.limit then
       allowed = 0
-      retry = math.ceil((nxt - cap) / limit)
+    else
+      local nxt = b.level + b.arg * b.period
+      if nxt <= b.cap then
+        b.level = nxt
+      else
+        allowed = 0
+        retry = math.ceil((nxt - b.cap) / b.limit)
+      end
     end
   end
+  if allowed == 0 then all = false end
+  buckets[i] = b
+  local n = #out
+  out[n + 1] = allowed
+  out[n + 2] = math.floor(math.max(0, b.cap - b.level) / b.period)
+  out[n + 3] = math.ceil(b.level / b.limit)
+  out[n + 4] = retry
 end
-store()
-return {allowed, math.floor(math.max(0, cap - level) / period), math.ceil(level / limit), retry}
-"#
-);
+if all then
+  for i = 1, #buckets do store(buckets[i]) end
+end
+return out
+"#;
 
-/// Adds ARGV[4] (signed, at most `limit` in size) units to the level, not below zero.
-const ADJUST_LUA: &str = concat!(
-    lua_prelude!(),
-    r#"
-level = math.max(0, level + tonumber(ARGV[4]) * period)
-store()
+/// Adds ARGV[4] (signed, at most `limit` in size) units to bucket 1's level, not below zero.
+const ADJUST_BODY: &str = r#"
+local b = bucket(1)
+b.level = math.max(0, b.level + b.arg * b.period)
+store(b)
 return 1
-"#
-);
+"#;
 
 /// Values in the scripts stay below this (Lua numbers are doubles).
 const MAX_SCALED: u128 = 1 << 52;
@@ -193,6 +205,8 @@ pub(crate) struct RedisStore {
     adjust: Script,
     options: RedisOptions,
     errors: AtomicU64,
+    /// Script calls sent to Redis (round trips, retries on a replaced connection excepted).
+    calls: AtomicU64,
     /// Milliseconds since `epoch` until which Redis is skipped; 0 when healthy.
     skip_until: AtomicU64,
     epoch: std::time::Instant,
@@ -210,10 +224,11 @@ impl RedisStore {
             ConnectionManager::new_lazy_with_config(client, config).map_err(LimiterError::Redis)?;
         Ok(RedisStore {
             manager,
-            admit: Script::new(ADMIT_LUA),
-            adjust: Script::new(ADJUST_LUA),
+            admit: Script::new(&format!("{LUA_PRELUDE}{ADMIT_BODY}")),
+            adjust: Script::new(&format!("{LUA_PRELUDE}{ADJUST_BODY}")),
             options,
             errors: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
             skip_until: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
         })
@@ -221,6 +236,10 @@ impl RedisStore {
 
     pub(crate) fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     fn key(&self, kind: Kind, key: &str, limit: Limit) -> String {
@@ -233,35 +252,84 @@ impl RedisStore {
         )
     }
 
-    pub(crate) async fn admit(&self, kind: Kind, key: &str, limit: Limit, cost: u64) -> Decision {
-        if limit.limit == 0 {
-            // Nothing to share: everything (but a zero cost) is refused, forever.
-            let step = Gcra::new(0, 1).admit(0, cost);
-            return decision(0, &step, Duration::from_millis);
+    pub(crate) async fn admit_all(
+        &self,
+        checks: &[Check],
+    ) -> Result<Vec<Decision>, (usize, Decision)> {
+        // A zero limit refuses everything but a zero cost, forever: decided here, not in Redis.
+        let zero = |check: &Check| {
+            let step = Gcra::new(0, 1).admit(0, check.cost);
+            decision(0, &step, Duration::from_millis)
+        };
+        if let Some(index) = checks.iter().position(|c| c.limit.limit == 0 && c.cost > 0) {
+            return Err((index, zero(&checks[index])));
         }
-        let (unit, period) = scale(limit);
+        let (positions, shared): (Vec<usize>, Vec<&Check>) = checks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.limit.limit > 0)
+            .unzip();
+        let mut decisions = if shared.is_empty() {
+            Vec::new()
+        } else {
+            self.admit_shared(&shared)
+                .await
+                .map_err(|(i, d)| (positions[i], d))?
+        }
+        .into_iter();
+        // Put the zero-limit (zero-cost) answers back in their places.
+        Ok(checks
+            .iter()
+            .map(|c| match c.limit.limit {
+                0 => zero(c),
+                _ => decisions
+                    .next()
+                    .unwrap_or(Decision::unlimited(c.limit.limit)),
+            })
+            .collect())
+    }
+
+    /// One script call for every check (all limits non-zero).
+    async fn admit_shared(&self, checks: &[&Check]) -> Result<Vec<Decision>, (usize, Decision)> {
         let mut invocation = self.admit.prepare_invoke();
-        invocation
-            .key(self.key(kind, key, limit))
-            .arg(limit.limit.min(MAX_LIMIT))
-            .arg(period)
-            .arg(unit)
-            .arg(cost);
-        match self.call::<Vec<i64>>(&invocation).await {
-            Some(values) => match parse_step(&values) {
-                Some(step) => decision(limit.limit, &step, |units| {
-                    Duration::from_millis(units.saturating_mul(unit))
-                }),
-                None => {
-                    tracing::warn!(
-                        ?values,
-                        "unexpected answer from the Redis rate-limit script"
-                    );
-                    self.fail(RedisFailure::Error);
-                    self.fallback(limit)
-                }
-            },
-            None => self.fallback(limit),
+        let mut units = Vec::with_capacity(checks.len());
+        for check in checks {
+            let (unit, period) = scale(check.limit);
+            units.push(unit);
+            invocation
+                .key(self.key(check.kind, &check.key, check.limit))
+                .arg(check.limit.limit.min(MAX_LIMIT))
+                .arg(period)
+                .arg(unit)
+                .arg(check.cost);
+        }
+        let Some(values) = self.call::<Vec<i64>>(&invocation).await else {
+            return self.fallback(checks);
+        };
+        let steps: Option<Vec<Step>> = values.chunks(4).map(parse_step).collect();
+        let steps = match steps {
+            Some(steps) if steps.len() == checks.len() => steps,
+            _ => {
+                tracing::warn!(
+                    ?values,
+                    "unexpected answer from the Redis rate-limit script"
+                );
+                self.fail(RedisFailure::Error);
+                return self.fallback(checks);
+            }
+        };
+        let decisions: Vec<Decision> = steps
+            .iter()
+            .zip(checks.iter().zip(&units))
+            .map(|(step, (check, unit))| {
+                decision(check.limit.limit, step, |n| {
+                    Duration::from_millis(n.saturating_mul(*unit))
+                })
+            })
+            .collect();
+        match steps.iter().position(|step| !step.allowed) {
+            Some(index) => Err((index, decisions[index])),
+            None => Ok(decisions),
         }
     }
 
@@ -284,10 +352,17 @@ impl RedisStore {
         }
     }
 
-    fn fallback(&self, limit: Limit) -> Decision {
+    /// The failure policy's answer for a whole admission.
+    fn fallback(&self, checks: &[&Check]) -> Result<Vec<Decision>, (usize, Decision)> {
         match self.options.policy {
-            FailurePolicy::FailOpen => Decision::unlimited(limit.limit),
-            FailurePolicy::FailClosed => Decision::refused(limit.limit, Duration::from_secs(1)),
+            FailurePolicy::FailOpen => Ok(checks
+                .iter()
+                .map(|c| Decision::unlimited(c.limit.limit))
+                .collect()),
+            FailurePolicy::FailClosed => Err((
+                0,
+                Decision::refused(checks[0].limit.limit, Duration::from_secs(1)),
+            )),
         }
     }
 
@@ -298,6 +373,7 @@ impl RedisStore {
             self.fail(RedisFailure::Skipped);
             return None;
         }
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let mut conn = self.manager.clone();
         let attempt = async {
             match invocation.invoke_async::<T>(&mut conn).await {

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::AiRequest;
 use crate::access::settings::TokenBudget;
-use crate::access::{Decision, LimitKey, RateLimiter};
+use crate::access::{Check, Decision, LimitKey, RateLimiter};
 use crate::error::ApiError;
 use crate::telemetry::audit::{AuditEvent, AuditLog};
 use crate::telemetry::Metrics;
@@ -58,8 +58,8 @@ impl AdmissionContext<'_> {
     }
 }
 
-/// Authenticates and applies the request limits.
-pub async fn admit(
+/// Authenticates the caller (a verified JWT when the gateway has `authentication`).
+pub fn authenticate(
     ctx: &AdmissionContext<'_>,
     gateway: &super::Gateway,
     headers: &HeaderMap,
@@ -85,26 +85,6 @@ pub async fn admit(
             }
         }
     }
-    let limits = &gateway.limits;
-    let mut tightest: Option<Decision> = None;
-    let checks = [
-        (limits.global, LimitKey::Global, "global"),
-        (limits.per_user, caller.limit_key(ctx.client_ip), "user"),
-    ];
-    for (limit, key, label) in checks {
-        let Some(limit) = limit else { continue };
-        let decision = ctx.limiter.check(&key.render(ctx.gateway), limit, 1).await;
-        if !decision.allowed {
-            return Err(refuse(ctx, &caller, label, &decision));
-        }
-        if tightest
-            .as_ref()
-            .is_none_or(|t| decision.remaining < t.remaining)
-        {
-            tightest = Some(decision);
-        }
-    }
-    caller.rate_headers = tightest.map(|d| d.headers()).unwrap_or_default();
     Ok(caller)
 }
 
@@ -190,19 +170,71 @@ fn spawn_settle(
 /// purpose (JSON framing is counted too): the reservation is settled with the real usage.
 const BYTES_PER_TOKEN: u64 = 4;
 
-/// Reserves prompt + completion tokens against the caller's budget, before any backend is
-/// called. A request without `max_tokens` gets the budget's default written into it, so the
-/// backend itself stops there (`finish_reason: "length"`) and no answer outruns its reservation.
-pub async fn reserve_tokens(
+/// Applies the global and per-user request limits and reserves prompt + completion tokens
+/// against the caller's budget, all or nothing and in one limiter call (one Redis round trip),
+/// before any backend is called. A request without `max_tokens` gets the budget's default
+/// written into it, so the backend itself stops there (`finish_reason: "length"`) and no answer
+/// outruns its reservation. Sets the caller's `x-ratelimit-*` headers.
+pub async fn admit(
     ctx: &AdmissionContext<'_>,
-    budget: Option<TokenBudget>,
-    caller: &Caller,
+    gateway: &super::Gateway,
+    caller: &mut Caller,
     request: &mut AiRequest,
     body_len: usize,
 ) -> Result<Option<Reservation>, ApiError> {
-    let Some(budget) = budget else {
-        return Ok(None);
+    let limits = &gateway.limits;
+    let mut checks = Vec::with_capacity(3);
+    let mut labels = Vec::with_capacity(3);
+    if let Some(limit) = limits.global {
+        checks.push(Check::requests(
+            LimitKey::Global.render(ctx.gateway),
+            limit,
+            1,
+        ));
+        labels.push("global");
+    }
+    if let Some(limit) = limits.per_user {
+        let key = caller.limit_key(ctx.client_ip).render(ctx.gateway);
+        checks.push(Check::requests(key, limit, 1));
+        labels.push("user");
+    }
+    let budget = limits.tokens;
+    if let Some(budget) = budget {
+        let amount = token_estimate(&budget, request, body_len);
+        let key = caller
+            .limit_key(ctx.client_ip)
+            .render(&format!("{}|tokens", ctx.gateway));
+        checks.push(Check::tokens(key, budget.budget, amount));
+        labels.push("tokens");
+    }
+    let decisions = match ctx.limiter.admit_all(&checks).await {
+        Ok(decisions) => decisions,
+        Err((index, decision)) => return Err(refuse(ctx, caller, labels[index], &decision)),
     };
+    // The headers describe the tightest request limit (token budgets have their own numbers).
+    caller.rate_headers = decisions
+        .iter()
+        .zip(&labels)
+        .filter(|(_, label)| **label != "tokens")
+        .map(|(decision, _)| decision)
+        .min_by_key(|decision| decision.remaining)
+        .map(Decision::headers)
+        .unwrap_or_default();
+    Ok(budget.and_then(|budget| {
+        let check = checks.pop()?;
+        Some(Reservation {
+            limiter: ctx.limiter.clone(),
+            reserved: check.cost,
+            key: check.key,
+            budget,
+            settled: false,
+        })
+    }))
+}
+
+/// Prompt tokens (estimated from the body size) plus the completion's `max_tokens`; writes the
+/// budget's default `max_tokens` into a request that has none.
+fn token_estimate(budget: &TokenBudget, request: &mut AiRequest, body_len: usize) -> u64 {
     let prompt = (body_len as u64).div_ceil(BYTES_PER_TOKEN);
     let completion = match ["max_completion_tokens", "max_tokens"]
         .iter()
@@ -217,24 +249,7 @@ pub async fn reserve_tokens(
             budget.default_max_tokens
         }
     };
-    let amount = prompt + completion;
-    let key = caller
-        .limit_key(ctx.client_ip)
-        .render(&format!("{}|tokens", ctx.gateway));
-    let decision = ctx
-        .limiter
-        .reserve_tokens(&key, budget.budget, amount)
-        .await;
-    if !decision.allowed {
-        return Err(refuse(ctx, caller, "tokens", &decision));
-    }
-    Ok(Some(Reservation {
-        limiter: ctx.limiter.clone(),
-        key,
-        budget,
-        reserved: amount,
-        settled: false,
-    }))
+    prompt + completion
 }
 
 /// `usage.total_tokens` of an answer or a chunk, when present.

@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::accounting::{
     answer_text, estimate_tokens, operation_name, prompt_text, usage_of, Accounting, Usage,
 };
-use super::admission::{admit, reserve_tokens, total_tokens, AdmissionContext, Reservation};
+use super::admission::{admit, authenticate, total_tokens, AdmissionContext, Reservation};
 use super::cache_stage::{self, CacheContext, CacheFill, Lookup, CACHE_HEADER};
 use super::content_filter::{scan_request, scan_response, GuardPolicy, StreamGuard};
 use super::guard_events::{GuardReporter, Stage};
@@ -130,11 +130,9 @@ pub async fn handle(
     otel::set_parent_from_headers(&span, &parts.headers);
     let result = async {
         let admission = ctx.admission(endpoint.route());
-        let caller = admit(&admission, ctx.gateway, &parts.headers)
-            .instrument(spans::auth_span())
-            .await?;
+        let mut caller = spans::auth_span()
+            .in_scope(|| authenticate(&admission, ctx.gateway, &parts.headers))?;
         seen.user.clone_from(&caller.user);
-        rate_headers.clone_from(&caller.rate_headers);
         let ctx = RequestContext {
             approved: caller.approved,
             ..ctx
@@ -150,9 +148,16 @@ pub async fn handle(
         let mut request = AiRequest::parse(endpoint, &bytes)?;
         model.clone_from(&request.model);
         span.record(spans::GEN_AI_REQUEST_MODEL, request.model.as_str());
-        let budget = ctx.gateway.limits.tokens;
-        let mut reservation =
-            reserve_tokens(&admission, budget, &caller, &mut request, bytes.len()).await?;
+        let mut reservation = admit(
+            &admission,
+            ctx.gateway,
+            &mut caller,
+            &mut request,
+            bytes.len(),
+        )
+        .instrument(spans::rate_limit_span())
+        .await?;
+        rate_headers.clone_from(&caller.rate_headers);
         seen.stream = request.stream;
         if let Some(guard) = &ctx.gateway.guard {
             seen.prompt_scanned = guard.scan_prompts;

@@ -26,6 +26,7 @@
 //! │   http.response.status_code, error.type, airgate.request_id, airgate.backend,
 //! │   airgate.cache.hit
 //! ├── airgate.auth           error.type
+//! ├── airgate.rate_limit     error.type (limits and token reservation, one limiter call)
 //! ├── airgate.guard          airgate.guard.phase (prompt|response), airgate.guard.action, error.type
 //! ├── airgate.cache          airgate.cache.hit, error.type
 //! └── airgate.backend_attempt  kind=client  otel.name = "airgate.backend_attempt {backend}"

@@ -457,3 +457,74 @@ mod redis_backend {
             .is_err());
     }
 }
+
+/// A batch where the last check refuses charges none of them; a batch that passes charges all.
+async fn all_or_nothing_scenario(limiter: &RateLimiter) {
+    let minute = Limit::per_minute(5);
+    let tight = Limit::per_minute(1);
+    let batch = |cost| {
+        vec![
+            Check::requests("batch-a", minute, 1),
+            Check::tokens("batch-a", Limit::per_minute(100), 40),
+            Check::requests("batch-b", tight, cost),
+        ]
+    };
+    let first = limiter.admit_all(&batch(1)).await.unwrap();
+    assert_eq!(
+        first.iter().map(|d| d.remaining).collect::<Vec<_>>(),
+        [4, 60, 0]
+    );
+    // `batch-b` is exhausted: the whole batch is refused and reports that check.
+    let (index, refused) = limiter.admit_all(&batch(1)).await.unwrap_err();
+    assert_eq!(index, 2);
+    assert!(!refused.allowed && refused.retry_after.is_some());
+    // Nothing was charged by the refused batch.
+    assert_eq!(limiter.check("batch-a", minute, 0).await.remaining, 4);
+    assert_eq!(
+        limiter
+            .remaining_tokens("batch-a", Limit::per_minute(100))
+            .await,
+        60
+    );
+    // A zero limit refuses at its own index; zero cost on a zero limit passes.
+    let zero = Limit::per_minute(0);
+    let (index, _) = limiter
+        .admit_all(&[
+            Check::requests("batch-c", minute, 1),
+            Check::requests("batch-z", zero, 1),
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(index, 1);
+    let passed = limiter
+        .admit_all(&[
+            Check::requests("batch-z", zero, 0),
+            Check::requests("batch-c", minute, 1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(passed[0].remaining, 0);
+    assert_eq!(passed[1].remaining, 4);
+}
+
+#[tokio::test]
+async fn memory_batches_are_all_or_nothing() {
+    all_or_nothing_scenario(&RateLimiter::memory()).await;
+}
+
+#[tokio::test]
+async fn redis_batches_are_all_or_nothing_in_one_round_trip() {
+    let Some(server) = crate::testing::RedisServer::start().unwrap() else {
+        return;
+    };
+    let mut options = crate::access::RedisOptions::new(crate::access::FailurePolicy::FailClosed);
+    options.timeout = Duration::from_secs(2);
+    let limiter = RateLimiter::redis_with(&server.url(), options)
+        .await
+        .unwrap();
+    all_or_nothing_scenario(&limiter).await;
+    assert_eq!(limiter.redis_errors(), 0);
+    // Calls with a non-zero limit: 2 batches, 1 check, 1 remaining, and the final batch; the
+    // batch refused by its zero limit never reached Redis.
+    assert_eq!(limiter.redis_calls(), 5);
+}

@@ -18,6 +18,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 pub const REQUEST: &str = "airgate.request";
 /// API key / JWT check.
 pub const AUTH: &str = "airgate.auth";
+/// Rate limits and token budget (one limiter call).
+pub const RATE_LIMIT: &str = "airgate.rate_limit";
 /// Content guard scan (prompt or answer).
 pub const GUARD: &str = "airgate.guard";
 /// Semantic cache lookup.
@@ -98,6 +100,15 @@ pub fn request_span(operation: &str, model: &str, request_id: &str) -> Span {
 pub fn auth_span() -> Span {
     tracing::info_span!(
         "airgate.auth",
+        otel.status_code = Empty,
+        error.type = Empty
+    )
+}
+
+/// Rate-limit stage: global and per-user limits and the token reservation, one limiter call.
+pub fn rate_limit_span() -> Span {
+    tracing::info_span!(
+        "airgate.rate_limit",
         otel.status_code = Empty,
         error.type = Empty
     )
