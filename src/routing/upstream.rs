@@ -88,9 +88,12 @@ impl UpstreamClient {
         trace: http::HeaderMap,
     ) -> Result<reqwest::Response, AttemptError> {
         // No reqwest-level timeout: it would also cut streams. The deadline covers the head only.
+        let url = backend
+            .parsed_url(path)
+            .map_err(|e| AttemptError::Connect(format!("invalid backend URL: {e}")))?;
         let request = self
             .client
-            .post(backend.url(path))
+            .post(url)
             .headers(backend.headers.clone())
             .headers(trace)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))

@@ -177,13 +177,25 @@ impl FramingInspector {
 
 /// Appends bytes to `buf` up to and including `delimiter`; returns (bytes consumed, found).
 fn take_until(buf: &mut Vec<u8>, bytes: &[u8], delimiter: &[u8]) -> (usize, bool) {
-    for (i, byte) in bytes.iter().enumerate() {
-        buf.push(*byte);
-        if buf.ends_with(delimiter) {
-            return (i + 1, true);
+    // A delimiter split across reads: the buffer ends with its first k bytes (the largest k
+    // ends first).
+    let split = (1..delimiter.len())
+        .rev()
+        .find(|&k| buf.ends_with(&delimiter[..k]) && bytes.starts_with(&delimiter[k..]));
+    let end = match split {
+        Some(k) => Some(delimiter.len() - k),
+        None => memchr::memmem::find(bytes, delimiter).map(|at| at + delimiter.len()),
+    };
+    match end {
+        Some(n) => {
+            buf.extend_from_slice(&bytes[..n]);
+            (n, true)
+        }
+        None => {
+            buf.extend_from_slice(bytes);
+            (bytes.len(), false)
         }
     }
-    (bytes.len(), false)
 }
 
 fn chunk_size_state(line: &[u8]) -> State {
@@ -265,13 +277,36 @@ mod tests {
         taint.is_set()
     }
 
+    fn tainted_byte_by_byte(stream: &[u8]) -> bool {
+        let taint = Taint::default();
+        let mut inspector = FramingInspector::new(taint.clone());
+        for byte in stream {
+            inspector.feed(std::slice::from_ref(byte));
+        }
+        taint.is_set()
+    }
+
     fn tainted_at_every_split(stream: &[u8]) -> bool {
-        let verdicts: Vec<bool> = (0..=stream.len()).map(|s| tainted_by(stream, s)).collect();
+        let mut verdicts: Vec<bool> = (0..=stream.len()).map(|s| tainted_by(stream, s)).collect();
+        verdicts.push(tainted_byte_by_byte(stream));
         assert!(
             verdicts.windows(2).all(|w| w[0] == w[1]),
             "verdict depends on the split"
         );
         verdicts[0]
+    }
+
+    #[test]
+    fn delimiters_split_across_reads_end_where_they_end() {
+        let mut buf = b"GET / HTTP/1.1\r\n\r".to_vec();
+        assert_eq!(take_until(&mut buf, b"\nNEXT", b"\r\n\r\n"), (1, true));
+        assert!(buf.ends_with(b"\r\n\r\n"));
+        let mut buf = b"A\r".to_vec();
+        // "\r" + "\n\r\n": the delimiter starting in the buffer ends first.
+        assert_eq!(take_until(&mut buf, b"\n\r\n", b"\r\n"), (1, true));
+        let mut buf = Vec::new();
+        assert_eq!(take_until(&mut buf, b"ab\r\ncd", b"\r\n"), (4, true));
+        assert_eq!(take_until(&mut buf, b"xyz", b"\r\n"), (3, false));
     }
 
     #[test]

@@ -70,10 +70,10 @@ use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::subscriber::Interest;
 use tracing::{Level, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::FilterExt;
-use tracing_subscriber::filter::{filter_fn, FilterFn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -248,9 +248,7 @@ pub fn init(settings: Option<TracingSettings>) -> Result<TracingGuard, TracingEr
         .with_writer(std::io::stderr)
         .with_current_span(false)
         .with_span_list(false)
-        .with_filter(filter.and(filter_fn(|metadata: &tracing::Metadata<'_>| {
-            metadata.is_event()
-        })));
+        .with_filter(filter.and(events_only()));
     let (otel, guard) = match settings {
         Some(settings) => {
             let (layer, guard) = otel_layer(&settings)?;
@@ -293,10 +291,38 @@ where
 }
 
 /// Admits INFO-or-above spans and events of the gateway's own targets.
-fn otel_filter() -> FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
-    filter_fn(|metadata: &tracing::Metadata<'_>| {
+fn otel_filter() -> StaticFilter {
+    StaticFilter(|metadata| {
         metadata.target().starts_with(TARGET_PREFIX) && *metadata.level() <= Level::INFO
     })
+}
+
+/// The log layer's filter: events only, never spans.
+fn events_only() -> StaticFilter {
+    StaticFilter(|metadata| metadata.is_event())
+}
+
+/// A per-layer filter on metadata alone, decided once per callsite (static interest): a
+/// `filter_fn` is asked again at every span of the hot path, and a span no layer wants should
+/// never be built.
+struct StaticFilter(fn(&tracing::Metadata<'_>) -> bool);
+
+impl<S> tracing_subscriber::layer::Filter<S> for StaticFilter {
+    fn enabled(
+        &self,
+        metadata: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        (self.0)(metadata)
+    }
+
+    fn callsite_enabled(&self, metadata: &'static tracing::Metadata<'static>) -> Interest {
+        if (self.0)(metadata) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
 }
 
 fn propagator() -> &'static TraceContextPropagator {
