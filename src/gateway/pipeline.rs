@@ -212,7 +212,7 @@ pub async fn handle(
             fill,
             answer_usage: None,
             fallback: false,
-            access_line: ctx.access.is_enabled().then(|| deferred_line.clone()),
+            access_line: Some(deferred_line.clone()),
         };
         let routed = route(&ctx, &request, &mut books).await;
         seen.usage = books.answer_usage;
@@ -274,32 +274,9 @@ pub async fn handle(
         user: seen.user.clone(),
         ..AccessRecord::default()
     };
-    if (200..300).contains(&status) {
-        let mut event = AuditEvent::new(
-            "request_served",
-            ctx.request_id,
-            &ctx.gateway.id,
-            "served",
-            format!("{} {}", record.method, record.path),
-        )
-        .detail("backend", backend.clone())
-        .detail("status", status)
-        .detail("stream", record.stream)
-        .detail("prompt_scanned", record.prompt_scanned)
-        .detail("answer_scanned", record.answer_scanned)
-        .detail("fallback", seen.fallback);
-        if let Some(model) = &record.model {
-            event = event.detail("model", model.clone());
-        }
-        if let Some(usage) = seen.usage {
-            event = event
-                .detail("prompt_tokens", usage.prompt)
-                .detail("completion_tokens", usage.completion);
-        }
-        event.user = seen.user;
-        event.source_ip = Some(record.client_ip.clone());
-        ctx.audit.record(event);
-    }
+    let served = (200..300)
+        .contains(&status)
+        .then(|| served_event(&ctx, &record, &seen));
     let relayed_stream = seen.stream
         && backend != CACHE_BACKEND
         && response.status().is_success()
@@ -308,11 +285,43 @@ pub async fn handle(
             .get(CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     if relayed_stream {
-        deferred_line.hand_over(ctx.access, record, parts.headers, started);
+        let audit = served.map(|event| (ctx.audit.clone(), event));
+        deferred_line.hand_over(ctx.access, record, parts.headers, started, audit);
     } else {
+        if let Some(event) = served {
+            ctx.audit.record(event);
+        }
         ctx.access.write(record, &parts.headers);
     }
     response
+}
+
+/// The `request_served` audit event (a streamed answer's tokens are added when it ends).
+fn served_event(ctx: &RequestContext<'_>, record: &AccessRecord, seen: &Seen) -> AuditEvent {
+    let mut event = AuditEvent::new(
+        "request_served",
+        ctx.request_id,
+        &ctx.gateway.id,
+        "served",
+        format!("{} {}", record.method, record.path),
+    )
+    .detail("backend", record.backend.clone())
+    .detail("status", record.status)
+    .detail("stream", record.stream)
+    .detail("prompt_scanned", record.prompt_scanned)
+    .detail("answer_scanned", record.answer_scanned)
+    .detail("fallback", seen.fallback);
+    if let Some(model) = &record.model {
+        event = event.detail("model", model.clone());
+    }
+    if let Some(usage) = seen.usage {
+        event = event
+            .detail("prompt_tokens", usage.prompt)
+            .detail("completion_tokens", usage.completion);
+    }
+    event.user.clone_from(&seen.user);
+    event.source_ip = Some(record.client_ip.clone());
+    event
 }
 
 /// What the stages learnt about a request, for its access-log line and audit event.

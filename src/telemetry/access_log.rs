@@ -19,6 +19,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use super::audit::{AuditEvent, AuditLog};
+
 const QUEUE: usize = 10_000;
 /// Headers never logged in clear, whatever the configuration says.
 const ALWAYS_REDACTED: &[&str] = &[
@@ -250,9 +252,9 @@ mod tests {
     }
 }
 
-/// The access-log line of a streamed answer, written when the stream ends so that it carries the
-/// tokens and the whole duration: the handler hands the line over, the stream reports its end,
-/// and whichever comes second writes it.
+/// The access-log line and the `request_served` audit event of a streamed answer, written when
+/// the stream ends so that they carry the tokens and the whole duration: the handler hands them
+/// over, the stream reports its end, and whichever comes second writes them.
 #[derive(Clone, Default)]
 pub struct DeferredLine(Arc<parking_lot::Mutex<Deferred>>);
 
@@ -273,6 +275,7 @@ struct PendingLine {
     record: AccessRecord,
     headers: HeaderMap,
     started: std::time::Instant,
+    audit: Option<(AuditLog, AuditEvent)>,
 }
 
 impl DeferredLine {
@@ -283,6 +286,7 @@ impl DeferredLine {
         record: AccessRecord,
         headers: HeaderMap,
         started: std::time::Instant,
+        audit: Option<(AuditLog, AuditEvent)>,
     ) {
         let mut state = self.0.lock();
         let pending = PendingLine {
@@ -290,6 +294,7 @@ impl DeferredLine {
             record,
             headers,
             started,
+            audit,
         };
         match std::mem::take(&mut *state) {
             Deferred::Ended { tokens, at } => {
@@ -320,9 +325,18 @@ fn write_pending(pending: PendingLine, tokens: Option<(u64, u64)>, at: std::time
         mut record,
         headers,
         started,
+        audit,
     } = pending;
     record.duration_ms = at.duration_since(started).as_secs_f64() * 1000.0;
     record.prompt_tokens = tokens.map(|t| t.0);
     record.completion_tokens = tokens.map(|t| t.1);
     log.write(record, &headers);
+    if let Some((audit, mut event)) = audit {
+        if let Some((prompt, completion)) = tokens {
+            event = event
+                .detail("prompt_tokens", prompt)
+                .detail("completion_tokens", completion);
+        }
+        audit.record(event);
+    }
 }
