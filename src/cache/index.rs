@@ -30,8 +30,19 @@ impl Distance<f32> for UnitCosine {
     }
 }
 
-/// Dot product with eight independent lanes, so the compiler can vectorise it.
+/// Dot product, vectorised for the CPU it runs on: `pulp` compiles the loop for AVX2 (and
+/// baseline SSE) and picks at run time, since a portable build may only assume SSE2. Eight
+/// independent lanes let the compiler vectorise without reassociating floats.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    static ARCH: std::sync::LazyLock<pulp::Arch> = std::sync::LazyLock::new(pulp::Arch::new);
+    ARCH.dispatch(
+        #[inline(always)]
+        || dot_lanes(a, b),
+    )
+}
+
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca

@@ -39,6 +39,7 @@
 mod embedder;
 mod error;
 mod index;
+mod minilm;
 mod scope;
 mod store;
 pub mod verify;
