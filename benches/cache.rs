@@ -70,15 +70,32 @@ const TEXTS: [&str; 8] = [
     "Summarize the key points of our data retention policy.",
 ];
 
+const PROMPT_20: &str =
+    "Could you explain how to reset my corporate VPN password while travelling abroad this week?";
+const PARAGRAPH: &str = "Our data retention policy requires that customer records are kept for seven years after the end of the contract, that backups are encrypted at rest, and that any request to delete personal data is answered within thirty days by the privacy team. ";
+
 fn benches(c: &mut Criterion) {
     let embedder = Arc::new(Embedder::load(&model_dir(), 1, 8).unwrap());
     let mut g = c.benchmark_group("embed");
     g.sample_size(10)
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1));
-    g.bench_function("single", |b| {
-        b.iter(|| embedder.embed_batch_blocking(&TEXTS[..1]).unwrap())
-    });
+    // Prompts of about 20 and 200 tokens ([CLS] and [SEP] included), as the issue asks.
+    let long = PARAGRAPH.repeat(4);
+    let mut tokenizer =
+        tokenizers::Tokenizer::from_file(model_dir().join("tokenizer.json")).unwrap();
+    tokenizer.with_padding(None).with_truncation(None).unwrap();
+    for (name, text) in [
+        ("single_9_tokens", TEXTS[0]),
+        ("single_20_tokens", PROMPT_20),
+        ("single_200_tokens", long.as_str()),
+    ] {
+        let tokens = tokenizer.encode(text, true).unwrap().get_ids().len();
+        eprintln!("{name}: {tokens} tokens");
+        g.bench_function(name, |b| {
+            b.iter(|| embedder.embed_batch_blocking(&[text]).unwrap())
+        });
+    }
     g.bench_function("batch_of_8", |b| {
         b.iter(|| embedder.embed_batch_blocking(&TEXTS).unwrap())
     });

@@ -1,10 +1,5 @@
 use clap::Parser;
 
-/// mimalloc instead of glibc's malloc: the proxy allocates and frees many small buffers per
-/// request across worker threads, where glibc's allocator cost ~10% of the CPU in profiles.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() {
     let cli = airgate::cli::Cli::parse();

@@ -66,11 +66,11 @@ fn alone_matches_reference() {
 }
 
 #[test]
-fn batched_with_padding_matches_reference() {
+fn batched_texts_match_reference() {
     let e = embedder();
     let items = reference();
     let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
-    // One batch with everything (the 256-token text pads all the others a lot) ...
+    // One batch with everything (texts of 3 to 256 tokens stacked, unpadded) ...
     let all = e.embed_batch_blocking(&texts).unwrap();
     check("one batch of 14", &items, &all);
     // ... and batches of 4 as the reference was made, in reverse order.
