@@ -386,3 +386,17 @@ async fn no_layer_means_no_context() {
     assert!(otel::trace_headers(&span).is_empty());
     assert_eq!(otel::trace_id(&span), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn is_sampled_tells_which_requests_will_be_exported() {
+    let (url, _collector) = otlp_support::http_receiver().await;
+    for (rate, expected) in [(0.0, 0), (1.0, 200)] {
+        let (default, guard) = install(&settings(&url, OtlpProtocol::HttpProtobuf, rate));
+        let sampled = (0..200)
+            .filter(|_| spans::is_sampled(&spans::request_span(spans::OP_CHAT, "m", "r")))
+            .count();
+        assert_eq!(sampled, expected, "rate {rate}");
+        drop(default);
+        guard.shutdown().unwrap();
+    }
+}

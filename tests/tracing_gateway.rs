@@ -36,21 +36,12 @@ async fn a_request_is_one_trace_under_the_clients_parent_with_a_span_per_stage()
     )
     .await;
     let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let response = reqwest::Client::new()
-        .post(gw.url("/v1/chat/completions"))
-        .header(
-            "traceparent",
-            format!("00-{client_trace}-00f067aa0ba902b7-01"),
-        )
-        .json(&chat_body("mock-model", false))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let sent = backend.last_request().unwrap();
-    let traceparent = sent
-        .header("traceparent")
-        .expect("the backend got no traceparent");
+    let traceparent = traced_post(
+        &gw,
+        &backend,
+        &format!("00-{client_trace}-00f067aa0ba902b7-01"),
+    )
+    .await;
     assert!(traceparent.contains(client_trace), "{traceparent}");
 
     // No force_flush here: it would block this runtime's only thread, which the exporter needs;
@@ -96,4 +87,50 @@ async fn a_request_is_one_trace_under_the_clients_parent_with_a_span_per_stage()
         Some("connect_error")
     );
     drop(guard);
+}
+
+// An unsampled request (the client's flag is off) builds no stage spans, exports nothing, and
+// still passes the client's trace to the backend with the sampled flag off.
+#[tokio::test(flavor = "current_thread")]
+async fn an_unsampled_request_exports_nothing_and_still_propagates_its_trace() {
+    let (url, collector) = otlp_support::http_receiver().await;
+    let settings = TracingSettings::new(&url, OtlpProtocol::HttpProtobuf, 1.0);
+    let (layer, guard) = otel::otel_layer::<Registry>(&settings).unwrap();
+    let _default = tracing::subscriber::set_default(Registry::default().with(layer));
+
+    let backend = MockServer::start(MockConfig::named("good")).await.unwrap();
+    let gw = TestGateway::start(
+        &GatewayYaml::new()
+            .backend(BackendYaml::new("good", &backend.url()))
+            .render(),
+    )
+    .await;
+    let client_trace = "0af7651916cd43dd8448eb211c80319c";
+    let traceparent = traced_post(
+        &gw,
+        &backend,
+        &format!("00-{client_trace}-b7ad6b7169203331-00"),
+    )
+    .await;
+    assert!(traceparent.contains(client_trace), "{traceparent}");
+    assert!(traceparent.ends_with("-00"), "{traceparent}");
+    let received = collector.wait_for(1, Duration::from_secs(3)).await;
+    assert!(received.is_empty(), "unsampled spans were exported");
+    drop(guard);
+}
+
+/// Posts a chat completion with the client's `traceparent`; the one the backend received.
+async fn traced_post(gw: &TestGateway, backend: &MockServer, traceparent: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .header("traceparent", traceparent)
+        .json(&chat_body("mock-model", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let sent = backend.last_request().unwrap();
+    sent.header("traceparent")
+        .expect("the backend got no traceparent")
+        .to_string()
 }

@@ -89,6 +89,8 @@ pub struct RequestContext<'a> {
     pub client_ip: IpAddr,
     /// Approved for `requiresApproval` backends: set by admission from a verified token claim.
     pub approved: bool,
+    /// The request's trace is sampled: stage and attempt spans are built only then.
+    pub sampled: bool,
 }
 
 impl RequestContext<'_> {
@@ -128,9 +130,13 @@ pub async fn handle(
     let deferred_line = DeferredLine::default();
     let span = spans::request_span(operation_name(endpoint), "", ctx.request_id);
     otel::set_parent_from_headers(&span, &parts.headers);
+    let ctx = RequestContext {
+        sampled: spans::is_sampled(&span),
+        ..ctx
+    };
     let result = async {
         let admission = ctx.admission(endpoint.route());
-        let mut caller = spans::auth_span()
+        let mut caller = spans::stage(ctx.sampled, spans::auth_span)
             .in_scope(|| authenticate(&admission, ctx.gateway, &parts.headers))?;
         seen.user.clone_from(&caller.user);
         let ctx = RequestContext {
@@ -155,7 +161,7 @@ pub async fn handle(
             &mut request,
             bytes.len(),
         )
-        .instrument(spans::rate_limit_span())
+        .instrument(spans::stage(ctx.sampled, spans::rate_limit_span))
         .await?;
         rate_headers.clone_from(&caller.rate_headers);
         seen.stream = request.stream;
@@ -164,7 +170,7 @@ pub async fn handle(
             seen.answer_scanned = guard.scan_responses && endpoint != Endpoint::Embeddings;
         }
         guard_prompt(&ctx, &mut request, bytes.len())
-            .instrument(spans::guard_span("prompt"))
+            .instrument(spans::stage(ctx.sampled, || spans::guard_span("prompt")))
             .await?;
         let flags = ctx.gateway.metrics;
         let usage = UsagePlan::prepare(
@@ -197,7 +203,7 @@ pub async fn handle(
                 audit: ctx.audit,
             };
             let outcome = cache_stage::lookup(&cache_ctx, policy, &request, &parts.headers)
-                .instrument(spans::cache_span())
+                .instrument(spans::stage(ctx.sampled, spans::cache_span))
                 .await;
             cache_header = Some(outcome.header());
             fill = match outcome {
@@ -442,13 +448,21 @@ async fn route(
         .enumerate()
     {
         let in_flight = backend.start_request();
-        let attempt_span = spans::backend_attempt_span(
-            &backend.name,
-            &backend.base_url,
-            u32::try_from(n + 1).unwrap_or(u32::MAX),
-            backend.upstream_model(&request.model),
-        );
-        let trace = otel::trace_headers(&attempt_span);
+        let attempt_span = spans::stage(ctx.sampled, || {
+            spans::backend_attempt_span(
+                &backend.name,
+                &backend.base_url,
+                u32::try_from(n + 1).unwrap_or(u32::MAX),
+                backend.upstream_model(&request.model),
+            )
+        });
+        // Unsampled: the request span's (the current one) context goes to the backend, with
+        // the sampled flag off.
+        let trace = if ctx.sampled {
+            otel::trace_headers(&attempt_span)
+        } else {
+            otel::trace_headers(&tracing::Span::current())
+        };
         let outcome = attempt(ctx, backend, request, in_flight, books, trace)
             .instrument(attempt_span.clone())
             .await;

@@ -78,6 +78,7 @@ async fn serve_ai(
         request_id: &id.0,
         client_ip,
         approved: false,
+        sampled: false,
     };
     pipeline::handle(ctx, endpoint, request).await
 }

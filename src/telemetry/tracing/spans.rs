@@ -96,6 +96,25 @@ pub fn request_span(operation: &str, model: &str, request_id: &str) -> Span {
     span
 }
 
+/// Whether `span` (the request span, its parent already set) will be exported. An unsampled
+/// request keeps only its request span, which still propagates `traceparent` with the sampled
+/// flag off: building the five stage spans of every unsampled request cost about 15% of the
+/// CPU of a traced gateway.
+pub fn is_sampled(span: &Span) -> bool {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    span.context().span().span_context().is_sampled()
+}
+
+/// `make()` when the request is sampled, else a disabled span.
+pub fn stage(sampled: bool, make: impl FnOnce() -> Span) -> Span {
+    if sampled {
+        make()
+    } else {
+        Span::none()
+    }
+}
+
 /// Authentication stage.
 pub fn auth_span() -> Span {
     tracing::info_span!(
