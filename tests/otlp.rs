@@ -207,13 +207,7 @@ async fn client_traceparent_becomes_parent_and_is_passed_on() {
     let (url, collector) = otlp_support::http_receiver().await;
     // Rate 0: only the client's sampled flag can get this trace exported (parent-based).
     let (default, guard) = install(&settings(&url, OtlpProtocol::HttpProtobuf, 0.0));
-    let mut incoming = http::HeaderMap::new();
-    incoming.insert(
-        "traceparent",
-        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-            .parse()
-            .unwrap(),
-    );
+    let mut incoming = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     incoming.insert("tracestate", "vendor=abc".parse().unwrap());
     let outgoing = simulate_request(&incoming);
     drop(default);
@@ -238,13 +232,7 @@ async fn client_traceparent_becomes_parent_and_is_passed_on() {
 async fn unsampled_client_trace_is_propagated_not_exported() {
     let (url, collector) = otlp_support::http_receiver().await;
     let (default, guard) = install(&settings(&url, OtlpProtocol::HttpProtobuf, 1.0));
-    let mut incoming = http::HeaderMap::new();
-    incoming.insert(
-        "traceparent",
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
-            .parse()
-            .unwrap(),
-    );
+    let incoming = with_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
     let outgoing = simulate_request(&incoming);
     drop(default);
     guard.force_flush().unwrap();
@@ -260,13 +248,19 @@ async fn unsampled_client_trace_is_propagated_not_exported() {
 async fn garbage_traceparent_starts_a_new_trace() {
     let (url, collector) = otlp_support::http_receiver().await;
     let (default, guard) = install(&settings(&url, OtlpProtocol::HttpProtobuf, 1.0));
-    let mut incoming = http::HeaderMap::new();
-    incoming.insert("traceparent", "00-zzzz-yyyy-01".parse().unwrap());
+    let incoming = with_traceparent("00-zzzz-yyyy-01");
     simulate_request(&incoming);
     drop(default);
     guard.force_flush().unwrap();
     let received = collector.wait_for(6, WAIT).await;
     assert!(find(&received, "chat gpt-4o").parent_span_id.is_empty());
+}
+
+/// Incoming headers carrying a client's `traceparent`.
+fn with_traceparent(traceparent: &str) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("traceparent", traceparent.parse().unwrap());
+    headers
 }
 
 async fn sampled_share(rate: f64, roots: usize) -> (usize, usize) {
@@ -375,13 +369,7 @@ async fn hanging_collector_does_not_block() {
 async fn no_layer_means_no_context() {
     // Tracing off (no OpenTelemetry layer): nothing is injected, set_parent is harmless.
     let span = spans::request_span(spans::OP_CHAT, "m", "r");
-    let mut incoming = http::HeaderMap::new();
-    incoming.insert(
-        "traceparent",
-        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-            .parse()
-            .unwrap(),
-    );
+    let incoming = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     otel::set_parent_from_headers(&span, &incoming);
     assert!(otel::trace_headers(&span).is_empty());
     assert_eq!(otel::trace_id(&span), None);

@@ -160,6 +160,23 @@ async fn include_token_count_false_switches_token_metrics_off() {
     );
 }
 
+/// The lines of `path` once there are at least `n` (or after about a second).
+async fn lines_once(path: &std::path::Path, n: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    lines
+}
+
 #[tokio::test]
 async fn access_log_and_request_served_audit_carry_the_outcome_without_secrets() {
     use airgate::telemetry::access_log::{HeaderMode, HeaderRules};
@@ -191,18 +208,7 @@ async fn access_log_and_request_served_audit_carry_the_outcome_without_secrets()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let mut lines = Vec::new();
-    for _ in 0..50 {
-        lines = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        if !lines.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let lines = lines_once(&log, 1).await;
     assert_eq!(lines.len(), 1);
     assert!(
         !lines[0].contains("sk-very-secret") && !lines[0].contains("abcdef"),
@@ -227,17 +233,7 @@ async fn access_log_and_request_served_audit_carry_the_outcome_without_secrets()
         .await
         .unwrap();
     assert!(streamed.text().await.unwrap().contains("[DONE]"));
-    for _ in 0..50 {
-        lines = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        if lines.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let lines = lines_once(&log, 2).await;
     let line: Value = serde_json::from_str(&lines[1]).unwrap();
     assert_eq!(line["stream"], true);
     assert_eq!(line["completion_tokens"], 10, "{line}");

@@ -152,22 +152,22 @@ pub fn prompt_text(body: &serde_json::Map<String, Value>) -> String {
 
 /// The generated text of a whole answer: choices' message content or text.
 pub fn answer_text(json: &Value) -> String {
-    let mut out = String::new();
-    for choice in json
-        .get("choices")
+    choice_texts(json, "/message/content").collect()
+}
+
+/// Each choice's text at `content` (`/message/content` of an answer, `/delta/content` of a
+/// stream chunk), or its `text` (completions).
+pub fn choice_texts<'a>(json: &'a Value, content: &'a str) -> impl Iterator<Item = &'a str> {
+    json.get("choices")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-    {
-        let text = choice
-            .pointer("/message/content")
-            .or_else(|| choice.get("text"))
-            .and_then(Value::as_str);
-        if let Some(text) = text {
-            out.push_str(text);
-        }
-    }
-    out
+        .filter_map(move |choice| {
+            choice
+                .pointer(content)
+                .or_else(|| choice.get("text"))
+                .and_then(Value::as_str)
+        })
 }
 
 /// `gen_ai.operation.name` of the semantic conventions.

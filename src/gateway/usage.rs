@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use crate::telemetry::access_log::DeferredLine;
 
-use super::accounting::{carries_token, usage_of, Accounting, Usage, MAX_COUNTED_TEXT};
+use super::accounting::{
+    carries_token, choice_texts, usage_of, Accounting, Usage, MAX_COUNTED_TEXT,
+};
 use super::admission::{total_tokens, Reservation};
 use super::AiRequest;
 
@@ -145,17 +147,7 @@ fn collect_text(text: &mut String, data: &str) {
     let Ok(chunk) = serde_json::from_str::<Value>(data) else {
         return;
     };
-    for choice in chunk
-        .get("choices")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let piece = choice
-            .pointer("/delta/content")
-            .or_else(|| choice.get("text"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
+    for piece in choice_texts(&chunk, "/delta/content") {
         if text.len() + piece.len() <= MAX_COUNTED_TEXT {
             text.push_str(piece);
         }

@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::audit::{AuditEvent, AuditLog};
+use super::batching::drain_in_batches;
 
 const QUEUE: usize = 10_000;
 /// Headers never logged in clear, whatever the configuration says.
@@ -200,25 +201,20 @@ impl AccessLog {
     }
 }
 
-/// Pause after each batch, so that under load the writer wakes (a futex call on the request
-/// path) and writes (a system call) once per interval rather than once per request. A lone
-/// record is still written at once.
-const BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
-
-fn write_loop(mut receiver: mpsc::Receiver<AccessRecord>, mut writer: impl Write) {
-    fn write(record: &AccessRecord, writer: &mut impl Write) {
-        if serde_json::to_writer(&mut *writer, record).is_ok() {
-            let _ = writer.write_all(b"\n");
-        }
-    }
-    while let Some(record) = receiver.blocking_recv() {
-        write(&record, &mut writer);
-        while let Ok(record) = receiver.try_recv() {
-            write(&record, &mut writer);
-        }
-        let _ = writer.flush();
-        std::thread::sleep(BATCH_INTERVAL);
-    }
+/// Serialises and writes the queued records in batches (see [`drain_in_batches`]).
+fn write_loop(receiver: mpsc::Receiver<AccessRecord>, mut writer: impl Write) {
+    drain_in_batches(
+        receiver,
+        &mut writer,
+        |writer, record| {
+            if serde_json::to_writer(&mut *writer, &record).is_ok() {
+                let _ = writer.write_all(b"\n");
+            }
+        },
+        |writer| {
+            let _ = writer.flush();
+        },
+    );
 }
 
 #[cfg(test)]

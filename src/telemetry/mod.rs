@@ -2,6 +2,7 @@
 
 pub mod access_log;
 pub mod audit;
+pub mod batching;
 pub mod metrics;
 pub mod tracing;
 

@@ -37,6 +37,8 @@ use chain::Chain;
 use file::RotatingFile;
 use syslog::Syslog;
 
+use super::batching::drain_in_batches;
+
 /// Events queued before new ones are dropped (default of [`AuditConfig::queue_capacity`]).
 const QUEUE: usize = 10_000;
 /// Records sent to syslog in one write.
@@ -411,31 +413,23 @@ fn write_event(sink: &mut LineSink, sealer: &mut Sealer, event: &AuditEvent) {
     }
 }
 
-/// File and stdout: blocking writes on a blocking thread.
-fn line_loop(mut receiver: mpsc::Receiver<AuditEvent>, mut sink: LineSink, mut sealer: Sealer) {
-    while let Some(event) = receiver.blocking_recv() {
-        write_event(&mut sink, &mut sealer, &event);
-        // Drain what is queued before flushing, so bursts cost one flush.
-        while let Ok(event) = receiver.try_recv() {
-            write_event(&mut sink, &mut sealer, &event);
-        }
-        if let Some(report) = sealer.drop_report() {
-            write_event(&mut sink, &mut sealer, &report);
-        }
-        if let Err(e) = sink.flush() {
-            sealer.sink_error();
-            tracing::error!(error = %e, "audit log flush failed");
-        }
-        // Let the next events gather: a lone event is still written at once, but under load
-        // the writer wakes at most once per interval instead of once per request (each wake is
-        // a futex call on the request path and a write system call here).
-        std::thread::sleep(LINE_BATCH_INTERVAL);
-    }
+/// File and stdout: blocking writes on a blocking thread, in batches (one flush per burst).
+fn line_loop(receiver: mpsc::Receiver<AuditEvent>, sink: LineSink, sealer: Sealer) {
+    drain_in_batches(
+        receiver,
+        &mut (sink, sealer),
+        |(sink, sealer), event| write_event(sink, sealer, &event),
+        |(sink, sealer)| {
+            if let Some(report) = sealer.drop_report() {
+                write_event(sink, sealer, &report);
+            }
+            if let Err(e) = sink.flush() {
+                sealer.sink_error();
+                tracing::error!(error = %e, "audit log flush failed");
+            }
+        },
+    );
 }
-
-/// Pause of the file/stdout writer after each batch. The queue must hold this long's events
-/// at the highest request rate ([`QUEUE`] holds 2M requests/s worth).
-const LINE_BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Syslog: sealed frames wait in `pending` (bounded by [`BATCH`]) until written; while the
 /// collector is unreachable nothing more is taken from the queue, so it fills and `record`
