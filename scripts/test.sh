@@ -52,9 +52,23 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install --quiet --upgrade pip
-# llama-cpp-python compiles llama.cpp from source (about 10 minutes on 2 cores the first time;
-# pip caches the built wheel afterwards).
+# llama-cpp-python compiles llama.cpp from source (about 10 minutes on 2 cores). It must be built
+# portably: by default ggml compiles for the build CPU (-march=native), and such a build crashed
+# (SIGSEGV in libggml-cpu) on a CPU with AVX-512 and AMX. GGML_NATIVE=OFF builds the generic
+# x86-64 set (SSE4.2/AVX/AVX2/FMA/F16C, no AVX-512, no AMX). --no-cache-dir because pip would
+# otherwise reuse a natively built wheel from its cache. The marker records the portable build,
+# so an older native build in an existing .venv is replaced, and a portable one is kept.
+llama_req=$(grep -E '^llama-cpp-python' tests/python/requirements.txt)
+llama_marker=".venv/.llama-cpp-build"
+llama_build="$llama_req CMAKE_ARGS=-DGGML_NATIVE=OFF"
+if [ "$(cat "$llama_marker" 2>/dev/null)" != "$llama_build" ]; then
+  CMAKE_ARGS="-DGGML_NATIVE=OFF" FORCE_CMAKE=1 \
+    .venv/bin/pip install --quiet --no-cache-dir --force-reinstall "$llama_req"
+  printf '%s\n' "$llama_build" > "$llama_marker"
+fi
 .venv/bin/pip install --quiet -r tests/python/requirements.txt
+# Prove the build is portable: llama.cpp reports the instruction sets it was compiled for.
+.venv/bin/python tests/python/check_llama_portable.py
 
 step "Python SDK and end-to-end tests"
 AIRGATE_BIN_DIR="$root/target/debug" .venv/bin/python -m pytest tests/python -q

@@ -1,99 +1,15 @@
-//! The content guard applied to OpenAI shapes: which texts of a request and of an answer are
-//! scanned, how redactions are written back, and how a streamed answer is cut.
-//!
-//! Scanned in a request: every message's `content` (a string, or the `text` of each part of an
-//! array), every tool call's `function.arguments`, `prompt` (/v1/completions) and `input`
-//! (/v1/embeddings). In an answer: each choice's `message.content`, `message.refusal`, tool call
-//! arguments, and `text` (/v1/completions); streamed, the same fields of each chunk's deltas.
-//!
-//! The pattern matching itself lives in [`crate::guard`]; this module only finds the texts.
+//! The texts of an answer the response guard scans (`scanResponses`): each choice's
+//! `message.content`, `message.refusal`, tool call arguments, and `text` (/v1/completions);
+//! streamed, the same fields of each chunk's deltas.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::Endpoint;
-use crate::guard::{
-    FailReason, Finding, PatternSet, ScanBudget, ScanOutcome, StreamScanner, StreamStep,
-};
-
-/// The guard as one gateway applies it.
-#[derive(Debug, Clone)]
-pub struct GuardPolicy {
-    pub set: Arc<PatternSet>,
-    pub scan_prompts: bool,
-    pub scan_responses: bool,
-    /// Bounds how many large prompts are scanned at once on the blocking pool.
-    pub pool: Arc<tokio::sync::Semaphore>,
-}
-
-/// Why text was refused.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Refusal {
-    /// A `block` rule matched.
-    Violation(Finding),
-    /// The scan could not finish within its limits: fail closed.
-    Failed { rule: String, reason: FailReason },
-}
-
-impl Refusal {
-    pub fn rule(&self) -> &str {
-        match self {
-            Refusal::Violation(finding) => &finding.rule,
-            Refusal::Failed { rule, .. } => rule,
-        }
-    }
-
-    /// Low-cardinality label: the action for violations, the failure kind otherwise.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Refusal::Violation(_) => "block",
-            Refusal::Failed {
-                reason: FailReason::BacktrackLimit,
-                ..
-            } => "fail_closed_backtrack_limit",
-            Refusal::Failed {
-                reason: FailReason::ScanBudgetExceeded,
-                ..
-            } => "fail_closed_scan_budget",
-            Refusal::Failed {
-                reason: FailReason::HoldbackOverflow,
-                ..
-            } => "fail_closed_holdback_overflow",
-        }
-    }
-}
-
-/// Outcome of scanning a set of texts.
-#[derive(Debug, Default)]
-pub struct Scan {
-    /// Audit and redact findings that let the text through.
-    pub findings: Vec<Finding>,
-    pub refusal: Option<Refusal>,
-}
-
-/// Scans the request's texts; redactions are written back into the body.
-pub fn scan_request(
-    set: &PatternSet,
-    endpoint: Endpoint,
-    body: &mut Map<String, Value>,
-    budget: &mut ScanBudget,
-) -> Scan {
-    let mut texts = Vec::new();
-    match endpoint {
-        Endpoint::ChatCompletions => {
-            if let Some(Value::Array(messages)) = body.get_mut("messages") {
-                for message in messages.iter_mut().filter_map(Value::as_object_mut) {
-                    message_texts(message, &mut texts);
-                }
-            }
-        }
-        Endpoint::Completions => strings_in(body.get_mut("prompt"), &mut texts),
-        Endpoint::Embeddings => strings_in(body.get_mut("input"), &mut texts),
-    }
-    scan_texts(set, texts, budget)
-}
+use super::{message_texts, scan_texts, Refusal, Scan};
+use crate::gateway::Endpoint;
+use crate::guard::{FailReason, Finding, PatternSet, ScanBudget, StreamScanner, StreamStep};
 
 /// Scans a whole (non-streamed) answer. A choice with a refused text is cut: its texts emptied,
 /// its tool calls removed, its `finish_reason` set to `content_filter`. Returns every finding
@@ -135,73 +51,6 @@ fn cut_choice(choice: &mut Map<String, Value>) {
         "finish_reason".into(),
         Value::String("content_filter".into()),
     );
-}
-
-/// A message's `content` (string or parts), `refusal`, and tool call arguments.
-fn message_texts<'a>(message: &'a mut Map<String, Value>, out: &mut Vec<&'a mut String>) {
-    for (key, value) in message.iter_mut() {
-        match (key.as_str(), value) {
-            ("content" | "refusal", Value::String(text)) => out.push(text),
-            ("content", Value::Array(parts)) => {
-                for part in parts.iter_mut().filter_map(Value::as_object_mut) {
-                    if let Some(Value::String(text)) = part.get_mut("text") {
-                        out.push(text);
-                    }
-                }
-            }
-            ("tool_calls", Value::Array(calls)) => {
-                for call in calls.iter_mut() {
-                    if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
-                        out.push(args);
-                    }
-                }
-            }
-            ("function_call", Value::Object(call)) => {
-                if let Some(Value::String(args)) = call.get_mut("arguments") {
-                    out.push(args);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// A string, or the strings of an array (token-id arrays are not text and are skipped).
-fn strings_in<'a>(value: Option<&'a mut Value>, out: &mut Vec<&'a mut String>) {
-    match value {
-        Some(Value::String(text)) => out.push(text),
-        Some(Value::Array(items)) => {
-            for item in items.iter_mut() {
-                if let Value::String(text) = item {
-                    out.push(text);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn scan_texts(set: &PatternSet, texts: Vec<&mut String>, budget: &mut ScanBudget) -> Scan {
-    let mut scan = Scan::default();
-    for text in texts {
-        match set.scan(text, budget) {
-            ScanOutcome::Clean { findings, redacted } => {
-                scan.findings.extend(findings);
-                if let Some(redacted) = redacted {
-                    *text = redacted;
-                }
-            }
-            ScanOutcome::Violation { finding } => {
-                scan.refusal = Some(Refusal::Violation(finding));
-                return scan;
-            }
-            ScanOutcome::Failed { rule, reason } => {
-                scan.refusal = Some(Refusal::Failed { rule, reason });
-                return scan;
-            }
-        }
-    }
-    scan
 }
 
 /// Which text of a streamed choice a scanner follows.

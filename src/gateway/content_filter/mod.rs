@@ -1,0 +1,133 @@
+//! The content guard applied to OpenAI shapes: which texts of a request and of an answer are
+//! scanned, how redactions are written back, and how a streamed answer is cut.
+//!
+//! - [`prompt`]: the texts of a request (`scanPrompts`).
+//! - [`answer`]: the texts of a whole answer and of a streamed one (`scanResponses`).
+//!
+//! The pattern matching itself lives in [`crate::guard`]; this module only finds the texts.
+
+mod answer;
+mod prompt;
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::guard::{FailReason, Finding, PatternSet, ScanBudget, ScanOutcome};
+
+pub use answer::{scan_response, StreamGuard, StreamVerdict};
+pub use prompt::scan_request;
+
+/// The guard as one gateway applies it.
+#[derive(Debug, Clone)]
+pub struct GuardPolicy {
+    pub set: Arc<PatternSet>,
+    pub scan_prompts: bool,
+    pub scan_responses: bool,
+    /// Bounds how many large prompts are scanned at once on the blocking pool.
+    pub pool: Arc<tokio::sync::Semaphore>,
+}
+
+/// Why text was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// A `block` rule matched.
+    Violation(Finding),
+    /// The scan could not finish within its limits: fail closed.
+    Failed { rule: String, reason: FailReason },
+}
+
+impl Refusal {
+    pub fn rule(&self) -> &str {
+        match self {
+            Refusal::Violation(finding) => &finding.rule,
+            Refusal::Failed { rule, .. } => rule,
+        }
+    }
+
+    /// Low-cardinality label: the action for violations, the failure kind otherwise.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::Violation(_) => "block",
+            Refusal::Failed {
+                reason: FailReason::BacktrackLimit,
+                ..
+            } => "fail_closed_backtrack_limit",
+            Refusal::Failed {
+                reason: FailReason::ScanBudgetExceeded,
+                ..
+            } => "fail_closed_scan_budget",
+            Refusal::Failed {
+                reason: FailReason::HoldbackOverflow,
+                ..
+            } => "fail_closed_holdback_overflow",
+        }
+    }
+}
+
+/// Outcome of scanning a set of texts.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Audit and redact findings that let the text through.
+    pub findings: Vec<Finding>,
+    pub refusal: Option<Refusal>,
+}
+
+/// A message's `content` (string or parts), `refusal`, and tool call arguments.
+pub(super) fn message_texts<'a>(
+    message: &'a mut Map<String, Value>,
+    out: &mut Vec<&'a mut String>,
+) {
+    for (key, value) in message.iter_mut() {
+        match (key.as_str(), value) {
+            ("content" | "refusal", Value::String(text)) => out.push(text),
+            ("content", Value::Array(parts)) => {
+                for part in parts.iter_mut().filter_map(Value::as_object_mut) {
+                    if let Some(Value::String(text)) = part.get_mut("text") {
+                        out.push(text);
+                    }
+                }
+            }
+            ("tool_calls", Value::Array(calls)) => {
+                for call in calls.iter_mut() {
+                    if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
+                        out.push(args);
+                    }
+                }
+            }
+            ("function_call", Value::Object(call)) => {
+                if let Some(Value::String(args)) = call.get_mut("arguments") {
+                    out.push(args);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+pub(super) fn scan_texts(
+    set: &PatternSet,
+    texts: Vec<&mut String>,
+    budget: &mut ScanBudget,
+) -> Scan {
+    let mut scan = Scan::default();
+    for text in texts {
+        match set.scan(text, budget) {
+            ScanOutcome::Clean { findings, redacted } => {
+                scan.findings.extend(findings);
+                if let Some(redacted) = redacted {
+                    *text = redacted;
+                }
+            }
+            ScanOutcome::Violation { finding } => {
+                scan.refusal = Some(Refusal::Violation(finding));
+                return scan;
+            }
+            ScanOutcome::Failed { rule, reason } => {
+                scan.refusal = Some(Refusal::Failed { rule, reason });
+                return scan;
+            }
+        }
+    }
+    scan
+}
