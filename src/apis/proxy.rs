@@ -90,6 +90,16 @@ pub async fn forward(
         Ok(Ok(upstream)) => upstream,
     };
     let status = upstream.status();
+    if status.is_informational() {
+        // The client's `Upgrade` was not forwarded, so a 101 (or any 1xx as a final answer)
+        // would switch the client's connection to a protocol nobody negotiated.
+        tracing::warn!(api = %route.id, status = status.as_u16(), "API service answered 1xx");
+        return gateway_error(
+            502,
+            "The service answered with an informational status",
+            "upstream_protocol_error",
+        );
+    }
     let response_headers = strip_hop_by_hop(upstream.headers());
     let stream = upstream.bytes_stream().map_err(std::io::Error::other);
     let mut response = Response::new(Body::from_stream(stream));

@@ -7,8 +7,19 @@
 //! refuses such requests outright: this inspector watches the bytes of an HTTP/1 connection, finds
 //! each request head (following body framing: fixed length or chunked), and marks the connection
 //! as tainted when a head has ambiguous framing. The request middleware answers 400 and closes a
-//! tainted connection. When the inspector cannot follow the stream (HTTP/2, upgrades, garbage that
-//! hyper will refuse anyway) it stops looking.
+//! tainted connection.
+//!
+//! The inspector judges every request of a connection, whatever came before it:
+//! - heads are delimited by `httparse`, the parser hyper itself uses, so a head ended by bare LFs
+//!   (which hyper accepts) ends here too, and what follows it is judged as the next request;
+//! - an `Upgrade` header does not end inspection: unless the server actually switched protocols
+//!   (AirGate never answers 101), the next bytes are another HTTP/1 request. After a real switch
+//!   hyper reads no more requests from the connection, so judging its bytes costs nothing;
+//! - anything the inspector cannot follow (an unparseable head or chunk line, an unknown transfer
+//!   coding, a length that is not plain digits) taints the connection instead of ending
+//!   inspection: either hyper refuses it too, or two parsers could read it differently. Only an
+//!   HTTP/2 connection preface as the very first bytes ends inspection (HTTP/2 frames carry no
+//!   HTTP/1 framing).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +31,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Largest request head the inspector buffers; longer heads are refused by hyper anyway.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
+/// Longest chunk-size or trailer line followed.
+const MAX_LINE: usize = 4096;
+/// The HTTP/2 connection preface's first line.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 /// Shared flag: set once any request head on the connection had ambiguous framing.
 #[derive(Debug, Clone, Default)]
@@ -40,9 +55,13 @@ enum State {
     Fixed(u64),
     ChunkSize(Vec<u8>),
     ChunkData(u64),
-    ChunkDataEnd(u8),
+    /// The CRLF after a chunk's data: how many of its two bytes were seen.
+    ChunkDataEnd(usize),
     Trailers(Vec<u8>),
+    /// An HTTP/2 connection: nothing more to follow.
     Off,
+    /// Refused: the middleware answers 400 and closes; nothing more to follow.
+    Tainted,
 }
 
 /// Follows HTTP/1 request framing over the raw bytes of a connection.
@@ -50,6 +69,8 @@ enum State {
 pub struct FramingInspector {
     state: State,
     taint: Taint,
+    /// Request heads seen so far (an HTTP/2 preface only counts as the first bytes).
+    heads: u64,
 }
 
 impl FramingInspector {
@@ -57,21 +78,37 @@ impl FramingInspector {
         Self {
             state: State::Head(Vec::new()),
             taint,
+            heads: 0,
         }
     }
 
     pub fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             let (consumed, next) = match &mut self.state {
-                State::Off => return,
-                State::Head(buf) => match take_until(buf, bytes, b"\r\n\r\n") {
-                    (n, true) => {
-                        let head = std::mem::take(buf);
-                        (n, self.after_head(&head))
+                State::Off | State::Tainted => return,
+                // Empty lines before a request line are skipped (by httparse too): dropping
+                // them keeps a flood of line feeds from growing the buffer.
+                State::Head(buf) if buf.is_empty() && matches!(bytes[0], b'\r' | b'\n') => {
+                    let n = bytes
+                        .iter()
+                        .position(|b| !matches!(b, b'\r' | b'\n'))
+                        .unwrap_or(bytes.len());
+                    (n, State::Head(std::mem::take(buf)))
+                }
+                State::Head(buf) => {
+                    let before = buf.len();
+                    buf.extend_from_slice(bytes);
+                    match head_end(buf, before, self.heads == 0) {
+                        HeadEnd::Complete(len) => {
+                            let head = std::mem::take(buf);
+                            self.heads += 1;
+                            (len.saturating_sub(before), after_head(&head[..len]))
+                        }
+                        HeadEnd::Partial => (bytes.len(), State::Head(std::mem::take(buf))),
+                        HeadEnd::Http2 => (bytes.len(), State::Off),
+                        HeadEnd::Invalid => (bytes.len(), State::Tainted),
                     }
-                    (n, false) if buf.len() > MAX_HEAD => (n, State::Off),
-                    (n, false) => (n, State::Head(std::mem::take(buf))),
-                },
+                }
                 State::Fixed(left) => {
                     let n = (*left).min(bytes.len() as u64) as usize;
                     let rest = *left - n as u64;
@@ -84,10 +121,10 @@ impl FramingInspector {
                         },
                     )
                 }
-                State::ChunkSize(buf) => match take_until(buf, bytes, b"\r\n") {
-                    (n, true) => (n, chunk_size_state(buf)),
-                    (n, false) if buf.len() > 1024 => (n, State::Off),
-                    (n, false) => (n, State::ChunkSize(std::mem::take(buf))),
+                State::ChunkSize(buf) => match take_line(buf, bytes) {
+                    Line::Complete(n) => (n, chunk_size_state(buf)),
+                    Line::Partial(n) => (n, State::ChunkSize(std::mem::take(buf))),
+                    Line::Invalid(n) => (n, State::Tainted),
                 },
                 State::ChunkData(left) => {
                     let n = (*left).min(bytes.len() as u64) as usize;
@@ -95,116 +132,191 @@ impl FramingInspector {
                     (
                         n,
                         if rest == 0 {
-                            State::ChunkDataEnd(2)
+                            State::ChunkDataEnd(0)
                         } else {
                             State::ChunkData(rest)
                         },
                     )
                 }
-                State::ChunkDataEnd(left) => {
-                    let n = (*left as usize).min(bytes.len());
-                    let rest = *left - n as u8;
-                    (
-                        n,
-                        if rest == 0 {
-                            State::ChunkSize(Vec::new())
-                        } else {
-                            State::ChunkDataEnd(rest)
-                        },
-                    )
+                State::ChunkDataEnd(seen) => {
+                    // Exactly CRLF must follow a chunk's data.
+                    let expected = &b"\r\n"[*seen..];
+                    let n = expected.len().min(bytes.len());
+                    if bytes[..n] != expected[..n] {
+                        (n, State::Tainted)
+                    } else if *seen + n == 2 {
+                        (n, State::ChunkSize(Vec::new()))
+                    } else {
+                        (n, State::ChunkDataEnd(*seen + n))
+                    }
                 }
                 // Trailer lines after the last chunk, until an empty line.
-                State::Trailers(buf) => match take_until(buf, bytes, b"\r\n") {
-                    (n, true) if buf.as_slice() == b"\r\n" => (n, State::Head(Vec::new())),
-                    (n, true) => (n, State::Trailers(Vec::new())),
-                    (n, false) if buf.len() > MAX_HEAD => (n, State::Off),
-                    (n, false) => (n, State::Trailers(std::mem::take(buf))),
+                State::Trailers(buf) => match take_line(buf, bytes) {
+                    Line::Complete(n) if buf.as_slice() == b"\r\n" => (n, State::Head(Vec::new())),
+                    Line::Complete(n) => (n, State::Trailers(Vec::new())),
+                    Line::Partial(n) => (n, State::Trailers(std::mem::take(buf))),
+                    Line::Invalid(n) => (n, State::Tainted),
                 },
             };
+            if matches!(next, State::Tainted) {
+                self.taint.set();
+            }
             self.state = next;
             bytes = &bytes[consumed..];
         }
     }
+}
 
-    fn after_head(&self, head: &[u8]) -> State {
-        if head.starts_with(b"PRI * HTTP/2.0") {
-            return State::Off;
-        }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut headers);
-        let Ok(httparse::Status::Complete(_)) = request.parse(head) else {
-            return State::Off;
+/// Whether `buf` holds a whole request head, by hyper's own parser. `before` is how much was
+/// buffered before the latest read: a head can only end in the new bytes, with an empty line
+/// (`\n\n` or `\n\r\n`), and only then is the buffer parsed, so a head trickled in byte by
+/// byte is parsed about once, not once per byte.
+fn head_end(buf: &[u8], before: usize, first: bool) -> HeadEnd {
+    if first && buf.starts_with(H2_PREFACE) {
+        return HeadEnd::Http2;
+    }
+    let window = &buf[before.saturating_sub(2)..];
+    let may_end = memchr::memmem::find(window, b"\n\n").is_some()
+        || memchr::memmem::find(window, b"\n\r\n").is_some();
+    if !may_end {
+        return if buf.len() > MAX_HEAD {
+            HeadEnd::Invalid
+        } else {
+            HeadEnd::Partial
         };
-        let mut lengths = Vec::new();
-        let mut chunked = false;
-        let mut has_te = false;
-        let mut upgrade = false;
-        for header in request.headers.iter() {
-            if header.name.eq_ignore_ascii_case("content-length") {
-                lengths.push(header.value.to_vec());
-            } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-                has_te = true;
-                chunked = String::from_utf8_lossy(header.value)
-                    .to_ascii_lowercase()
-                    .trim_end()
-                    .ends_with("chunked");
-            } else if header.name.eq_ignore_ascii_case("upgrade") {
-                upgrade = true;
-            }
-        }
-        let conflicting_lengths = lengths.windows(2).any(|w| w[0] != w[1]);
-        if (has_te && !lengths.is_empty()) || conflicting_lengths {
-            self.taint.set();
-            return State::Off;
-        }
-        if upgrade {
-            return State::Off;
-        }
-        if chunked {
-            return State::ChunkSize(Vec::new());
-        }
-        match lengths
-            .first()
-            .map(|v| String::from_utf8_lossy(v).trim().parse::<u64>())
-        {
-            None => State::Head(Vec::new()),
-            Some(Ok(0)) => State::Head(Vec::new()),
-            Some(Ok(n)) => State::Fixed(n),
-            Some(Err(_)) => State::Off,
-        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::Request::new(&mut headers).parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => HeadEnd::Complete(len),
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => HeadEnd::Partial,
+        _ => HeadEnd::Invalid,
     }
 }
 
-/// Appends bytes to `buf` up to and including `delimiter`; returns (bytes consumed, found).
-fn take_until(buf: &mut Vec<u8>, bytes: &[u8], delimiter: &[u8]) -> (usize, bool) {
-    // A delimiter split across reads: the buffer ends with its first k bytes (the largest k
-    // ends first).
-    let split = (1..delimiter.len())
-        .rev()
-        .find(|&k| buf.ends_with(&delimiter[..k]) && bytes.starts_with(&delimiter[k..]));
-    let end = match split {
-        Some(k) => Some(delimiter.len() - k),
-        None => memchr::memmem::find(bytes, delimiter).map(|at| at + delimiter.len()),
+/// The state after a complete request head: its body framing, or tainted when ambiguous.
+fn after_head(head: &[u8]) -> State {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let Ok(httparse::Status::Complete(_)) = request.parse(head) else {
+        return State::Tainted;
     };
-    match end {
-        Some(n) => {
-            buf.extend_from_slice(&bytes[..n]);
-            (n, true)
+    match body_framing(&request) {
+        Some(Framing::None) => State::Head(Vec::new()),
+        Some(Framing::Length(0)) => State::Head(Vec::new()),
+        Some(Framing::Length(n)) => State::Fixed(n),
+        Some(Framing::Chunked) => State::ChunkSize(Vec::new()),
+        None => State::Tainted,
+    }
+}
+
+enum HeadEnd {
+    Complete(usize),
+    Partial,
+    Http2,
+    Invalid,
+}
+
+/// How a request's body is delimited.
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// The request's body framing; `None` when two parsers could disagree on it: `Content-Length`
+/// with `Transfer-Encoding`, lengths that differ or are not plain digits, a transfer coding
+/// list that does not end with exactly one `chunked`, or `Transfer-Encoding` in HTTP/1.0 (RFC
+/// 9112 section 6.1: treated as faulty framing).
+fn body_framing(request: &httparse::Request<'_, '_>) -> Option<Framing> {
+    let mut length: Option<u64> = None;
+    let mut codings: Vec<String> = Vec::new();
+    for header in request.headers.iter() {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let value = plain_length(header.value)?;
+            if length.is_some_and(|seen| seen != value) {
+                return None;
+            }
+            length = Some(value);
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            let value = std::str::from_utf8(header.value).ok()?;
+            codings.extend(
+                value
+                    .split(',')
+                    .map(|c| c.trim_matches([' ', '\t']).to_ascii_lowercase())
+                    .filter(|c| !c.is_empty()),
+            );
+        }
+    }
+    if codings.is_empty() {
+        return Some(length.map_or(Framing::None, Framing::Length));
+    }
+    let chunked_once_at_end = codings.last().is_some_and(|c| c == "chunked")
+        && codings.iter().filter(|c| *c == "chunked").count() == 1;
+    if length.is_some() || request.version != Some(1) || !chunked_once_at_end {
+        return None;
+    }
+    Some(Framing::Chunked)
+}
+
+/// A `Content-Length` value made of ASCII digits only (no sign, list, or spaces inside).
+fn plain_length(value: &[u8]) -> Option<u64> {
+    let trimmed = value.trim_ascii();
+    if trimmed.is_empty() || !trimmed.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(trimmed).ok()?.parse().ok()
+}
+
+enum Line {
+    /// The line ended (CRLF) after this many bytes of the input.
+    Complete(usize),
+    /// All input taken, no line end yet.
+    Partial(usize),
+    /// A bare LF or an over-long line.
+    Invalid(usize),
+}
+
+/// Appends bytes to `buf` up to and including a line feed. A line must end with CRLF (hyper
+/// refuses bare LFs in chunked framing, so following one would desynchronise the two parsers).
+fn take_line(buf: &mut Vec<u8>, bytes: &[u8]) -> Line {
+    match memchr::memchr(b'\n', bytes) {
+        Some(at) => {
+            buf.extend_from_slice(&bytes[..=at]);
+            if buf.len() > MAX_LINE || !buf.ends_with(b"\r\n") {
+                Line::Invalid(at + 1)
+            } else {
+                Line::Complete(at + 1)
+            }
         }
         None => {
             buf.extend_from_slice(bytes);
-            (bytes.len(), false)
+            if buf.len() > MAX_LINE {
+                Line::Invalid(bytes.len())
+            } else {
+                Line::Partial(bytes.len())
+            }
         }
     }
 }
 
+/// The state after a chunk-size line (`hex[;extensions]CRLF`).
 fn chunk_size_state(line: &[u8]) -> State {
-    let text = String::from_utf8_lossy(line);
-    let size = text.trim_end().split(';').next().unwrap_or("").trim();
-    match u64::from_str_radix(size, 16) {
-        Ok(0) => State::Trailers(Vec::new()),
-        Ok(n) => State::ChunkData(n),
-        Err(_) => State::Off,
+    let line = line.strip_suffix(b"\r\n").unwrap_or(line);
+    let size = match memchr::memchr(b';', line) {
+        Some(at) => &line[..at],
+        None => line,
+    };
+    let size = size.trim_ascii_end();
+    if size.is_empty() || size.len() > 16 || !size.iter().all(u8::is_ascii_hexdigit) {
+        return State::Tainted;
+    }
+    match std::str::from_utf8(size)
+        .ok()
+        .and_then(|s| u64::from_str_radix(s, 16).ok())
+    {
+        Some(0) => State::Trailers(Vec::new()),
+        Some(n) => State::ChunkData(n),
+        None => State::Tainted,
     }
 }
 
@@ -297,19 +409,6 @@ mod tests {
     }
 
     #[test]
-    fn delimiters_split_across_reads_end_where_they_end() {
-        let mut buf = b"GET / HTTP/1.1\r\n\r".to_vec();
-        assert_eq!(take_until(&mut buf, b"\nNEXT", b"\r\n\r\n"), (1, true));
-        assert!(buf.ends_with(b"\r\n\r\n"));
-        let mut buf = b"A\r".to_vec();
-        // "\r" + "\n\r\n": the delimiter starting in the buffer ends first.
-        assert_eq!(take_until(&mut buf, b"\n\r\n", b"\r\n"), (1, true));
-        let mut buf = Vec::new();
-        assert_eq!(take_until(&mut buf, b"ab\r\ncd", b"\r\n"), (4, true));
-        assert_eq!(take_until(&mut buf, b"xyz", b"\r\n"), (3, false));
-    }
-
-    #[test]
     fn te_and_cl_in_either_order_taint() {
         assert!(tainted_at_every_split(
             b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
@@ -344,5 +443,99 @@ mod tests {
             b"POST /d HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
         );
         assert!(tainted_at_every_split(&stream));
+    }
+
+    /// The smuggled request that must be refused wherever it appears on a connection.
+    const SMUGGLE: &[u8] =
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+
+    fn after(first: &[u8]) -> Vec<u8> {
+        let mut stream = first.to_vec();
+        stream.extend_from_slice(SMUGGLE);
+        stream
+    }
+
+    #[test]
+    fn a_head_ended_by_bare_line_feeds_does_not_hide_the_next_request() {
+        assert!(tainted_at_every_split(&after(
+            b"GET /v1/models HTTP/1.1\nHost: x\n\n"
+        )));
+        assert!(tainted_at_every_split(&after(
+            b"POST /v1/x HTTP/1.1\nHost: x\nContent-Length: 2\n\n{}"
+        )));
+        // Mixed terminators.
+        assert!(tainted_at_every_split(&after(
+            b"GET / HTTP/1.1\r\nHost: x\n\r\n"
+        )));
+        // And bare line feeds alone are fine.
+        assert!(!tainted_at_every_split(
+            b"GET / HTTP/1.1\nHost: x\n\nGET / HTTP/1.1\nHost: x\n\n"
+        ));
+    }
+
+    #[test]
+    fn an_upgrade_header_does_not_end_inspection() {
+        assert!(tainted_at_every_split(&after(
+            b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        )));
+        assert!(tainted_at_every_split(&after(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        )));
+    }
+
+    #[test]
+    fn an_http2_preface_ends_inspection_only_as_the_first_bytes() {
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        assert!(!tainted_at_every_split(preface));
+        let mut late = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        late.extend_from_slice(preface);
+        late.extend_from_slice(SMUGGLE);
+        assert!(tainted_at_every_split(&late));
+    }
+
+    #[test]
+    fn framing_the_inspector_cannot_follow_taints_instead_of_ending_inspection() {
+        let cases: &[&[u8]] = &[
+            // A length that is not plain digits, or a list of lengths.
+            b"POST / HTTP/1.1\r\nContent-Length: +4\r\n\r\nabcd",
+            b"POST / HTTP/1.1\r\nContent-Length: 4, 4\r\n\r\nabcd",
+            b"POST / HTTP/1.1\r\nContent-Length: 0x4\r\n\r\nabcd",
+            // A coding that only ends with the letters of chunked, or chunked twice, or not last.
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n",
+            // Transfer-Encoding in HTTP/1.0 (RFC 9112 section 6.1).
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            // Chunk framing hyper refuses: a bare LF, junk after the data, a bad size.
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\nabcd\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcdXX0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n",
+            // A head hyper's parser refuses.
+            b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+        ];
+        for case in cases {
+            assert!(
+                tainted_at_every_split(case),
+                "not tainted: {}",
+                String::from_utf8_lossy(case)
+            );
+        }
+        // Chunk extensions, trailers, and a chunked body after a fixed one remain fine.
+        assert!(!tainted_at_every_split(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n4;a=b\r\nabcd\r\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn a_flood_of_empty_lines_is_not_buffered() {
+        let taint = Taint::default();
+        let mut inspector = FramingInspector::new(taint.clone());
+        for _ in 0..100_000 {
+            inspector.feed(b"\r\n");
+        }
+        assert!(matches!(&inspector.state, State::Head(buf) if buf.is_empty()));
+        inspector.feed(SMUGGLE);
+        assert!(taint.is_set());
     }
 }

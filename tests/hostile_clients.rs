@@ -1,0 +1,110 @@
+//! Hostile clients, each test written as the attacker's exact bytes on a real socket.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use airgate::mock::{MockConfig, MockServer};
+use common::{BackendYaml, GatewayYaml, TestGateway};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn gateway() -> (TestGateway, MockServer) {
+    let backend = MockServer::start(MockConfig::named("a")).await.unwrap();
+    let yaml = GatewayYaml::new().backend(BackendYaml::new("a", &backend.url()));
+    (TestGateway::start(&yaml.render()).await, backend)
+}
+
+/// Reads one HTTP/1.1 response (head and a `Content-Length` or chunked body); `None` when the
+/// connection closed first.
+async fn read_response(socket: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut byte)).await {
+            Ok(Ok(1)) => buf.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse::<usize>().unwrap());
+    match length {
+        Some(n) => {
+            let mut body = vec![0u8; n];
+            socket.read_exact(&mut body).await.ok()?;
+            buf.extend_from_slice(&body);
+        }
+        None if head.contains("transfer-encoding: chunked") => {
+            while !buf.ends_with(b"\r\n0\r\n\r\n") {
+                match socket.read(&mut byte).await {
+                    Ok(1) => buf.push(byte[0]),
+                    _ => break,
+                }
+            }
+        }
+        None => {}
+    }
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Sends each request on one keep-alive connection, waiting for each answer before the next,
+/// as a client would; returns each answer's status line ("closed" once the connection is gone).
+async fn in_turn(gw: &TestGateway, requests: &[&[u8]]) -> Vec<String> {
+    let mut socket = TcpStream::connect(gw.addr).await.unwrap();
+    let mut statuses = Vec::new();
+    for request in requests {
+        if socket.write_all(request).await.is_err() {
+            statuses.push("closed".to_string());
+            continue;
+        }
+        let status = match read_response(&mut socket).await {
+            Some(answer) => answer.lines().next().unwrap_or_default().to_string(),
+            None => "closed".to_string(),
+        };
+        statuses.push(status);
+    }
+    statuses
+}
+
+/// The request that must be refused whatever came before it on the connection.
+const SMUGGLED: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 72\r\nTransfer-Encoding: chunked\r\n\r\n48\r\n{\"model\":\"mock-model\",\"messages\":[{\"role\":\"user\",\"content\":\"smuggled\"}]}\r\n0\r\n\r\n";
+
+#[tokio::test]
+async fn smuggling_is_refused_after_a_request_ended_by_bare_line_feeds() {
+    let (gw, backend) = gateway().await;
+    let statuses = in_turn(&gw, &[b"GET /v1/models HTTP/1.1\nHost: gw\n\n", SMUGGLED]).await;
+    assert_eq!(statuses[0], "HTTP/1.1 200 OK", "{statuses:?}");
+    assert_eq!(statuses[1], "HTTP/1.1 400 Bad Request", "{statuses:?}");
+    assert_eq!(backend.requests(), 0);
+}
+
+#[tokio::test]
+async fn smuggling_is_refused_after_an_upgrade_that_was_not_switched() {
+    let (gw, backend) = gateway().await;
+    let upgrade: &[u8] = b"GET /v1/models HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let statuses = in_turn(&gw, &[upgrade, SMUGGLED]).await;
+    assert_eq!(statuses[0], "HTTP/1.1 200 OK", "{statuses:?}");
+    assert_eq!(statuses[1], "HTTP/1.1 400 Bad Request", "{statuses:?}");
+    let h2c: &[u8] = b"GET /v1/models HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
+    let statuses = in_turn(&gw, &[h2c, SMUGGLED]).await;
+    assert_eq!(statuses[1], "HTTP/1.1 400 Bad Request", "{statuses:?}");
+    assert_eq!(backend.requests(), 0);
+}
+
+#[tokio::test]
+async fn smuggling_is_refused_after_clean_keep_alive_requests() {
+    let (gw, backend) = gateway().await;
+    let clean: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 69\r\n\r\n{\"model\":\"mock-model\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}";
+    let statuses = in_turn(&gw, &[clean, clean, SMUGGLED]).await;
+    assert_eq!(
+        statuses[..2],
+        ["HTTP/1.1 200 OK".to_string(), "HTTP/1.1 200 OK".to_string()],
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[2], "HTTP/1.1 400 Bad Request", "{statuses:?}");
+    assert_eq!(backend.requests(), 2);
+}
