@@ -312,6 +312,72 @@ async fn token_budget_refuses_up_front_and_settles_with_real_usage() {
     );
 }
 
+/// The attacker's numbers against a budget of 1,000,000 tokens: one that wrapped the
+/// reservation sum (u64::MAX), one that was read as absent (a float), and `n` multiplying an
+/// in-range `max_tokens` past the budget.
+#[tokio::test]
+async fn token_budget_cannot_be_bypassed_with_one_number() {
+    let backend = MockServer::start(MockConfig::named("m")).await.unwrap();
+    let secrets = secrets();
+    let yaml = GatewayYaml::new().backend(BackendYaml::new("m", &backend.url())).render()
+        + AUTH
+        + "  rateLimit:\n    perUser:\n      limit: 1000\n      period: 1h\n      tokens: 1000000\n";
+    let gw = gateway_with(yaml, &secrets, None).await;
+    let alice = token(valid_claims("alice"));
+    let send = |body: &'static str| {
+        reqwest::Client::new()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&alice)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let cases: [(&str, u16, &str); 5] = [
+        (
+            r#"{"model":"mock-model","max_tokens":18446744073709551615,"messages":[{"role":"user","content":"hi"}]}"#,
+            400,
+            "max_tokens",
+        ),
+        (
+            r#"{"model":"mock-model","max_completion_tokens":100000000.5,"messages":[{"role":"user","content":"hi"}]}"#,
+            400,
+            "max_completion_tokens",
+        ),
+        (
+            r#"{"model":"mock-model","max_completion_tokens":1e15,"messages":[{"role":"user","content":"hi"}]}"#,
+            400,
+            "max_completion_tokens",
+        ),
+        (
+            r#"{"model":"mock-model","max_tokens":2000000,"messages":[{"role":"user","content":"hi"}]}"#,
+            429,
+            "",
+        ),
+        (
+            r#"{"model":"mock-model","max_tokens":10000,"n":128,"messages":[{"role":"user","content":"hi"}]}"#,
+            429,
+            "",
+        ),
+    ];
+    for (body, status, param) in cases {
+        let response = send(body).await.unwrap();
+        assert_eq!(response.status(), status, "{body}");
+        let json: Value = response.json().await.unwrap();
+        if status == 400 {
+            assert_eq!(json["error"]["param"], param, "{body}");
+            assert_eq!(json["error"]["type"], "invalid_request_error");
+        } else {
+            assert_eq!(json["error"]["code"], "token_budget_exceeded", "{body}");
+        }
+    }
+    assert_eq!(backend.requests(), 0, "a bypass reached the backend");
+    // In range, the same request is served.
+    let fine = send(r#"{"model":"mock-model","max_tokens":1000,"n":2,"messages":[{"role":"user","content":"hi"}]}"#)
+        .await
+        .unwrap();
+    assert_eq!(fine.status(), 200);
+}
+
 fn patient(policy: FailurePolicy) -> RedisOptions {
     let mut options = RedisOptions::new(policy);
     options.timeout = Duration::from_secs(2);

@@ -27,12 +27,21 @@ pub struct Usage {
 pub fn usage_of(json: &Value) -> Option<Usage> {
     let usage = json.get("usage")?;
     Some(Usage {
-        prompt: usage.get("prompt_tokens")?.as_u64()?,
+        prompt: reported_tokens(usage.get("prompt_tokens")?)?,
         completion: usage
             .get("completion_tokens")
-            .and_then(Value::as_u64)
+            .and_then(reported_tokens)
             .unwrap_or(0),
     })
+}
+
+/// Most tokens one answer may report for one count. A backend is trusted for its counts, but
+/// not to the point of wrapping a counter or a budget: larger values are clamped.
+pub const MAX_REPORTED_TOKENS: u64 = u32::MAX as u64;
+
+/// A token count reported by a backend, clamped to [`MAX_REPORTED_TOKENS`].
+pub fn reported_tokens(value: &Value) -> Option<u64> {
+    value.as_u64().map(|n| n.min(MAX_REPORTED_TOKENS))
 }
 
 /// Estimates tokens from text length.

@@ -11,6 +11,7 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
+use super::request::count_param;
 use super::AiRequest;
 use crate::access::settings::TokenBudget;
 use crate::access::{Check, Decision, LimitKey, RateLimiter};
@@ -232,13 +233,20 @@ pub async fn admit(
     }))
 }
 
-/// Prompt tokens (estimated from the body size) plus the completion's `max_tokens`; writes the
-/// budget's default `max_tokens` into a request that has none.
+/// Prompt tokens (estimated from the body size) plus the completion's `max_tokens` for each of
+/// the `n` (or `best_of`) choices; writes the budget's default `max_tokens` into a request that
+/// has none. The parameters were validated by [`AiRequest::parse`]; the sum saturates anyway, so
+/// no input can wrap it to a small number.
 fn token_estimate(budget: &TokenBudget, request: &mut AiRequest, body_len: usize) -> u64 {
     let prompt = (body_len as u64).div_ceil(BYTES_PER_TOKEN);
+    let choices = ["n", "best_of"]
+        .iter()
+        .filter_map(|k| count_param(&request.body, k))
+        .max()
+        .unwrap_or(1);
     let completion = match ["max_completion_tokens", "max_tokens"]
         .iter()
-        .find_map(|k| request.body.get(*k).and_then(Value::as_u64))
+        .find_map(|k| count_param(&request.body, k))
     {
         Some(max) => max,
         None if request.endpoint == super::Endpoint::Embeddings => 0,
@@ -249,12 +257,12 @@ fn token_estimate(budget: &TokenBudget, request: &mut AiRequest, body_len: usize
             budget.default_max_tokens
         }
     };
-    prompt + completion
+    prompt.saturating_add(completion.saturating_mul(choices))
 }
 
 /// `usage.total_tokens` of an answer or a chunk, when present.
 pub fn total_tokens(json: &Value) -> Option<u64> {
-    json.get("usage")?.get("total_tokens")?.as_u64()
+    super::accounting::reported_tokens(json.get("usage")?.get("total_tokens")?)
 }
 
 /// Keeps a shared handle usable by a stream after the handler returned.

@@ -107,6 +107,7 @@ impl AiRequest {
             ));
         }
         validate_input(endpoint, &body)?;
+        validate_counts(&body)?;
         for field in REDIRECT_FIELDS {
             body.remove(*field);
         }
@@ -131,6 +132,46 @@ impl AiRequest {
             .map(bytes::Bytes::from)
             .map_err(|e| ApiError::Internal(format!("serializing upstream body: {e}")))
     }
+}
+
+/// Largest `max_tokens` / `max_completion_tokens` accepted: a signed 32-bit integer, as
+/// inference servers parse it. Larger values are no real limit, and unchecked they once wrapped
+/// the token reservation to a small number.
+pub const MAX_TOKENS_PARAM: u64 = i32::MAX as u64;
+
+/// Largest `n` (choices per request) and `best_of` accepted, as OpenAI's API documents `n`.
+pub const MAX_CHOICES: u64 = 128;
+
+/// Integer parameters that size the answer, and their accepted ranges. Each multiplies or bounds
+/// the completion tokens reserved against a budget, so each must be an integer in range: a
+/// float, a string or an out-of-range value is refused, never read as "absent".
+const COUNT_PARAMS: &[(&str, u64)] = &[
+    ("max_tokens", MAX_TOKENS_PARAM),
+    ("max_completion_tokens", MAX_TOKENS_PARAM),
+    ("n", MAX_CHOICES),
+    ("best_of", MAX_CHOICES),
+];
+
+fn validate_counts(body: &Map<String, Value>) -> Result<(), ApiError> {
+    for (param, max) in COUNT_PARAMS {
+        match body.get(*param) {
+            None | Some(Value::Null) => {}
+            Some(value) => {
+                if !value.as_u64().is_some_and(|v| (1..=*max).contains(&v)) {
+                    return Err(ApiError::invalid(
+                        format!("`{param}` must be an integer between 1 and {max}"),
+                        Some(param),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A validated count parameter (see [`COUNT_PARAMS`]), when present.
+pub fn count_param(body: &Map<String, Value>, param: &str) -> Option<u64> {
+    body.get(param).and_then(Value::as_u64)
 }
 
 fn validate_input(endpoint: Endpoint, body: &Map<String, Value>) -> Result<(), ApiError> {
@@ -219,6 +260,40 @@ mod tests {
         );
         assert_eq!(e(b"not json").status(), 400);
         assert_eq!(e(b"[1,2]").status(), 400);
+    }
+
+    #[test]
+    fn token_counts_must_be_integers_in_range() {
+        let e = |extra: &str| {
+            let raw =
+                format!(r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}],{extra}}}"#);
+            AiRequest::parse(Endpoint::ChatCompletions, raw.as_bytes())
+                .err()
+                .map(|e| (e.status().as_u16(), param(e)))
+        };
+        let refused = |param: &str| Some((400, Some(param.to_string())));
+        // The attacker's numbers: u64::MAX wrapped the reservation; a float was read as absent.
+        assert_eq!(
+            e(r#""max_tokens":18446744073709551615"#),
+            refused("max_tokens")
+        );
+        assert_eq!(
+            e(r#""max_completion_tokens":100.5"#),
+            refused("max_completion_tokens")
+        );
+        assert_eq!(
+            e(r#""max_completion_tokens":100.0"#),
+            refused("max_completion_tokens")
+        );
+        assert_eq!(e(r#""max_tokens":1e9"#), refused("max_tokens"));
+        assert_eq!(e(r#""max_tokens":-1"#), refused("max_tokens"));
+        assert_eq!(e(r#""max_tokens":0"#), refused("max_tokens"));
+        assert_eq!(e(r#""max_tokens":"100""#), refused("max_tokens"));
+        assert_eq!(e(r#""max_tokens":2147483648"#), refused("max_tokens"));
+        assert_eq!(e(r#""n":129"#), refused("n"));
+        assert_eq!(e(r#""n":2.5"#), refused("n"));
+        assert_eq!(e(r#""max_tokens":2147483647"#), None);
+        assert_eq!(e(r#""max_tokens":null,"n":128"#), None);
     }
 
     #[test]
