@@ -68,7 +68,7 @@ impl GuardReporter {
         .detail("stage", stage.as_str())
         .detail("rule", refusal.rule().to_string())
         .detail("action", action);
-        if let Refusal::Violation(finding) = refusal {
+        if let Refusal::Violation(finding) | Refusal::Unredactable(finding) = refusal {
             event = event.detail("audit_level", level_label(finding.audit_level));
         }
         self.audit.record(event);

@@ -386,14 +386,14 @@ async fn guard_prompt(
     }
 }
 
-/// Scans a whole answer (`scanResponses`) before any byte of it is sent. A refused choice is
-/// cut and marked `finish_reason: content_filter`; an answer that is not JSON cannot be scanned
-/// and is refused (fail closed).
+/// Scans a whole answer (`scanResponses`) before any byte of it is sent, and returns the bytes
+/// to send: the scanned answer, re-serialised. A refused choice is cut and marked
+/// `finish_reason: content_filter`; an answer that is not JSON cannot be scanned and is refused
+/// (fail closed).
 fn guard_answer(
     ctx: &RequestContext<'_>,
     policy: &GuardPolicy,
     json: Option<&mut serde_json::Value>,
-    bytes: bytes::Bytes,
 ) -> Result<bytes::Bytes, ApiError> {
     let unscannable = || ApiError::Upstream {
         status: 502,
@@ -410,12 +410,12 @@ fn guard_answer(
     let scan = scan_response(&policy.set, json, &mut budget);
     let reporter = ctx.reporter();
     reporter.findings(Stage::Response, &scan.findings);
-    if scan.findings.is_empty() && scan.refusal.is_none() {
-        return Ok(bytes);
-    }
     if let Some(refusal) = &scan.refusal {
         reporter.refusal(Stage::Response, refusal);
     }
+    // What was scanned is what is sent, never the original bytes: JSON with a duplicate key
+    // parses to its last value, and a client whose parser keeps the first would display text
+    // the guard never saw.
     serde_json::to_vec(json)
         .map(bytes::Bytes::from)
         .map_err(|_| unscannable())
@@ -643,7 +643,7 @@ async fn attempt(
     let policy = ctx.gateway.guard.as_ref().filter(|g| g.scan_responses);
     let bytes = match policy {
         Some(policy) if status.is_success() && request.endpoint != Endpoint::Embeddings => {
-            match guard_answer(ctx, policy, json.as_mut(), bytes) {
+            match guard_answer(ctx, policy, json.as_mut()) {
                 Ok(bytes) => bytes,
                 Err(refused) => return Ok(refused.into_response()),
             }

@@ -156,13 +156,23 @@ impl Relay {
         let verdict = if event.is_done() {
             guard.on_done()
         } else if event.data.is_empty() {
-            None
+            // A comment or an event without data: nothing a client shows, and nothing the
+            // guard can vouch for either, so it is not forwarded.
+            return;
         } else {
             Some(guard.on_event(&event.data))
         };
         match verdict {
-            None if event.is_done() => {}
-            None => out.extend_from_slice(&event.raw),
+            None => {}
+            Some(StreamVerdict::Unscannable) => {
+                let error = self.fail(
+                    "unscannable",
+                    "The backend's stream could not be scanned by the content guard",
+                );
+                out.extend_from_slice(&error);
+                self.fill = None;
+                return;
+            }
             Some(StreamVerdict::Forward(json)) => {
                 out.extend_from_slice(&encode_data(&json));
                 if let Some(fill) = self.fill.as_mut() {

@@ -339,6 +339,16 @@ impl ScriptedBackend {
         Self::serve(app).await
     }
 
+    /// Answers every chat completion with exactly `body` (not re-encoded) and `content_type`:
+    /// a hostile or broken backend's bytes.
+    pub async fn raw(content_type: &'static str, body: &'static str) -> Self {
+        let app = axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(move || async move { ([("content-type", content_type)], body) }),
+        );
+        Self::serve(app).await
+    }
+
     pub async fn serve(app: axum::Router) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

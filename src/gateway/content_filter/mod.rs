@@ -35,12 +35,15 @@ pub enum Refusal {
     Violation(Finding),
     /// The scan could not finish within its limits: fail closed.
     Failed { rule: String, reason: FailReason },
+    /// A `redact` rule matched text that cannot be rewritten (the text log-probability tokens
+    /// spell): the text is cut instead.
+    Unredactable(Finding),
 }
 
 impl Refusal {
     pub fn rule(&self) -> &str {
         match self {
-            Refusal::Violation(finding) => &finding.rule,
+            Refusal::Violation(finding) | Refusal::Unredactable(finding) => &finding.rule,
             Refusal::Failed { rule, .. } => rule,
         }
     }
@@ -49,6 +52,7 @@ impl Refusal {
     pub fn label(&self) -> &'static str {
         match self {
             Refusal::Violation(_) => "block",
+            Refusal::Unredactable(_) => "cut_unredactable",
             Refusal::Failed {
                 reason: FailReason::BacktrackLimit,
                 ..
