@@ -15,7 +15,8 @@ use crate::config::{self, Enforcement, LoadedConfig};
 use crate::gateway::runtime::compile_guard;
 use crate::gateway::runtime::BuildContext;
 use crate::gateway::Snapshot;
-use crate::server::{self, AppState, ServerLimits};
+use crate::server::shutdown::WRITER_FLUSH;
+use crate::server::{self, AppState, ServerLimits, Shutdown};
 use crate::telemetry::access_log::{AccessLog, AccessTarget, HeaderMode, HeaderRules};
 use crate::telemetry::audit::{
     self, AuditConfig, AuditEvent, AuditFormat, AuditLog, AuditTarget, SyslogConfig, TlsConfig,
@@ -125,6 +126,11 @@ pub struct ServeArgs {
     /// Peers whose `X-Forwarded-For` is trusted for the client IP (CIDR; repeatable).
     #[arg(long = "trusted-proxy")]
     pub trusted_proxies: Vec<String>,
+    /// At SIGTERM, time open requests and streams get to finish before they are cut (an error
+    /// event or a 503, with their records); keep it below the pod's
+    /// terminationGracePeriodSeconds.
+    #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -408,10 +414,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .detail("apis", loaded.apis.len())
         .detail("warnings", loaded.warnings.len()),
     );
+    let public_shutdown = Shutdown::default();
     let state = Arc::new(
         AppState::new(snapshot, Arc::clone(&metrics), audit)
             .with_access(limiter, trusted_proxies)
-            .with_access_log(access_log),
+            .with_access_log(access_log)
+            .with_shutdown(public_shutdown.clone()),
     );
     let (listen, admin_listen) = (args.listen, args.admin_listen);
     let public = TcpListener::bind(listen)
@@ -421,26 +429,68 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {admin_listen}"))?;
     tracing::info!(listen = %public.local_addr()?, admin = %admin.local_addr()?, gateways = state.snapshot.load().len(), "airgate serving");
-    let limits = ServerLimits::default();
+    let limits = ServerLimits {
+        shutdown_grace: args.shutdown_grace,
+        ..ServerLimits::default()
+    };
+    let admin_shutdown = Shutdown::default();
     let public_task = tokio::spawn(server::serve(
         public,
         server::public_router(Arc::clone(&state)),
         limits.clone(),
-        shutdown.clone(),
+        public_shutdown.clone(),
     ));
     let admin_task = tokio::spawn(server::serve(
         admin,
         server::admin_router(Arc::clone(&state)),
         limits,
-        shutdown.clone(),
+        admin_shutdown.clone(),
     ));
     wait_for_signal().await;
-    tracing::info!("shutting down");
+    stop(&state, public_task, args.shutdown_grace).await;
     shutdown.cancel();
-    let _ = public_task.await;
+    admin_shutdown.drain();
     let _ = admin_task.await;
     let _ = tracing_guard.shutdown_async().await;
     Ok(())
+}
+
+/// The shutdown sequence (see [`crate::server::shutdown`]): drain the public listener (the
+/// admin listener goes on answering, `/readyz` with 503), cut what outlives the grace, then
+/// flush the access log and the audit log, whose last record says how the gateway stopped.
+async fn stop(
+    state: &AppState,
+    public_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    grace: std::time::Duration,
+) {
+    tracing::info!(grace = ?grace, "shutting down: draining open requests and streams");
+    state.shutdown.drain();
+    let _ = public_task.await;
+    let cut = state.shutdown.is_cut();
+    state.audit.record(
+        AuditEvent::new(
+            "gateway_stopped",
+            "",
+            "",
+            "success",
+            if cut {
+                "shutdown grace over: open requests and streams were cut"
+            } else {
+                "drained"
+            },
+        )
+        .detail("cut_by_shutdown", cut),
+    );
+    let access = state.access_log.flush(WRITER_FLUSH).await;
+    let audit = state.audit.flush(WRITER_FLUSH).await;
+    if !(access && audit) {
+        tracing::error!(
+            access_log_flushed = access,
+            audit_log_flushed = audit,
+            "a log writer did not confirm its flush before exit; its last records may be lost"
+        );
+    }
+    tracing::info!("stopped");
 }
 
 async fn wait_for_signal() {

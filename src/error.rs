@@ -64,6 +64,9 @@ pub enum ApiError {
     /// A backend's own non-retriable error answer, normalised, with its status.
     #[error("{}", body.error.message)]
     Upstream { status: u16, body: ErrorBody },
+    /// The gateway is shutting down and the grace period for this request is over.
+    #[error("The gateway is shutting down; retry the request")]
+    ShuttingDown,
     /// A bug or an internal fault; the detail is logged, never shown.
     #[error("internal error")]
     Internal(String),
@@ -111,7 +114,9 @@ impl ApiError {
             ApiError::PermissionDenied(_) | ApiError::ContentPolicy { .. } => StatusCode::FORBIDDEN,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::NoBackendAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoBackendAvailable { .. } | ApiError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::UpstreamRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
@@ -135,6 +140,7 @@ impl ApiError {
             ApiError::NoBackendAvailable { .. } => "no_backend_available",
             ApiError::UpstreamRateLimited { .. } => "upstream_rate_limited",
             ApiError::Upstream { .. } => "upstream_error",
+            ApiError::ShuttingDown => "gateway_shutdown",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -195,6 +201,9 @@ impl ApiError {
                 Some("upstream_rate_limited"),
             ),
             ApiError::Upstream { body, .. } => body.error.clone(),
+            ApiError::ShuttingDown => {
+                ErrorObject::new(self.to_string(), "server_error", Some("gateway_shutdown"))
+            }
             ApiError::Internal(_) => ErrorObject::new(
                 "Internal gateway error",
                 "server_error",
@@ -237,6 +246,11 @@ impl IntoResponse for ApiError {
             }
             ApiError::RequestTimeout | ApiError::PayloadTooLarge { .. } => {
                 headers.insert("connection", HeaderValue::from_static("close"));
+            }
+            // Another replica can answer: the SDK's own retry is welcome here.
+            ApiError::ShuttingDown => {
+                headers.insert("connection", HeaderValue::from_static("close"));
+                headers.insert("retry-after", HeaderValue::from_static("1"));
             }
             _ => {}
         }

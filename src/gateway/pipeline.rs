@@ -27,6 +27,7 @@ use super::{body, AiRequest, Endpoint, Gateway};
 use crate::access::RateLimiter;
 use crate::error::{ApiError, AttemptFailure};
 use crate::routing::{plan, AttemptError, Backend, InFlight};
+use crate::server::Shutdown;
 use crate::telemetry::access_log::{AccessLog, AccessRecord, DeferredLine};
 use crate::telemetry::audit::{AuditEvent, AuditLog};
 use crate::telemetry::metrics::RequestLabels;
@@ -91,6 +92,8 @@ pub struct RequestContext<'a> {
     pub approved: bool,
     /// The request's trace is sampled: stage and attempt spans are built only then.
     pub sampled: bool,
+    /// Ends the request (503) or its stream (an error event) when the shutdown grace is over.
+    pub shutdown: &'a Shutdown,
 }
 
 impl RequestContext<'_> {
@@ -225,8 +228,17 @@ pub async fn handle(
         seen.fallback = books.fallback;
         routed
     }
-    .instrument(span.clone())
-    .await;
+    .instrument(span.clone());
+    // A request still waiting for its answer when the shutdown grace ends gets a 503 and its
+    // records (a stream already answering is cut by its relay instead).
+    let result = tokio::select! {
+        biased;
+        result = result => result,
+        _ = ctx.shutdown.cut_now() => {
+            seen.cut_by_shutdown = true;
+            Err(ApiError::ShuttingDown)
+        }
+    };
     let (response, backend) = match result {
         Ok((response, backend)) => (response, backend),
         Err(error) => (error.into_response(), "none".to_string()),
@@ -278,8 +290,12 @@ pub async fn handle(
         answer_scanned: seen.answer_scanned && backend != CACHE_BACKEND,
         client_ip: ctx.client_ip.to_string(),
         user: seen.user.clone(),
+        cut_by_shutdown: seen.cut_by_shutdown,
         ..AccessRecord::default()
     };
+    if seen.cut_by_shutdown {
+        ctx.audit.record(interrupted_event(&ctx, &record, &seen));
+    }
     let served = (200..300)
         .contains(&status)
         .then(|| served_event(&ctx, &record, &seen));
@@ -330,9 +346,31 @@ fn served_event(ctx: &RequestContext<'_>, record: &AccessRecord, seen: &Seen) ->
     event
 }
 
+/// The audit record of a request the shutdown ended before it was answered.
+fn interrupted_event(ctx: &RequestContext<'_>, record: &AccessRecord, seen: &Seen) -> AuditEvent {
+    let mut event = AuditEvent::new(
+        "request_interrupted",
+        ctx.request_id,
+        &ctx.gateway.id,
+        "failure",
+        "gateway shutdown",
+    )
+    .detail("status", record.status)
+    .detail("stream", record.stream)
+    .detail("cut_by_shutdown", true);
+    if let Some(model) = &record.model {
+        event = event.detail("model", model.clone());
+    }
+    event.user.clone_from(&seen.user);
+    event.source_ip = Some(record.client_ip.clone());
+    event
+}
+
 /// What the stages learnt about a request, for its access-log line and audit event.
 #[derive(Default)]
 struct Seen {
+    /// The shutdown grace ended before the request was answered.
+    cut_by_shutdown: bool,
     user: Option<String>,
     stream: bool,
     prompt_scanned: bool,
@@ -612,6 +650,7 @@ async fn attempt(
             first,
             upstream: stream,
             idle_timeout: idle,
+            shutdown: ctx.shutdown.clone(),
             gateway: ctx.gateway.id.clone(),
             metrics: Arc::clone(ctx.metrics),
             in_flight,

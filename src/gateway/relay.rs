@@ -19,6 +19,7 @@ use super::usage::UsageTap;
 use crate::openai::sse::{done_event, encode_data, string_values, SseDecoder, SseEvent};
 use crate::openai::{ErrorBody, ErrorObject};
 use crate::routing::InFlight;
+use crate::server::Shutdown;
 use crate::telemetry::Metrics;
 
 /// Largest single upstream SSE event accepted.
@@ -30,6 +31,8 @@ pub struct RelayParts {
     pub first: Bytes,
     pub upstream: BoxStream<'static, reqwest::Result<Bytes>>,
     pub idle_timeout: Duration,
+    /// When the shutdown grace ends, the stream is cut with an error event.
+    pub shutdown: Shutdown,
     pub gateway: String,
     pub metrics: Arc<Metrics>,
     pub in_flight: InFlight,
@@ -46,6 +49,7 @@ pub struct Relay {
     first: Option<Bytes>,
     decoder: SseDecoder,
     idle_timeout: Duration,
+    shutdown: Shutdown,
     finished: bool,
     gateway: String,
     metrics: Arc<Metrics>,
@@ -65,6 +69,7 @@ impl Relay {
             first: Some(parts.first),
             decoder: SseDecoder::new(MAX_EVENT_BYTES),
             idle_timeout: parts.idle_timeout,
+            shutdown: parts.shutdown,
             finished: false,
             gateway: parts.gateway,
             metrics: parts.metrics,
@@ -88,27 +93,35 @@ impl Relay {
             if self.finished {
                 return None;
             }
-            let chunk = match self.first.take() {
-                Some(first) => first,
-                None => match tokio::time::timeout(self.idle_timeout, self.upstream.next()).await {
-                    Err(_) => {
-                        let secs = self.idle_timeout.as_secs_f64();
-                        return Some(self.fail(
-                            "stalled",
-                            &format!("The upstream stream stalled: no data for {secs}s"),
-                        ));
+            let next = match self.first.take() {
+                Some(first) => Ok(Some(Ok(first))),
+                None => {
+                    let upstream = tokio::time::timeout(self.idle_timeout, self.upstream.next());
+                    tokio::select! {
+                        biased;
+                        _ = self.shutdown.cut_now() => return Some(self.cut_by_shutdown()),
+                        next = upstream => next,
                     }
-                    Ok(None) => {
-                        return Some(self.fail(
-                            "truncated",
-                            "The upstream closed the stream before it was complete",
-                        ))
-                    }
-                    Ok(Some(Err(_))) => {
-                        return Some(self.fail("upstream_error", "The upstream stream failed"))
-                    }
-                    Ok(Some(Ok(chunk))) => chunk,
-                },
+                }
+            };
+            let chunk = match next {
+                Err(_) => {
+                    let secs = self.idle_timeout.as_secs_f64();
+                    return Some(self.fail(
+                        "stalled",
+                        &format!("The upstream stream stalled: no data for {secs}s"),
+                    ));
+                }
+                Ok(None) => {
+                    return Some(self.fail(
+                        "truncated",
+                        "The upstream closed the stream before it was complete",
+                    ))
+                }
+                Ok(Some(Err(_))) => {
+                    return Some(self.fail("upstream_error", "The upstream stream failed"))
+                }
+                Ok(Some(Ok(chunk))) => chunk,
             };
             let events = match self.decoder.push(&chunk) {
                 Ok(events) => events,
@@ -206,16 +219,42 @@ impl Relay {
         }
     }
 
-    /// Ends the stream with an error event the OpenAI SDK raises on.
+    /// Ends the stream with an error event the OpenAI SDK raises on (code `upstream_{reason}`).
     fn fail(&mut self, reason: &str, message: &str) -> Bytes {
+        self.end_with_error(reason, &format!("upstream_{reason}"), message)
+    }
+
+    /// The shutdown grace is over: the stream ends with an error event, no `[DONE]`, and its
+    /// records say it was cut. Nothing is stored in the cache.
+    fn cut_by_shutdown(&mut self) -> Bytes {
+        self.usage.mark_cut_by_shutdown();
+        self.fill = None;
+        self.end_with_error(
+            "shutdown",
+            "gateway_shutdown",
+            "The gateway is shutting down; the stream was cut before it ended",
+        )
+    }
+
+    fn end_with_error(&mut self, reason: &str, code: &str, message: &str) -> Bytes {
         self.finished = true;
         self.metrics.stream_terminated(&self.gateway, reason);
         tracing::warn!(gateway = %self.gateway, reason, "stream ended with an error event");
         let body = ErrorBody {
-            error: ErrorObject::new(message, "server_error", Some(&format!("upstream_{reason}"))),
+            error: ErrorObject::new(message, "server_error", Some(code)),
         };
         let json = serde_json::to_string(&body).unwrap_or_default();
         encode_data(&json)
+    }
+}
+
+impl Drop for Relay {
+    /// A stream dropped unfinished after the shutdown cut (its connection was closed before
+    /// the cut event could be sent) is still recorded as cut by shutdown.
+    fn drop(&mut self) {
+        if !self.finished && self.shutdown.is_cut() {
+            self.usage.mark_cut_by_shutdown();
+        }
     }
 }
 

@@ -62,6 +62,8 @@ pub struct UsageTap {
     accounting: Option<Accounting>,
     /// The request's access-log line, written when the stream ends.
     access_line: Option<DeferredLine>,
+    /// The shutdown cut the stream before it ended.
+    cut_by_shutdown: bool,
 }
 
 impl UsageTap {
@@ -89,7 +91,13 @@ impl UsageTap {
             reservation,
             accounting,
             access_line: None,
+            cut_by_shutdown: false,
         }
+    }
+
+    /// The shutdown cut the stream: its records say so.
+    pub fn mark_cut_by_shutdown(&mut self) {
+        self.cut_by_shutdown = true;
     }
 
     /// Looks at one event's data; false when the event must not reach the client.
@@ -129,7 +137,10 @@ impl Drop for UsageTap {
             reservation.settle(self.total.unwrap_or(reserved));
         }
         if let Some(line) = self.access_line.take() {
-            line.stream_ended(self.usage.map(|u| (u.prompt, u.completion)));
+            line.stream_ended(
+                self.usage.map(|u| (u.prompt, u.completion)),
+                self.cut_by_shutdown,
+            );
         }
         if let Some(accounting) = &self.accounting {
             accounting.finish(

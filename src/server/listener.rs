@@ -13,10 +13,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::framing::{InspectedIo, Taint};
+use super::shutdown::{Shutdown, CUT_FLUSH};
 
 #[derive(Debug, Clone)]
 pub struct ServerLimits {
@@ -25,7 +25,7 @@ pub struct ServerLimits {
     pub http2_max_concurrent_streams: u32,
     /// Largest request head (HTTP/1) and header list (HTTP/2), in bytes.
     pub max_header_bytes: usize,
-    /// Time given to open connections to finish at shutdown.
+    /// Time given to open requests and streams to finish at shutdown, before they are cut.
     pub shutdown_grace: Duration,
 }
 
@@ -35,17 +35,18 @@ impl Default for ServerLimits {
             header_read_timeout: Duration::from_secs(10),
             http2_max_concurrent_streams: 256,
             max_header_bytes: 64 * 1024,
-            shutdown_grace: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(25),
         }
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, then drains connections.
+/// Serves `app` on `listener` until `shutdown` drains, then lets open connections finish for
+/// the grace period, then cuts what is left (see [`super::shutdown`]).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ServerLimits,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -60,9 +61,13 @@ pub async fn serve(
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let graceful = GracefulShutdown::new();
+    // Connection tasks, so that those still open after the cut can be ended (and their
+    // streams' records written) before the process exits.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.draining() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -90,18 +95,31 @@ pub async fn serve(
             .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
         });
     }
     drop(listener);
+    let drained = graceful.shutdown();
+    tokio::pin!(drained);
     tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(limits.shutdown_grace) => {
-            tracing::warn!("shutdown grace period over; closing remaining connections");
-        }
+        _ = &mut drained => return Ok(()),
+        _ = tokio::time::sleep(limits.shutdown_grace) => {}
+        _ = shutdown.cut_now() => {}
+    }
+    tracing::warn!("shutdown grace period over; cutting the requests and streams still open");
+    shutdown.cut();
+    if tokio::time::timeout(CUT_FLUSH, &mut drained).await.is_err() {
+        // A client that does not read keeps its connection from ever polling its cut stream:
+        // dropping the connection drops the stream, which writes its records.
+        tracing::warn!(
+            connections = connections.len(),
+            "connections still open after the cut; closing them"
+        );
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
     }
     Ok(())
 }

@@ -79,6 +79,7 @@ async fn serve_ai(
         client_ip,
         approved: false,
         sampled: false,
+        shutdown: &state.shutdown,
     };
     pipeline::handle(ctx, endpoint, request).await
 }
@@ -169,7 +170,9 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
         .route(
             "/readyz",
             get(|State(state): State<Arc<AppState>>| async move {
-                if state.is_ready() {
+                if state.shutdown.is_draining() {
+                    (http::StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+                } else if state.is_ready() {
                     (http::StatusCode::OK, "ready")
                 } else {
                     (

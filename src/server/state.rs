@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use super::Shutdown;
 use crate::access::{IpNet, RateLimiter};
 use crate::gateway::Snapshot;
 use crate::telemetry::access_log::AccessLog;
@@ -19,6 +20,9 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<IpNet>,
+    /// The public listener's shutdown: draining makes `/readyz` 503; a cut ends open streams
+    /// and requests.
+    pub shutdown: Shutdown,
 }
 
 impl AppState {
@@ -30,7 +34,14 @@ impl AppState {
             access_log: AccessLog::disabled(),
             limiter: RateLimiter::memory(),
             trusted_proxies: Vec::new(),
+            shutdown: Shutdown::default(),
         }
+    }
+
+    /// Shares the public listener's shutdown signals with the request paths.
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     pub fn with_access_log(mut self, access_log: AccessLog) -> Self {

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::audit::{AuditEvent, AuditLog};
-use super::batching::drain_in_batches;
+use super::batching::{self, drain_in_batches, Queued};
 
 const QUEUE: usize = 10_000;
 /// Headers never logged in clear, whatever the configuration says.
@@ -124,6 +124,10 @@ pub struct AccessRecord {
     pub user: Option<String>,
     #[serde(skip_serializing_if = "Map::is_empty")]
     pub headers: Map<String, Value>,
+    /// The shutdown grace ended before the answer did: the stream got an error event, or the
+    /// request a 503.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cut_by_shutdown: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -145,7 +149,7 @@ impl AccessTarget {
 
 #[derive(Clone)]
 pub struct AccessLog {
-    sender: Option<mpsc::Sender<AccessRecord>>,
+    sender: Option<mpsc::Sender<Queued<AccessRecord>>>,
     rules: Arc<HeaderRules>,
     dropped: Arc<AtomicU64>,
 }
@@ -191,8 +195,17 @@ impl AccessLog {
         let Some(sender) = &self.sender else { return };
         record.time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         record.headers = self.rules.apply(headers);
-        if sender.try_send(record).is_err() {
+        if sender.try_send(Queued::Record(record)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until every line queued so far is written and flushed, at most `timeout` (see
+    /// [`AuditLog::flush`]).
+    pub async fn flush(&self, timeout: std::time::Duration) -> bool {
+        match &self.sender {
+            Some(sender) => batching::flush(sender, timeout).await,
+            None => true,
         }
     }
 
@@ -202,7 +215,7 @@ impl AccessLog {
 }
 
 /// Serialises and writes the queued records in batches (see [`drain_in_batches`]).
-fn write_loop(receiver: mpsc::Receiver<AccessRecord>, mut writer: impl Write) {
+fn write_loop(receiver: mpsc::Receiver<Queued<AccessRecord>>, mut writer: impl Write) {
     drain_in_batches(
         receiver,
         &mut writer,
@@ -259,10 +272,7 @@ enum Deferred {
     #[default]
     Waiting,
     Line(Box<PendingLine>),
-    Ended {
-        tokens: Option<(u64, u64)>,
-        at: std::time::Instant,
-    },
+    Ended(StreamEnd),
     Written,
 }
 
@@ -293,29 +303,46 @@ impl DeferredLine {
             audit,
         };
         match std::mem::take(&mut *state) {
-            Deferred::Ended { tokens, at } => {
-                write_pending(pending, tokens, at);
+            Deferred::Ended(end) => {
+                write_pending(pending, end);
                 *state = Deferred::Written;
             }
             _ => *state = Deferred::Line(Box::new(pending)),
         }
     }
 
-    /// From the stream, when it ends: (prompt, completion) tokens when known.
-    pub fn stream_ended(&self, tokens: Option<(u64, u64)>) {
+    /// From the stream, when it ends: (prompt, completion) tokens when known, and whether the
+    /// shutdown cut it.
+    pub fn stream_ended(&self, tokens: Option<(u64, u64)>, cut_by_shutdown: bool) {
         let mut state = self.0.lock();
-        let at = std::time::Instant::now();
+        let end = StreamEnd {
+            tokens,
+            cut_by_shutdown,
+            at: std::time::Instant::now(),
+        };
         match std::mem::take(&mut *state) {
             Deferred::Line(pending) => {
-                write_pending(*pending, tokens, at);
+                write_pending(*pending, end);
                 *state = Deferred::Written;
             }
-            _ => *state = Deferred::Ended { tokens, at },
+            _ => *state = Deferred::Ended(end),
         }
     }
 }
 
-fn write_pending(pending: PendingLine, tokens: Option<(u64, u64)>, at: std::time::Instant) {
+/// How a stream ended.
+struct StreamEnd {
+    tokens: Option<(u64, u64)>,
+    cut_by_shutdown: bool,
+    at: std::time::Instant,
+}
+
+fn write_pending(pending: PendingLine, end: StreamEnd) {
+    let StreamEnd {
+        tokens,
+        cut_by_shutdown,
+        at,
+    } = end;
     let PendingLine {
         log,
         mut record,
@@ -326,8 +353,12 @@ fn write_pending(pending: PendingLine, tokens: Option<(u64, u64)>, at: std::time
     record.duration_ms = at.duration_since(started).as_secs_f64() * 1000.0;
     record.prompt_tokens = tokens.map(|t| t.0);
     record.completion_tokens = tokens.map(|t| t.1);
+    record.cut_by_shutdown = cut_by_shutdown;
     log.write(record, &headers);
     if let Some((audit, mut event)) = audit {
+        if cut_by_shutdown {
+            event = event.detail("cut_by_shutdown", true);
+        }
         if let Some((prompt, completion)) = tokens {
             event = event
                 .detail("prompt_tokens", prompt)

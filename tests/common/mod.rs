@@ -35,6 +35,8 @@ pub struct TestGateway {
     pub admin_addr: SocketAddr,
     pub state: Arc<AppState>,
     shutdown: CancellationToken,
+    /// The public listener's shutdown (drained on drop).
+    pub public_shutdown: server::Shutdown,
     audit_dir: tempfile::TempDir,
 }
 
@@ -86,10 +88,12 @@ impl TestGateway {
             .unwrap(),
             None => airgate::telemetry::access_log::AccessLog::disabled(),
         };
+        let public_shutdown = server::Shutdown::default();
         let state = Arc::new(
             AppState::new(snapshot, metrics, audit)
                 .with_access(limiter.unwrap_or_else(RateLimiter::memory), Vec::new())
-                .with_access_log(access_log),
+                .with_access_log(access_log)
+                .with_shutdown(public_shutdown.clone()),
         );
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -99,19 +103,27 @@ impl TestGateway {
             public,
             server::public_router(Arc::clone(&state)),
             limits.clone(),
-            shutdown.clone(),
+            public_shutdown.clone(),
         ));
+        let admin_shutdown = server::Shutdown::default();
         tokio::spawn(server::serve(
             admin,
             server::admin_router(Arc::clone(&state)),
             limits,
-            shutdown.clone(),
+            admin_shutdown.clone(),
         ));
+        let drain_admin = admin_shutdown;
+        let on_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            on_shutdown.cancelled().await;
+            drain_admin.drain();
+        });
         Self {
             addr,
             admin_addr,
             state,
             shutdown,
+            public_shutdown,
             audit_dir,
         }
     }
@@ -165,6 +177,7 @@ impl TestGateway {
 impl Drop for TestGateway {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        self.public_shutdown.drain();
     }
 }
 

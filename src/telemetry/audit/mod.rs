@@ -37,7 +37,7 @@ use chain::Chain;
 use file::RotatingFile;
 use syslog::Syslog;
 
-use super::batching::drain_in_batches;
+use super::batching::{self, drain_in_batches, Queued};
 
 /// Events queued before new ones are dropped (default of [`AuditConfig::queue_capacity`]).
 const QUEUE: usize = 10_000;
@@ -233,7 +233,7 @@ struct Counters {
 
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    sender: Option<mpsc::Sender<AuditEvent>>,
+    sender: Option<mpsc::Sender<Queued<AuditEvent>>>,
     counters: Arc<Counters>,
 }
 
@@ -308,9 +308,19 @@ impl AuditLog {
     /// Queues an event; never waits.
     pub fn record(&self, event: AuditEvent) {
         if let Some(sender) = &self.sender {
-            if sender.try_send(event).is_err() {
+            if sender.try_send(Queued::Record(event)).is_err() {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Waits until every event recorded so far is written and flushed to the sink (for a
+    /// syslog collector: sent), at most `timeout`. Shutdown calls it last, so that the tail of
+    /// the hash chain is not lost with the process. False when the sink did not confirm in time.
+    pub async fn flush(&self, timeout: std::time::Duration) -> bool {
+        match &self.sender {
+            Some(sender) => batching::flush(sender, timeout).await,
+            None => true,
         }
     }
 
@@ -414,7 +424,7 @@ fn write_event(sink: &mut LineSink, sealer: &mut Sealer, event: &AuditEvent) {
 }
 
 /// File and stdout: blocking writes on a blocking thread, in batches (one flush per burst).
-fn line_loop(receiver: mpsc::Receiver<AuditEvent>, sink: LineSink, sealer: Sealer) {
+fn line_loop(receiver: mpsc::Receiver<Queued<AuditEvent>>, sink: LineSink, sealer: Sealer) {
     drain_in_batches(
         receiver,
         &mut (sink, sealer),
@@ -434,8 +444,14 @@ fn line_loop(receiver: mpsc::Receiver<AuditEvent>, sink: LineSink, sealer: Seale
 /// Syslog: sealed frames wait in `pending` (bounded by [`BATCH`]) until written; while the
 /// collector is unreachable nothing more is taken from the queue, so it fills and `record`
 /// drops and counts.
-async fn syslog_loop(mut receiver: mpsc::Receiver<AuditEvent>, syslog: Syslog, mut sealer: Sealer) {
+async fn syslog_loop(
+    mut receiver: mpsc::Receiver<Queued<AuditEvent>>,
+    syslog: Syslog,
+    mut sealer: Sealer,
+) {
     let mut pending: VecDeque<Vec<u8>> = VecDeque::new();
+    // Flush requests, answered once every frame queued before them was sent.
+    let mut flushes: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     let mut conn: Option<Box<dyn syslog::Io>> = None;
     let mut backoff = syslog::BACKOFF_MIN;
     let mut failing = false;
@@ -447,16 +463,27 @@ async fn syslog_loop(mut receiver: mpsc::Receiver<AuditEvent>, syslog: Syslog, m
     };
     loop {
         if pending.is_empty() {
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
             if closed {
                 break;
             }
             match receiver.recv().await {
-                Some(event) => push(&mut pending, &mut sealer, &event),
+                Some(Queued::Record(event)) => push(&mut pending, &mut sealer, &event),
+                Some(Queued::Flush(done)) => {
+                    flushes.push(done);
+                    continue;
+                }
                 None => break,
             }
             while pending.len() < BATCH {
                 match receiver.try_recv() {
-                    Ok(event) => push(&mut pending, &mut sealer, &event),
+                    Ok(Queued::Record(event)) => push(&mut pending, &mut sealer, &event),
+                    Ok(Queued::Flush(done)) => {
+                        flushes.push(done);
+                        break;
+                    }
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => {
                         closed = true;
