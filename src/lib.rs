@@ -12,6 +12,8 @@
 //! - [`guard`]: the content guard: compiled pattern sets, built-in detectors, the streaming scanner.
 //! - [`routing`]: backends, priority groups, balancing, health, the upstream attempts.
 //! - [`telemetry`]: Prometheus metrics and logging setup.
+//! - [`tls`]: TLS building blocks shared by the listener, the backend clients and syslog: the
+//!   crypto provider, protocol versions, PEM reading.
 //! - [`mock`]: an OpenAI-compatible demo backend with fault modes (tests, benchmark, demo).
 //! - [`error`]: the one error type that becomes an HTTP answer.
 
@@ -30,3 +32,4 @@ pub mod server;
 pub mod telemetry;
 #[doc(hidden)]
 pub mod testing;
+pub mod tls;
