@@ -6,7 +6,8 @@
 //! - [`cache`]: the semantic cache: MiniLM embedder (candle), HNSW index per scope, verification.
 //! - [`cli`]: the `airgate` command (`serve`, `validate`, `crds`).
 //! - [`config`]: the `AIGateway` and `API` resources, loading a folder of YAML, validation.
-//! - [`server`]: listeners (public and admin), hostile-HTTP limits, the route table.
+//! - [`server`]: listeners (public and admin), hostile-HTTP limits, TLS on the public listener,
+//!   the route table.
 //! - [`openai`]: OpenAI wire shapes: errors, the SSE codec.
 //! - [`gateway`]: the AI request pipeline that composes the stages, top to bottom.
 //! - [`guard`]: the content guard: compiled pattern sets, built-in detectors, the streaming scanner.

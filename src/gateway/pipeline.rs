@@ -137,7 +137,7 @@ pub async fn handle(
     let result = async {
         let admission = ctx.admission(endpoint.route());
         let mut caller = spans::stage(ctx.sampled, spans::auth_span)
-            .in_scope(|| authenticate(&admission, ctx.gateway, &parts.headers))?;
+            .in_scope(|| authenticate(&admission, ctx.gateway, &parts))?;
         seen.user.clone_from(&caller.user);
         let ctx = RequestContext {
             approved: caller.approved,
