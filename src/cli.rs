@@ -15,6 +15,7 @@ use crate::config::{self, Enforcement, LoadedConfig};
 use crate::gateway::runtime::compile_guard;
 use crate::gateway::runtime::BuildContext;
 use crate::gateway::Snapshot;
+use crate::routing::BackendTrust;
 use crate::server::tls::{ServerTls, ServerTlsSettings};
 use crate::server::{self, AppState, ServerLimits};
 use crate::telemetry::access_log::{AccessLog, AccessTarget, HeaderMode, HeaderRules};
@@ -137,6 +138,10 @@ pub struct ServeArgs {
     /// is the user for per-user limits and audit when no JWT names one. Needs --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// CA certificates (PEM bundle; repeatable) trusted for every backend and API service, on
+    /// top of the public roots or a backend's `tls.caSecretName`.
+    #[arg(long = "backend-ca")]
+    pub backend_ca: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -383,11 +388,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let backend_trust = BackendTrust::load(&args.backend_ca).context("--backend-ca")?;
     let tls = server_tls(&args, &shutdown)?;
     let build = BuildContext {
         metrics: &metrics,
         shutdown: &shutdown,
         secrets_dir: &args.secrets_dir,
+        backend_trust: &backend_trust,
         embedder,
     };
     let snapshot = Snapshot::build(&loaded, &build).map_err(anyhow::Error::msg)?;

@@ -575,8 +575,8 @@ async fn attempt(
     let body = request
         .upstream_body(backend.upstream_model(&request.model))
         .map_err(|e| AttemptError::Body(e.to_string()))?;
-    let client = &ctx.gateway.client;
-    let upstream = client
+    let upstream = backend
+        .client
         .send(
             backend,
             request.endpoint.path(),
