@@ -15,7 +15,9 @@ use crate::config::{self, Enforcement, LoadedConfig};
 use crate::gateway::runtime::compile_guard;
 use crate::gateway::runtime::BuildContext;
 use crate::gateway::Snapshot;
+use crate::routing::BackendTrust;
 use crate::server::shutdown::WRITER_FLUSH;
+use crate::server::tls::{ServerTls, ServerTlsSettings};
 use crate::server::{self, AppState, ServerLimits, Shutdown};
 use crate::telemetry::access_log::{AccessLog, AccessTarget, HeaderMode, HeaderRules};
 use crate::telemetry::audit::{
@@ -131,6 +133,21 @@ pub struct ServeArgs {
     /// terminationGracePeriodSeconds.
     #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: std::time::Duration,
+    /// Serve the public listener over TLS with this certificate chain (PEM, leaf first); reloaded
+    /// when the file changes. Needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates (mTLS) chaining to these CAs (PEM); the certificate's subject
+    /// is the user for per-user limits and audit when no JWT names one. Needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// CA certificates (PEM bundle; repeatable) trusted for every backend and API service, on
+    /// top of the public roots or a backend's `tls.caSecretName`.
+    #[arg(long = "backend-ca")]
+    pub backend_ca: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -377,10 +394,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let backend_trust = BackendTrust::load(&args.backend_ca).context("--backend-ca")?;
+    let tls = server_tls(&args, &shutdown)?;
     let build = BuildContext {
         metrics: &metrics,
         shutdown: &shutdown,
         secrets_dir: &args.secrets_dir,
+        backend_trust: &backend_trust,
         embedder,
     };
     let snapshot = Snapshot::build(&loaded, &build).map_err(anyhow::Error::msg)?;
@@ -428,18 +448,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin = TcpListener::bind(admin_listen)
         .await
         .with_context(|| format!("binding {admin_listen}"))?;
-    tracing::info!(listen = %public.local_addr()?, admin = %admin.local_addr()?, gateways = state.snapshot.load().len(), "airgate serving");
+    tracing::info!(listen = %public.local_addr()?, admin = %admin.local_addr()?, gateways = state.snapshot.load().len(), tls = tls.is_some(), mtls = args.tls_client_ca.is_some(), "airgate serving");
     let limits = ServerLimits {
         shutdown_grace: args.shutdown_grace,
         ..ServerLimits::default()
     };
     let admin_shutdown = Shutdown::default();
-    let public_task = tokio::spawn(server::serve(
+    let public_task = tokio::spawn(server::serve_with_tls(
         public,
         server::public_router(Arc::clone(&state)),
         limits.clone(),
+        tls,
         public_shutdown.clone(),
     ));
+    // The admin listener stays plain HTTP: it binds separately, normally to a pod-local port
+    // that only the kubelet's probes and Prometheus reach (see docs/tls.md).
     let admin_task = tokio::spawn(server::serve(
         admin,
         server::admin_router(Arc::clone(&state)),
@@ -491,6 +514,18 @@ async fn stop(
         );
     }
     tracing::info!("stopped");
+}
+
+/// The public listener's TLS from `--tls-cert`, `--tls-key` and `--tls-client-ca` (clap makes
+/// sure the first two come together); the files are polled for rotation until `shutdown`.
+fn server_tls(args: &ServeArgs, shutdown: &CancellationToken) -> anyhow::Result<Option<ServerTls>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let mut settings = ServerTlsSettings::new(cert.clone(), key.clone());
+    settings.client_ca_file.clone_from(&args.tls_client_ca);
+    let tls = ServerTls::start(&settings, shutdown).context("public listener TLS")?;
+    Ok(Some(tls))
 }
 
 async fn wait_for_signal() {

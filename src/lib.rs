@@ -6,12 +6,15 @@
 //! - [`cache`]: the semantic cache: MiniLM embedder (candle), HNSW index per scope, verification.
 //! - [`cli`]: the `airgate` command (`serve`, `validate`, `crds`).
 //! - [`config`]: the `AIGateway` and `API` resources, loading a folder of YAML, validation.
-//! - [`server`]: listeners (public and admin), hostile-HTTP limits, the route table.
+//! - [`server`]: listeners (public and admin), hostile-HTTP limits, TLS on the public listener,
+//!   the route table.
 //! - [`openai`]: OpenAI wire shapes: errors, the SSE codec.
 //! - [`gateway`]: the AI request pipeline that composes the stages, top to bottom.
 //! - [`guard`]: the content guard: compiled pattern sets, built-in detectors, the streaming scanner.
 //! - [`routing`]: backends, priority groups, balancing, health, the upstream attempts.
 //! - [`telemetry`]: Prometheus metrics and logging setup.
+//! - [`tls`]: TLS building blocks shared by the listener, the backend clients and syslog: the
+//!   crypto provider, protocol versions, PEM reading.
 //! - [`mock`]: an OpenAI-compatible demo backend with fault modes (tests, benchmark, demo).
 //! - [`error`]: the one error type that becomes an HTTP answer.
 
@@ -30,3 +33,4 @@ pub mod server;
 pub mod telemetry;
 #[doc(hidden)]
 pub mod testing;
+pub mod tls;

@@ -203,7 +203,8 @@ async fn admit(
             CorsVerdict::Denied | CorsVerdict::NotCors => {}
         }
     }
-    let mut user = None;
+    // The user of the `user` rate-limit strategy: the JWT's, else the mTLS client's subject.
+    let mut user = crate::server::tls::peer_identity(&request.extensions).map(str::to_string);
     if let Some(verifier) = &route.verifier {
         let authorization = request
             .headers

@@ -140,6 +140,28 @@ pub struct BackendSpec {
     /// count tokens when the backend reports no usage (extension; else estimated from length).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<String>,
+    /// TLS towards this backend (extension; `https://` URLs only). Each field overrides the one
+    /// of `spec.routing.tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BackendTlsSpec>,
+}
+
+/// TLS towards backends (AirGate extension). The backend's certificate is always verified:
+/// there is no setting that turns verification off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendTlsSpec {
+    /// Secret whose `ca.crt` (PEM) holds the CAs the backend's certificate must chain to. They
+    /// replace the built-in public roots for this backend; `--backend-ca` is trusted as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_name: Option<String>,
+    /// A `kubernetes.io/tls` secret (`tls.crt`, `tls.key`): the client certificate presented to
+    /// backends that require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_secret_name: Option<String>,
+    /// The name the backend's certificate must be valid for, instead of the URL's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
 }
 
 fn default_health_interval() -> Duration {
@@ -194,6 +216,10 @@ pub struct RoutingSpec {
     /// Maximum backends tried per request; all candidates when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
+    /// TLS towards this gateway's `https://` backends; a backend's own `tls` fields override
+    /// these one by one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BackendTlsSpec>,
 }
 
 impl Default for RoutingSpec {
@@ -205,6 +231,7 @@ impl Default for RoutingSpec {
             failure_threshold: 3,
             cooldown: Duration::from_secs(10),
             max_attempts: None,
+            tls: None,
         }
     }
 }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use crate::config::AuthenticationSpec;
 
 use crate::config::resources::{
-    AiGateway, AiRateLimitSpec, Api, BackendSpec, ContentGuardSpec, LimitSpec, ObjectMeta,
-    PatternSpec, RateLimitStrategy, RoutingSpec, SemanticCacheSpec, TracingSpec,
+    AiGateway, AiRateLimitSpec, Api, BackendSpec, BackendTlsSpec, ContentGuardSpec, LimitSpec,
+    ObjectMeta, PatternSpec, RateLimitStrategy, RoutingSpec, SemanticCacheSpec, TracingSpec,
 };
 use crate::config::units::Duration;
 
@@ -252,6 +252,15 @@ fn backend_spec(field: &str, backend: &BackendSpec, errors: &mut Errors) {
             );
         }
     }
+    if let Some(tls) = &backend.tls {
+        if !backend.url.to_ascii_lowercase().starts_with("https://") {
+            errors.add(
+                format!("{field}.tls"),
+                "TLS settings need an https:// url (the connection would be plain HTTP)",
+            );
+        }
+        backend_tls(&format!("{field}.tls"), tls, errors);
+    }
     if let Some(health) = &backend.health_check {
         let field = format!("{field}.healthCheck");
         if let Some(path) = &health.path {
@@ -262,6 +271,47 @@ fn backend_spec(field: &str, backend: &BackendSpec, errors: &mut Errors) {
         errors.positive_duration(format!("{field}.interval"), health.interval);
         errors.positive_duration(format!("{field}.timeout"), health.timeout);
     }
+}
+
+/// `tls` of a backend or of `spec.routing`: secret names that Kubernetes would accept (they are
+/// folder names under `--secrets-dir`, so nothing like `../x`), a name a certificate can carry.
+fn backend_tls(field: &str, tls: &BackendTlsSpec, errors: &mut Errors) {
+    for (key, name) in [
+        ("caSecretName", &tls.ca_secret_name),
+        ("clientCertSecretName", &tls.client_cert_secret_name),
+    ] {
+        if let Some(name) = name {
+            if !is_secret_name(name) {
+                errors.add(
+                    format!("{field}.{key}"),
+                    format!(
+                        "{name:?} is not a Kubernetes secret name (lowercase letters, digits, \
+                         '-' and '.', starting and ending with a letter or digit, at most 253 \
+                         characters)"
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(name) = &tls.server_name {
+        if rustls_pki_types::ServerName::try_from(name.as_str()).is_err() {
+            errors.add(
+                format!("{field}.serverName"),
+                format!("{name:?} is not a DNS name or an IP address"),
+            );
+        }
+    }
+}
+
+/// A DNS-1123 subdomain, what Kubernetes accepts as a Secret's name.
+fn is_secret_name(name: &str) -> bool {
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    name.len() <= 253
+        && edge(name.as_bytes().first())
+        && edge(name.as_bytes().last())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
 fn content_guard(guard: &ContentGuardSpec, errors: &mut Errors) {
@@ -359,6 +409,9 @@ fn routing_spec(routing: &RoutingSpec, errors: &mut Errors) {
     }
     if routing.max_attempts == Some(0) {
         errors.add("spec.routing.maxAttempts", "must be greater than zero");
+    }
+    if let Some(tls) = &routing.tls {
+        backend_tls("spec.routing.tls", tls, errors);
     }
 }
 
@@ -524,6 +577,25 @@ mod tests {
             "http://[::1",
         ] {
             assert!(check_http_url(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn secret_names_are_kubernetes_names() {
+        for ok in ["backend-ca", "a", "tls.client-1"] {
+            assert!(is_secret_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "..",
+            "../etc",
+            "Backend",
+            "-a",
+            "a-",
+            "a/b",
+            &"a".repeat(254),
+        ] {
+            assert!(!is_secret_name(bad), "{bad}");
         }
     }
 

@@ -2,13 +2,16 @@
 //! request limits), and for how many tokens (the per-user token budget, reserved up front and
 //! settled with the real usage afterwards).
 //!
-//! Without `authentication`, the "user" of per-user limits is the client IP.
+//! The caller's user, for per-user limits, budgets and audit, is the verified JWT's user claim
+//! when the gateway has `authentication`; otherwise the verified client certificate's subject
+//! when the connection is mTLS ([`crate::server::tls::PeerIdentity`]); otherwise none, and
+//! per-user limits count against the client IP.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::request::count_param;
@@ -16,6 +19,7 @@ use super::AiRequest;
 use crate::access::settings::TokenBudget;
 use crate::access::{Check, Decision, LimitKey, RateLimiter};
 use crate::error::ApiError;
+use crate::server::tls::peer_identity;
 use crate::telemetry::audit::{AuditEvent, AuditLog};
 use crate::telemetry::Metrics;
 
@@ -33,7 +37,8 @@ pub struct AdmissionContext<'a> {
 /// An admitted caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The verified user (the token's user claim), when authentication is on.
+    /// The verified user: the token's user claim when authentication is on, else the client
+    /// certificate's subject on an mTLS connection.
     pub user: Option<String>,
     /// Approved for `requiresApproval` backends by a verified claim.
     pub approved: bool,
@@ -59,19 +64,23 @@ impl AdmissionContext<'_> {
     }
 }
 
-/// Authenticates the caller (a verified JWT when the gateway has `authentication`).
+/// Authenticates the caller (a verified JWT when the gateway has `authentication`); without
+/// one, an mTLS client's certificate subject is the user.
 pub fn authenticate(
     ctx: &AdmissionContext<'_>,
     gateway: &super::Gateway,
-    headers: &HeaderMap,
+    request: &http::request::Parts,
 ) -> Result<Caller, ApiError> {
     let mut caller = Caller {
-        user: None,
+        user: peer_identity(&request.extensions).map(str::to_string),
         approved: false,
         rate_headers: Vec::new(),
     };
     if let Some(verifier) = &gateway.verifier {
-        let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let authorization = request
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         match verifier.verify(authorization) {
             Ok(identity) => {
                 caller.user = Some(identity.user);

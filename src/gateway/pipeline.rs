@@ -140,7 +140,7 @@ pub async fn handle(
     let result = async {
         let admission = ctx.admission(endpoint.route());
         let mut caller = spans::stage(ctx.sampled, spans::auth_span)
-            .in_scope(|| authenticate(&admission, ctx.gateway, &parts.headers))?;
+            .in_scope(|| authenticate(&admission, ctx.gateway, &parts))?;
         seen.user.clone_from(&caller.user);
         let ctx = RequestContext {
             approved: caller.approved,
@@ -613,8 +613,8 @@ async fn attempt(
     let body = request
         .upstream_body(backend.upstream_model(&request.model))
         .map_err(|e| AttemptError::Body(e.to_string()))?;
-    let client = &ctx.gateway.client;
-    let upstream = client
+    let upstream = backend
+        .client
         .send(
             backend,
             request.endpoint.path(),

@@ -19,7 +19,7 @@ use crate::config::{
     MetricsSpec, PatternAction, PatternSpec, RoutingSpec,
 };
 use crate::guard::{self, GuardLimits, PatternError, PatternSet, RuleSpec};
-use crate::routing::{health, Backend, HealthSettings, UpstreamClient};
+use crate::routing::{health, Backend, BackendTrust, HealthSettings, UpstreamClients};
 use crate::telemetry::Metrics;
 
 /// Annotation that picks the gateway served at `/v1` when several are loaded.
@@ -50,7 +50,6 @@ pub struct Gateway {
     pub id: String,
     pub backends: Vec<Arc<Backend>>,
     pub settings: GatewaySettings,
-    pub client: UpstreamClient,
     /// Every configured model name; anything else is `other` in metric labels.
     pub models: BTreeSet<String>,
     pub metrics: MetricsFlags,
@@ -72,6 +71,8 @@ pub struct BuildContext<'a> {
     pub shutdown: &'a CancellationToken,
     /// Kubernetes-style secrets folder (one folder per secret, one file per key).
     pub secrets_dir: &'a Path,
+    /// CAs trusted for every backend and `API` service (`--backend-ca`).
+    pub backend_trust: &'a BackendTrust,
     /// The embedding model, loaded when some gateway enables the semantic cache.
     pub embedder: Option<Arc<Embedder>>,
 }
@@ -86,10 +87,13 @@ pub struct MetricsFlags {
 }
 
 impl Gateway {
+    /// Compiles one `AIGateway`; its backends' HTTP clients come from `clients`, shared across
+    /// the snapshot by TLS configuration. Errors start with the field path at fault.
     pub fn try_new(
         resource: &AiGateway,
         secrets_dir: &Path,
         embedder: Option<&Arc<Embedder>>,
+        clients: &mut UpstreamClients<'_>,
     ) -> Result<Self, String> {
         let routing = resource.spec.routing.clone().unwrap_or_default();
         let health = HealthSettings {
@@ -100,7 +104,13 @@ impl Gateway {
             .spec
             .backends
             .iter()
-            .map(|spec| Backend::try_new(spec, health).map(Arc::new))
+            .enumerate()
+            .map(|(index, spec)| {
+                let client = clients
+                    .for_backend(index, spec, routing.tls.as_ref())
+                    .map_err(|e| e.to_string())?;
+                Backend::try_new(spec, health, client).map(Arc::new)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let models = backends
             .iter()
@@ -114,10 +124,10 @@ impl Gateway {
         });
         let guard = compile_guard(resource.spec.content_guard.as_ref()).map_err(|errors| {
             let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            format!("contentGuard: {}", list.join("; "))
+            format!("spec.contentGuard: {}", list.join("; "))
         })?;
         let verifier = load_verifier(resource.spec.authentication.as_ref(), secrets_dir)
-            .map_err(|e| format!("authentication.jwt: {e}"))?;
+            .map_err(|e| format!("spec.authentication.jwt: {e}"))?;
         let limits = GatewayLimits::from_spec(resource.spec.rate_limit.as_ref());
         let cache = match resource.spec.semantic_cache.as_ref().filter(|c| c.enabled) {
             None => None,
@@ -144,7 +154,6 @@ impl Gateway {
             .map(|b| b.priority)
             .min()
             .unwrap_or(1);
-        let client = UpstreamClient::try_new().map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Self {
             id: format!(
                 "{}/{}",
@@ -153,7 +162,6 @@ impl Gateway {
             ),
             backends,
             settings: GatewaySettings::from(&routing),
-            client,
             models,
             guard,
             verifier,
@@ -197,37 +205,43 @@ impl Snapshot {
     /// Compiles the loaded resources and starts the backends' health probes.
     pub fn build(config: &LoadedConfig, ctx: &BuildContext<'_>) -> Result<Self, String> {
         let (metrics, shutdown) = (ctx.metrics, ctx.shutdown);
+        let mut clients = UpstreamClients::new(ctx.backend_trust, ctx.secrets_dir);
         let mut snapshot = Snapshot {
             by_id: HashMap::new(),
             default: None,
             apis: Vec::new(),
-            api_client: UpstreamClient::try_new()
-                .map_err(|e| format!("HTTP client: {e}"))?
+            api_client: clients
+                .default_client()
+                .map_err(|e| e.to_string())?
                 .inner()
                 .clone(),
         };
         for located in &config.apis {
-            let route = ApiRoute::try_new(&located.resource, ctx.secrets_dir)
-                .map_err(|e| format!("{}: {e}", located.source))?;
+            let route = ApiRoute::try_new(&located.resource, ctx.secrets_dir).map_err(|e| {
+                format!(
+                    "{} ({}): {e}",
+                    located.source,
+                    located.resource.display_name()
+                )
+            })?;
             snapshot.apis.push(Arc::new(route));
         }
         let mut marked_default = None;
         for located in &config.gateways {
             let resource = &located.resource;
             let gateway = Arc::new(
-                Gateway::try_new(resource, ctx.secrets_dir, ctx.embedder.as_ref())
-                    .map_err(|e| format!("{}: {e}", located.source))?,
+                Gateway::try_new(
+                    resource,
+                    ctx.secrets_dir,
+                    ctx.embedder.as_ref(),
+                    &mut clients,
+                )
+                .map_err(|e| format!("{} ({}): {e}", located.source, resource.display_name()))?,
             );
             for backend in &gateway.backends {
                 metrics.set_backend_up(&gateway.id, &backend.name, true);
             }
-            health::spawn_probes(
-                &gateway.id,
-                &gateway.backends,
-                &gateway.client,
-                metrics,
-                shutdown,
-            );
+            health::spawn_probes(&gateway.id, &gateway.backends, metrics, shutdown);
             let is_marked = resource
                 .metadata
                 .annotations

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::UpstreamClient;
 use crate::config::{BackendSpec, HealthCheckSpec};
 
 /// Passive-health thresholds shared by a gateway's backends.
@@ -31,6 +32,8 @@ pub struct Backend {
     pub health_check: Option<HealthCheckSpec>,
     /// Counts tokens when this backend reports no usage.
     pub tokenizer: Option<Arc<tokenizers::Tokenizer>>,
+    /// The client of this backend's TLS configuration, for its requests and its health probes.
+    pub client: UpstreamClient,
     /// The proxied endpoints' URLs, parsed once: parsing a URL per request cost ~4% of the
     /// proxy's CPU in profiles.
     endpoint_urls: Vec<(&'static str, reqwest::Url)>,
@@ -44,7 +47,11 @@ pub struct Backend {
 
 impl Backend {
     /// Builds a backend from its validated spec. Header names and values were validated by config.
-    pub fn try_new(spec: &BackendSpec, settings: HealthSettings) -> Result<Self, String> {
+    pub fn try_new(
+        spec: &BackendSpec,
+        settings: HealthSettings,
+        client: UpstreamClient,
+    ) -> Result<Self, String> {
         let mut headers = HeaderMap::new();
         for (name, value) in &spec.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -67,6 +74,7 @@ impl Backend {
         Ok(Self {
             name: spec.name.clone(),
             tokenizer,
+            client,
             endpoint_urls: PROXIED_PATHS
                 .iter()
                 .filter_map(|path| {

@@ -71,7 +71,11 @@ mod tests {
             failure_threshold: 1,
             cooldown: Duration::from_secs(60),
         };
-        Arc::new(Backend::try_new(&spec, settings).unwrap())
+        let trust = crate::routing::BackendTrust::default();
+        let client = crate::routing::UpstreamClients::new(&trust, std::path::Path::new("/"))
+            .default_client()
+            .unwrap();
+        Arc::new(Backend::try_new(&spec, settings, client).unwrap())
     }
 
     fn names(plan: &Plan) -> Vec<&str> {

@@ -17,7 +17,6 @@ const FALLBACK_PATH: &str = "/v1/models";
 pub fn spawn_probes(
     gateway: &str,
     backends: &[Arc<Backend>],
-    client: &UpstreamClient,
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
 ) {
@@ -29,7 +28,8 @@ pub fn spawn_probes(
         let task = ProbeTask {
             gateway: gateway.to_string(),
             backend: Arc::clone(backend),
-            client: client.clone(),
+            // The backend's own client: a probe sees the TLS its requests see.
+            client: backend.client.clone(),
             metrics: Arc::clone(metrics),
             path: check.path.clone(),
             interval: check.interval.0,

@@ -53,16 +53,20 @@ impl AttemptError {
     }
 }
 
-/// One pooled client for a gateway's backends. Proxies from the environment are ignored: the
-/// gateway only ever contacts the backends declared in config.
+/// One pooled client for the backends that share a TLS configuration ([`super::tls`]). Proxies
+/// from the environment are ignored: the gateway only ever contacts the backends declared in
+/// config.
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
     client: reqwest::Client,
 }
 
 impl UpstreamClient {
-    pub fn try_new() -> Result<Self, reqwest::Error> {
+    /// A client whose `https://` connections use `tls` (roots, client certificate, verifier,
+    /// ALPN) as it is.
+    pub fn with_tls(tls: tokio_rustls::rustls::ClientConfig) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
             .no_proxy()
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))

@@ -1,6 +1,7 @@
 //! The accept loop, on hyper directly so that every limit is explicit: the header read timeout
 //! (a slow-loris client is cut off without holding anything for others), HTTP/2 concurrent
-//! streams, keep-alive, and graceful shutdown.
+//! streams, keep-alive, and graceful shutdown. TLS, when configured, is [`super::tls`]: a
+//! connection's handshake runs in its own task, and the framing inspector wraps the decrypted IO.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use tower::ServiceExt;
 
 use super::framing::{InspectedIo, Taint};
 use super::shutdown::{Shutdown, CUT_FLUSH};
+use super::tls::ServerTls;
 
 #[derive(Debug, Clone)]
 pub struct ServerLimits {
@@ -46,6 +48,17 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ServerLimits,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    serve_with_tls(listener, app, limits, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (see [`super::tls`]).
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    tls: Option<ServerTls>,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -80,23 +93,36 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let taint = Taint::default();
-        let io = InspectedIo::new(stream, taint.clone());
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            request.extensions_mut().insert(taint.clone());
-            let app = app.clone();
-            async move {
-                let response = app.oneshot(request.map(axum::body::Body::new)).await;
-                Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
-            }
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        // The TLS handshake runs in the connection's task, not in this loop, so a slow client
+        // never delays accepting others.
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+        let handshake_timeout = limits.header_read_timeout;
         connections.spawn(async move {
-            if let Err(e) = connection.await {
+            let (stream, identity) =
+                match super::tls::accept(tls.as_ref(), stream, handshake_timeout).await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                };
+            let taint = Taint::default();
+            let io = InspectedIo::new(stream, taint.clone());
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request.extensions_mut().insert(taint.clone());
+                    if let Some(identity) = &identity {
+                        request.extensions_mut().insert(identity.clone());
+                    }
+                    let app = app.clone();
+                    async move {
+                        let response = app.oneshot(request.map(axum::body::Body::new)).await;
+                        Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
+                    }
+                });
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
         });

@@ -1,4 +1,5 @@
-//! Listeners (public and admin), their hostile-HTTP limits, and the route table.
+//! Listeners (public and admin), their hostile-HTTP limits, TLS on the public listener, and the
+//! route table.
 
 pub mod framing;
 pub mod listener;
@@ -6,8 +7,9 @@ pub mod middleware;
 pub mod router;
 pub mod shutdown;
 pub mod state;
+pub mod tls;
 
-pub use listener::{serve, ServerLimits};
+pub use listener::{serve, serve_with_tls, ServerLimits};
 pub use router::{admin_router, public_router};
 pub use shutdown::Shutdown;
 pub use state::AppState;

@@ -27,6 +27,8 @@ pub struct GatewayOptions {
         std::path::PathBuf,
         airgate::telemetry::access_log::HeaderRules,
     )>,
+    /// TLS on the public listener, and CAs trusted for backends (see the TLS section below).
+    pub tls: TlsOptions,
 }
 
 /// A running gateway; shuts down on drop.
@@ -63,6 +65,7 @@ impl TestGateway {
             limiter,
             embedder,
             access_log,
+            tls,
         } = options;
         let loaded = config::parse_str(Path::new("test.yaml"), yaml)
             .unwrap_or_else(|errors| panic!("test config invalid: {errors:?}"));
@@ -74,6 +77,7 @@ impl TestGateway {
             metrics: &metrics,
             shutdown: &shutdown,
             secrets_dir: &secrets,
+            backend_trust: &tls.backend_trust,
             embedder,
         };
         let snapshot = Snapshot::build(&loaded, &build).unwrap();
@@ -99,10 +103,14 @@ impl TestGateway {
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = public.local_addr().unwrap();
         let admin_addr = admin.local_addr().unwrap();
-        tokio::spawn(server::serve(
+        let server_tls = tls
+            .server
+            .map(|settings| airgate::server::tls::ServerTls::start(&settings, &shutdown).unwrap());
+        tokio::spawn(server::serve_with_tls(
             public,
             server::public_router(Arc::clone(&state)),
             limits.clone(),
+            server_tls,
             public_shutdown.clone(),
         ));
         let admin_shutdown = server::Shutdown::default();
@@ -508,4 +516,200 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
     let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
     dot / (na * nb)
+}
+
+// ---------------------------------------------------------------------------
+// TLS: options for a gateway with TLS, and a PKI made with rcgen.
+// ---------------------------------------------------------------------------
+
+/// TLS for a test gateway: the public listener's settings, and the `--backend-ca` trust.
+#[derive(Default)]
+pub struct TlsOptions {
+    pub server: Option<airgate::server::tls::ServerTlsSettings>,
+    pub backend_trust: airgate::routing::BackendTrust,
+}
+
+/// A certificate authority that issues server and client certificates.
+pub struct TestCa {
+    pub cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+/// A certificate and its key, as PEM.
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub der: Vec<u8>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        Self { cert, key }
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A server certificate for these names (DNS names or IP addresses).
+    pub fn server(&self, names: &[&str]) -> Issued {
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        self.issue(params)
+    }
+
+    /// A client certificate whose subject CN is `common_name`.
+    pub fn client(&self, common_name: &str) -> Issued {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(params)
+    }
+
+    fn issue(&self, params: rcgen::CertificateParams) -> Issued {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+        }
+    }
+}
+
+impl Issued {
+    /// The PEM identity reqwest takes (certificate and key together).
+    pub fn identity(&self) -> reqwest::Identity {
+        reqwest::Identity::from_pem(format!("{}{}", self.cert_pem, self.key_pem).as_bytes())
+            .unwrap()
+    }
+
+    /// Writes `tls.crt` and `tls.key` into `dir` (a `kubernetes.io/tls` secret's layout).
+    pub fn write_secret(&self, dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("tls.crt"), &self.cert_pem).unwrap();
+        std::fs::write(dir.join("tls.key"), &self.key_pem).unwrap();
+    }
+
+    /// A rustls server configuration serving this certificate, requiring client certificates
+    /// from `client_ca` when given.
+    pub fn server_config(
+        &self,
+        client_ca: Option<&TestCa>,
+    ) -> Arc<tokio_rustls::rustls::ServerConfig> {
+        use rustls_pki_types::pem::PemObject;
+        use tokio_rustls::rustls;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(ca.cert.der().clone()).unwrap();
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let cert = rustls_pki_types::CertificateDer::from(self.der.clone());
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        let mut config = builder.with_single_cert(vec![cert], key).unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+}
+
+/// An OpenAI-compatible backend served over HTTPS with `config`: answers every chat
+/// completion and `/health`, and counts both.
+pub struct HttpsBackend {
+    pub url: String,
+    pub served: Arc<std::sync::atomic::AtomicUsize>,
+    pub probed: Arc<std::sync::atomic::AtomicUsize>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl HttpsBackend {
+    pub async fn start(config: Arc<tokio_rustls::rustls::ServerConfig>) -> Self {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tower::ServiceExt;
+        let served = Arc::new(AtomicUsize::new(0));
+        let probed = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&served);
+        let probes = Arc::clone(&probed);
+        let app = axum::Router::new()
+            .route(
+                "/health",
+                axum::routing::get(move || {
+                    probes.fetch_add(1, Ordering::SeqCst);
+                    async { "ok" }
+                }),
+            )
+            .route(
+            "/v1/chat/completions",
+            axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let counter = Arc::clone(&counter);
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    axum::Json(serde_json::json!({
+                        "id": "chatcmpl-tls", "object": "chat.completion", "created": 1,
+                        "model": body["model"],
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "over tls"}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+                    }))
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            loop {
+                let tcp = tokio::select! {
+                    _ = &mut rx => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok((tcp, _)) => tcp,
+                        Err(_) => continue,
+                    },
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A refused handshake (no or a wrong client certificate) ends here.
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| {
+                            app.clone().oneshot(request.map(axum::body::Body::new))
+                        },
+                    );
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            url,
+            served,
+            probed,
+            _shutdown: tx,
+        }
+    }
 }

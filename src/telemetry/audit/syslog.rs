@@ -4,15 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
 
 use super::format::Severity;
 use super::{AuditError, AuditEvent, SyslogConfig};
+use crate::tls::{self, TlsError};
 
 /// RFC 5424 facility 13, "log audit".
 const FACILITY: u8 = 13;
@@ -55,22 +55,11 @@ fn host_of(addr: &str) -> &str {
 }
 
 fn tls_connector(ca_file: &std::path::Path) -> Result<TlsConnector, AuditError> {
-    let tls_error = |reason: String| AuditError::Tls(format!("{}: {reason}", ca_file.display()));
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_file)
-        .map_err(|e| tls_error(format!("cannot read the CA file: {e}")))?
-    {
-        let cert = cert.map_err(|e| tls_error(format!("invalid PEM: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| tls_error(format!("invalid CA certificate: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(tls_error("no certificate in the CA file".to_string()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    let tls_error = |e: TlsError| AuditError::Tls(e.to_string());
+    let certs = tls::read_certs(ca_file).map_err(tls_error)?;
+    let roots = tls::root_store(&certs, ca_file.display()).map_err(tls_error)?;
+    let config = ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(tls::PROTOCOL_VERSIONS)
         .map_err(|e| AuditError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
