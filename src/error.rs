@@ -60,6 +60,8 @@ pub enum ApiError {
     UpstreamRateLimited {
         model: String,
         attempts: Vec<AttemptFailure>,
+        /// The shortest `Retry-After` the backends asked for (bounded when read).
+        retry_after: Option<std::time::Duration>,
     },
     /// A backend's own non-retriable error answer, normalised, with its status.
     #[error("{}", body.error.message)]
@@ -94,7 +96,7 @@ fn rate_limited_message(model: &str, attempts: &[AttemptFailure]) -> String {
     )
 }
 
-/// Seconds a client is asked to wait when every backend answered 429.
+/// Seconds a client is asked to wait when every backend answered 429 and none said how long.
 const UPSTREAM_RETRY_AFTER_SECS: u64 = 1;
 
 impl ApiError {
@@ -227,8 +229,9 @@ impl IntoResponse for ApiError {
             ApiError::NoBackendAvailable { .. } => {
                 headers.insert("x-should-retry", HeaderValue::from_static("false"));
             }
-            ApiError::UpstreamRateLimited { .. } => {
-                headers.insert("retry-after", HeaderValue::from(UPSTREAM_RETRY_AFTER_SECS));
+            ApiError::UpstreamRateLimited { retry_after, .. } => {
+                let seconds = retry_after.map_or(UPSTREAM_RETRY_AFTER_SECS, |d| d.as_secs());
+                headers.insert("retry-after", HeaderValue::from(seconds));
             }
             ApiError::Unauthorized => {
                 headers.insert(

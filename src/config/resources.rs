@@ -205,6 +205,10 @@ impl Default for HealthCheckSpec {
 pub struct RoutingSpec {
     /// Abort a stream when the backend sends nothing for this long. Default 30s.
     pub stream_idle_timeout: Duration,
+    /// A non-streamed answer must arrive whole within this, counted from when the request is
+    /// sent to a backend (per attempt; a backend trickling bytes cannot hold a request longer).
+    /// Streams are bounded by `streamIdleTimeout` instead. Default 300s.
+    pub response_timeout: Duration,
     /// Largest accepted request body. Default 10 MiB.
     pub max_body_size: ByteSize,
     /// Time allowed to read the request body. Default 30s.
@@ -226,6 +230,7 @@ impl Default for RoutingSpec {
     fn default() -> Self {
         RoutingSpec {
             stream_idle_timeout: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(300),
             max_body_size: ByteSize::mib(10),
             body_read_timeout: Duration::from_secs(30),
             failure_threshold: 3,

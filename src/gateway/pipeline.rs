@@ -535,8 +535,14 @@ async fn route(
                 ctx.metrics
                     .upstream_attempt(&gateway.id, &backend.name, error.metric_label());
                 if !error.is_retriable() {
+                    if error.is_health_failure() {
+                        backend.record_failure();
+                    }
                     // The backend's own verdict on the request: returned as it is, named.
-                    return Ok((upstream_error(error).into_response(), backend.name.clone()));
+                    return Ok((
+                        upstream_error(&backend.name, error).into_response(),
+                        backend.name.clone(),
+                    ));
                 }
                 if error.is_health_failure() {
                     backend.record_failure();
@@ -559,7 +565,14 @@ async fn route(
                     reason = %error,
                     "upstream attempt failed; trying the next candidate"
                 );
-                rate_limited.push(matches!(error, AttemptError::Status { status: 429, .. }));
+                rate_limited.push(match &error {
+                    AttemptError::Status {
+                        status: 429,
+                        retry_after,
+                        ..
+                    } => Some(*retry_after),
+                    _ => None,
+                });
                 failures.push(AttemptFailure {
                     backend: backend.name.clone(),
                     reason: error.to_string(),
@@ -567,11 +580,13 @@ async fn route(
             }
         }
     }
-    if rate_limited.iter().all(|r| *r) && plan.needs_approval.is_empty() {
-        // Every backend is busy, none is broken: a 429 lets the SDK back off and retry.
+    if rate_limited.iter().all(Option::is_some) && plan.needs_approval.is_empty() {
+        // Every backend is busy, none is broken: a 429 lets the SDK back off and retry, after
+        // the shortest wait any backend asked for.
         return Err(ApiError::UpstreamRateLimited {
             model: request.model.clone(),
             attempts: failures,
+            retry_after: rate_limited.into_iter().flatten().flatten().min(),
         });
     }
     for name in plan.needs_approval {
@@ -586,11 +601,21 @@ async fn route(
     })
 }
 
-fn upstream_error(error: AttemptError) -> ApiError {
+fn upstream_error(backend: &str, error: AttemptError) -> ApiError {
     match error {
-        AttemptError::Status { status, body } => ApiError::Upstream {
+        AttemptError::Status { status, body, .. } => ApiError::Upstream {
             status,
             body: crate::openai::normalize_upstream_error(status, &body),
+        },
+        AttemptError::Redirect(status) => ApiError::Upstream {
+            status: 502,
+            body: crate::openai::ErrorBody {
+                error: crate::openai::ErrorObject::new(
+                    format!("The backend `{backend}` answered a redirect (HTTP {status}), which AirGate does not follow"),
+                    "server_error",
+                    Some("upstream_redirect"),
+                ),
+            },
         },
         other => ApiError::Internal(format!("non-retriable attempt error: {other}")),
     }
@@ -623,12 +648,12 @@ async fn attempt(
             trace,
         )
         .await?;
-    let content_type = upstream.headers().get(CONTENT_TYPE).cloned();
-    let status = upstream.status();
+    let content_type = upstream.content_type;
+    let status = upstream.status;
     let idle = ctx.gateway.settings.stream_idle_timeout;
     if request.stream {
         let remaining = backend.timeout.saturating_sub(started.elapsed());
-        let mut stream = upstream.bytes_stream().boxed();
+        let mut stream = upstream.body;
         let first = match tokio::time::timeout(remaining, stream.next()).await {
             Err(_) => return Err(AttemptError::Timeout(backend.timeout)),
             Ok(None) => return Err(AttemptError::Body("closed before the first byte".into())),
@@ -674,7 +699,14 @@ async fn attempt(
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
         return Ok(response);
     }
-    let bytes = read_whole(upstream, idle).await?;
+    let deadline = ctx
+        .gateway
+        .settings
+        .response_timeout
+        .saturating_sub(started.elapsed());
+    let bytes = tokio::time::timeout(deadline, read_whole(upstream.body, idle))
+        .await
+        .map_err(|_| AttemptError::Timeout(ctx.gateway.settings.response_timeout))??;
     drop(in_flight);
     // Parsed once for usage, the guard and the cache.
     let mut json = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
@@ -707,16 +739,15 @@ async fn attempt(
 
 /// Reads a whole non-streaming answer, bounded in size, with the idle timeout between chunks.
 async fn read_whole(
-    upstream: reqwest::Response,
+    mut stream: futures::stream::BoxStream<'static, Result<bytes::Bytes, String>>,
     idle: std::time::Duration,
 ) -> Result<bytes::Bytes, AttemptError> {
-    let mut stream = upstream.bytes_stream();
     let mut out = bytes::BytesMut::new();
     loop {
         match tokio::time::timeout(idle, stream.next()).await {
             Err(_) => return Err(AttemptError::Timeout(idle)),
             Ok(None) => return Ok(out.freeze()),
-            Ok(Some(Err(e))) => return Err(AttemptError::Body(e.to_string())),
+            Ok(Some(Err(e))) => return Err(AttemptError::Body(e)),
             Ok(Some(Ok(chunk))) => {
                 if out.len() + chunk.len() > MAX_RESPONSE_BYTES {
                     return Err(AttemptError::Body(format!(

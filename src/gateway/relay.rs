@@ -29,7 +29,7 @@ const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 pub struct RelayParts {
     /// The first upstream chunk, already received when the answer was committed.
     pub first: Bytes,
-    pub upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    pub upstream: BoxStream<'static, Result<Bytes, String>>,
     pub idle_timeout: Duration,
     /// When the shutdown grace ends, the stream is cut with an error event.
     pub shutdown: Shutdown,
@@ -45,7 +45,7 @@ pub struct RelayParts {
 }
 
 pub struct Relay {
-    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    upstream: BoxStream<'static, Result<Bytes, String>>,
     first: Option<Bytes>,
     decoder: SseDecoder,
     idle_timeout: Duration,

@@ -28,6 +28,8 @@ pub const DEFAULT_ANNOTATION: &str = "airgate.io/default";
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
     pub stream_idle_timeout: Duration,
+    /// Whole non-streamed answers, per attempt.
+    pub response_timeout: Duration,
     pub max_body_bytes: u64,
     pub body_read_timeout: Duration,
     pub max_attempts: usize,
@@ -37,6 +39,7 @@ impl From<&RoutingSpec> for GatewaySettings {
     fn from(spec: &RoutingSpec) -> Self {
         Self {
             stream_idle_timeout: spec.stream_idle_timeout.0,
+            response_timeout: spec.response_timeout.0,
             max_body_bytes: spec.max_body_size.0,
             body_read_timeout: spec.body_read_timeout.0,
             max_attempts: spec.max_attempts.map_or(usize::MAX, |n| n as usize),

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod balancer;
+pub mod encoding;
 pub mod health;
 pub mod tls;
 pub mod upstream;
@@ -11,4 +12,4 @@ pub mod upstream;
 pub use backend::{Backend, HealthSettings, InFlight};
 pub use balancer::{plan, Plan};
 pub use tls::{BackendTlsError, BackendTrust, UpstreamClients};
-pub use upstream::{AttemptError, UpstreamClient};
+pub use upstream::{AttemptError, UpstreamAnswer, UpstreamClient};

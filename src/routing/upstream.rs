@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::HeaderValue;
+use futures::stream::{BoxStream, StreamExt};
+use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, StatusCode};
 
+use super::encoding::{decoded_body, BodyDecoder};
 use super::Backend;
 
 /// Largest upstream error body read to build the client's error message.
@@ -19,17 +21,29 @@ pub enum AttemptError {
     #[error("no response within {0:?}")]
     Timeout(Duration),
     #[error("answered HTTP {status}")]
-    Status { status: u16, body: Bytes },
+    Status {
+        status: u16,
+        body: Bytes,
+        /// The backend's `Retry-After`, when it sent one AirGate can read.
+        retry_after: Option<Duration>,
+    },
+    /// A 3xx: AirGate follows no redirect (it only ever contacts configured backends), and
+    /// passing one on without its `Location` would be meaningless to the client.
+    #[error("answered a redirect (HTTP {0}), which is not followed")]
+    Redirect(u16),
     #[error("response failed: {0}")]
     Body(String),
 }
 
 impl AttemptError {
     /// Connect errors, timeouts, broken bodies, 5xx and 429 move on to the next candidate.
+    /// A redirect is the backend's (mis)configuration, the same for every retry: answered as a
+    /// 502 at once, and counted against the backend's health so later requests go elsewhere.
     pub fn is_retriable(&self) -> bool {
         match self {
             AttemptError::Connect(_) | AttemptError::Timeout(_) | AttemptError::Body(_) => true,
             AttemptError::Status { status, .. } => *status >= 500 || *status == 429,
+            AttemptError::Redirect(_) => false,
         }
     }
 
@@ -48,6 +62,7 @@ impl AttemptError {
             AttemptError::Status { status, .. } if *status == 429 => "rate_limited",
             AttemptError::Status { status, .. } if *status >= 500 => "server_error",
             AttemptError::Status { .. } => "client_error",
+            AttemptError::Redirect(_) => "redirect",
             AttemptError::Body(_) => "body_error",
         }
     }
@@ -82,7 +97,8 @@ impl UpstreamClient {
     }
 
     /// Sends one request; resolves when the response head arrived, within the backend's timeout.
-    /// A non-2xx head is read (bounded) and returned as [`AttemptError::Status`].
+    /// A non-2xx head is read (bounded) and returned as [`AttemptError::Status`]; a body in a
+    /// coding AirGate cannot decode is an [`AttemptError::Body`].
     pub async fn send(
         &self,
         backend: &Backend,
@@ -90,7 +106,7 @@ impl UpstreamClient {
         body: Bytes,
         request_id: &str,
         trace: http::HeaderMap,
-    ) -> Result<reqwest::Response, AttemptError> {
+    ) -> Result<UpstreamAnswer, AttemptError> {
         // No reqwest-level timeout: it would also cut streams. The deadline covers the head only.
         let url = backend
             .parsed_url(path)
@@ -101,18 +117,33 @@ impl UpstreamClient {
             .headers(backend.headers.clone())
             .headers(trace)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(ACCEPT_ENCODING, HeaderValue::from_static("identity"))
             .header("x-request-id", request_id)
             .body(body);
         let response = tokio::time::timeout(backend.timeout, request.send())
             .await
             .map_err(|_| AttemptError::Timeout(backend.timeout))?
             .map_err(|e| classify(e, backend.timeout))?;
-        let status = response.status().as_u16();
-        if (200..300).contains(&status) {
-            return Ok(response);
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(AttemptError::Redirect(status.as_u16()));
         }
-        let body = read_bounded(response, MAX_ERROR_BODY, backend.timeout).await;
-        Err(AttemptError::Status { status, body })
+        let decoder = BodyDecoder::for_headers(response.headers())
+            .map_err(|e| AttemptError::Body(e.to_string()))?;
+        let headers = response.headers().clone();
+        let body = decoded_body(response, decoder);
+        if status.is_success() {
+            return Ok(UpstreamAnswer {
+                status,
+                content_type: headers.get(CONTENT_TYPE).cloned(),
+                body,
+            });
+        }
+        Err(AttemptError::Status {
+            status: status.as_u16(),
+            body: read_bounded(body, MAX_ERROR_BODY, backend.timeout).await,
+            retry_after: retry_after(&headers),
+        })
     }
 
     /// GET used by the active health probe.
@@ -147,11 +178,39 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
+/// A backend's 2xx answer: its head, and its body decoded as chunks arrive.
+pub struct UpstreamAnswer {
+    pub status: StatusCode,
+    pub content_type: Option<HeaderValue>,
+    pub body: BoxStream<'static, Result<Bytes, String>>,
+}
+
+/// Longest `Retry-After` passed on to clients: a backend asking for more is still asked again
+/// within this bound.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// `Retry-After` in seconds or as an HTTP date, clamped to 1 s ..= [`MAX_RETRY_AFTER`].
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    };
+    Some(wait.clamp(Duration::from_secs(1), MAX_RETRY_AFTER))
+}
+
 /// Reads at most `limit` bytes of a body, giving up after `timeout`; errors yield what was read.
-async fn read_bounded(mut response: reqwest::Response, limit: usize, timeout: Duration) -> Bytes {
+async fn read_bounded(
+    mut body: BoxStream<'static, Result<Bytes, String>>,
+    limit: usize,
+    timeout: Duration,
+) -> Bytes {
     let mut out = Vec::new();
     let read = async {
-        while let Ok(Some(chunk)) = response.chunk().await {
+        while let Some(Ok(chunk)) = body.next().await {
             let room = limit.saturating_sub(out.len());
             out.extend_from_slice(&chunk[..chunk.len().min(room)]);
             if out.len() >= limit {
