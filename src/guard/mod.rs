@@ -142,9 +142,14 @@
 //! an incomplete UTF-8 tail between calls (invalid bytes become U+FFFD).
 
 mod compile;
+mod confusables;
 mod detectors;
 mod engine;
 mod hir_tools;
+mod normalize;
+mod prompt;
+#[cfg(test)]
+mod prompt_tests;
 mod static_check;
 #[cfg(test)]
 mod tests;
@@ -154,6 +159,7 @@ use serde::{Deserialize, Serialize};
 pub use compile::PatternSet;
 pub use detectors::DETECTORS;
 pub use engine::StreamScanner;
+pub use prompt::{Prompt, PromptOutcome, TextKind};
 
 /// Maximum length of a tenant pattern, in characters.
 pub const MAX_PATTERN_CHARS: usize = 1_000;
