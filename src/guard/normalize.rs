@@ -11,7 +11,12 @@
 //!    accents, Zalgo stacks, strike-through overlays and enclosing circles);
 //! 4. NFC recomposition (so the view is NFKC when marks are kept);
 //! 5. with `confusables`, the ASCII skeleton of [`super::confusables`] (non-ASCII look-alikes
-//!    to ASCII; ASCII itself is never changed).
+//!    to ASCII; ASCII itself is never changed), then, when marks are kept, NFC again (so a kept
+//!    mark joins its new ASCII letter: `о` + U+0301 → `ó`).
+//!
+//! Steps 1-4 are shared by the views with and without step 5 ([`normalize_pair`]), and every
+//! view is capped in size: NFKC can expand a character up to 18 times, and past the cap (what
+//! is left of the request's scan budget) normalising stops with [`TooLarge`].
 //!
 //! A pure-ASCII text is its own view under every fold (NFKC does not change ASCII, ASCII has
 //! no ignorable character and no mark, and the skeleton leaves ASCII alone), so it is never
@@ -26,7 +31,7 @@
 //! covered, at its edges they are not).
 
 use unicode_normalization::char::{
-    canonical_combining_class, compose, decompose_compatible, is_combining_mark,
+    canonical_combining_class, decompose_compatible, is_combining_mark,
 };
 use unicode_normalization::UnicodeNormalization;
 
@@ -79,25 +84,23 @@ pub(crate) fn is_ignorable(c: char) -> bool {
     IGNORABLE.get(i).is_some_and(|&(lo, _)| lo <= c)
 }
 
-/// Whether `next` belongs to the cluster of `prev` (a mark, a non-starter, or a character
-/// NFC would compose with it).
-fn continues(prev: char, next: char) -> bool {
+/// Whether `next` belongs to the cluster before it: a mark, another non-starter, or a
+/// Hangul vowel or trailing consonant jamo (the only characters outside general category M
+/// that NFC composes with a preceding character).
+fn continues(next: char) -> bool {
     !next.is_ascii()
         && (canonical_combining_class(next) != 0
             || is_combining_mark(next)
-            || compose(prev, next).is_some())
+            || ('\u{1161}'..='\u{1175}').contains(&next)
+            || ('\u{11a8}'..='\u{11c2}').contains(&next))
 }
 
-/// The view of one cluster is the cluster itself when it is one character that no step
-/// changes.
-fn stable(c: char, fold: Fold) -> bool {
+/// The plain view of a one-character cluster is the character itself when no step changes it.
+fn stable(c: char, strip_marks: bool) -> bool {
     if c.is_ascii() {
         return true;
     }
-    if is_ignorable(c) || (fold.strip_marks && is_combining_mark(c)) {
-        return false;
-    }
-    if fold.confusables && confusables::prototype(c).is_some() {
+    if is_ignorable(c) || (strip_marks && is_combining_mark(c)) {
         return false;
     }
     let mut same = true;
@@ -238,36 +241,101 @@ pub(crate) struct Normalized {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TooLarge;
 
-/// The view of `text` under `fold`, or `None` when it is `text` itself. The view may not
-/// exceed `cap` bytes (NFKC can expand a character up to 18 times): past it, [`TooLarge`].
+/// The view of `text` under `fold`, or `None` when it is `text` itself (one view of
+/// [`normalize_pair`]).
+#[cfg(test)]
 pub(crate) fn normalize(
     text: &str,
     fold: Fold,
     cap: usize,
 ) -> Result<Option<Normalized>, TooLarge> {
-    if text.is_ascii() {
-        return Ok(None);
+    let [plain, skeleton] = normalize_pair(
+        text,
+        fold.strip_marks,
+        [!fold.confusables, fold.confusables],
+        cap,
+    )?;
+    Ok(if fold.confusables { skeleton } else { plain })
+}
+
+/// One view being built.
+#[derive(Default)]
+struct Out {
+    text: String,
+    map: OffsetMap,
+    changed: bool,
+}
+
+impl Out {
+    fn exact(&mut self, start: usize, orig: &str) {
+        self.text.push_str(orig);
+        self.map.push_exact(start, orig.len());
+    }
+
+    fn emit(&mut self, start: usize, orig: &str, produced: &str) {
+        if produced == orig {
+            self.exact(start, orig);
+        } else {
+            self.text.push_str(produced);
+            self.changed = true;
+            self.map.push_unit(start, orig.len(), produced.len());
+        }
+    }
+
+    fn finish(mut self, len: usize) -> Option<Normalized> {
+        self.map.set_orig_len(len);
+        self.changed.then_some(Normalized {
+            text: self.text,
+            map: self.map,
+        })
+    }
+}
+
+/// The views of `text` with marks stripped (or kept), without and with the skeleton, in one
+/// pass: `want[0]` the plain view, `want[1]` the skeleton view (`None` where not wanted or
+/// where the view is `text` itself). Together they may not exceed `cap` bytes.
+///
+/// The skeleton view is the plain view with the table applied to each character; with marks
+/// kept, each changed cluster is recomposed again, so a kept mark joins its new ASCII letter
+/// (`о` + U+0301 → `ó`) and normalising a view again changes nothing.
+pub(crate) fn normalize_pair(
+    text: &str,
+    strip_marks: bool,
+    want: [bool; 2],
+    cap: usize,
+) -> Result<[Option<Normalized>; 2], TooLarge> {
+    if text.is_ascii() || want == [false, false] {
+        return Ok([None, None]);
     }
     let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let mut map = OffsetMap::default();
-    let mut changed = false;
-    let mut scratch = String::new();
+    let mut outs: [Option<Out>; 2] = want.map(|w| {
+        w.then(|| Out {
+            text: String::with_capacity(text.len() + text.len() / 4),
+            ..Out::default()
+        })
+    });
+    let size =
+        |outs: &[Option<Out>; 2]| -> usize { outs.iter().flatten().map(|o| o.text.len()).sum() };
+    let mut base = String::new();
+    let mut mapped = String::new();
     let mut i = 0;
     while i < text.len() {
         // An ASCII run is its own view, except its last character, which may take marks.
-        let run = bytes[i..].iter().position(|b| !b.is_ascii());
-        let run_end = run.map_or(text.len(), |r| i + r);
+        let run_end = bytes[i..]
+            .iter()
+            .position(|b| !b.is_ascii())
+            .map_or(text.len(), |r| i + r);
         let exact_end = if run_end < text.len() {
             run_end.saturating_sub(1).max(i)
         } else {
             run_end
         };
         if exact_end > i {
-            out.push_str(&text[i..exact_end]);
-            map.push_exact(i, exact_end - i);
+            for out in outs.iter_mut().flatten() {
+                out.exact(i, &text[i..exact_end]);
+            }
             i = exact_end;
-            if out.len() > cap {
+            if size(&outs) > cap {
                 return Err(TooLarge);
             }
             continue;
@@ -276,7 +344,9 @@ pub(crate) fn normalize(
             break;
         };
         if is_ignorable(c) {
-            changed = true;
+            for out in outs.iter_mut().flatten() {
+                out.changed = true;
+            }
             i += c.len_utf8();
             continue;
         }
@@ -285,62 +355,65 @@ pub(crate) fn normalize(
         let start = i;
         let mut j = i + c.len_utf8();
         let mut end = j;
-        let mut prev = c;
         while let Some(d) = text[j..].chars().next() {
             if is_ignorable(d) {
                 j += d.len_utf8();
-            } else if continues(prev, d) {
+            } else if continues(d) {
                 j += d.len_utf8();
                 end = j;
-                prev = d;
             } else {
                 break;
             }
         }
         let cluster = &text[start..end];
         i = end;
-        if end - start == c.len_utf8() && stable(c, fold) {
-            out.push(c);
-            map.push_exact(start, end - start);
+        // Steps 1-4 of the module docs.
+        let plain: &str = if end - start == c.len_utf8() && stable(c, strip_marks) {
+            cluster
         } else {
-            let before = out.len();
-            fold_cluster(cluster, fold, &mut scratch, &mut out);
-            if out[before..] == *cluster {
-                map.push_exact(start, end - start);
+            base.clear();
+            base.extend(
+                cluster
+                    .chars()
+                    .filter(|&c| !is_ignorable(c))
+                    .nfkd()
+                    .filter(|&c| !(is_ignorable(c) || (strip_marks && is_combining_mark(c))))
+                    .nfc(),
+            );
+            &base
+        };
+        let [first, second] = &mut outs;
+        if let Some(out) = first {
+            out.emit(start, cluster, plain);
+        }
+        if let Some(out) = second {
+            // Step 5.
+            if plain.chars().any(|c| confusables::prototype(c).is_some()) {
+                mapped.clear();
+                for c in plain.chars() {
+                    match confusables::prototype(c) {
+                        Some(ascii) => mapped.push_str(ascii),
+                        None => mapped.push(c),
+                    }
+                }
+                if !strip_marks {
+                    let recomposed: String = mapped.nfc().collect();
+                    mapped = recomposed;
+                }
+                out.emit(start, cluster, &mapped);
             } else {
-                changed = true;
-                map.push_unit(start, end - start, out.len() - before);
+                out.emit(start, cluster, plain);
             }
         }
-        if out.len() > cap {
+        if size(&outs) > cap {
             return Err(TooLarge);
         }
     }
-    map.set_orig_len(text.len());
-    Ok(changed.then_some(Normalized { text: out, map }))
-}
-
-/// Steps 1-5 of the module docs for one cluster, appended to `out`. The skeleton is applied
-/// to the decomposed characters, before recomposition, so that a kept mark recomposes with
-/// the ASCII letter (`о` + U+0301 → `ó`) and normalising a view again changes nothing.
-fn fold_cluster(cluster: &str, fold: Fold, scratch: &mut String, out: &mut String) {
-    scratch.clear();
-    let chars = cluster
-        .chars()
-        .filter(|&c| !is_ignorable(c))
-        .nfkd()
-        .filter(|&c| !(is_ignorable(c) || (fold.strip_marks && is_combining_mark(c))));
-    for c in chars {
-        match fold
-            .confusables
-            .then(|| confusables::prototype(c))
-            .flatten()
-        {
-            Some(ascii) => scratch.push_str(ascii),
-            None => scratch.push(c),
-        }
-    }
-    out.extend(scratch.chars().nfc());
+    let [first, second] = outs;
+    Ok([
+        first.and_then(|o| o.finish(text.len())),
+        second.and_then(|o| o.finish(text.len())),
+    ])
 }
 
 /// Whether a user pattern's text names a character that `pred` holds for: literally (after

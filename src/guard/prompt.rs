@@ -49,7 +49,7 @@ use std::ops::Range;
 
 use super::compile::{PatternSet, Rule};
 use super::engine::{merge, rule_hits};
-use super::normalize::{normalize, Fold, OffsetMap};
+use super::normalize::{normalize_pair, Fold, OffsetMap};
 use super::{Action, FailReason, Finding, ScanBudget, REDACTED};
 
 /// How a text of a prompt joins the text before it (see the module docs, "Seams").
@@ -341,86 +341,110 @@ impl PatternSet {
                 windows: None,
             }]);
         }
-        let mut folds: Vec<(Fold, Vec<usize>)> = Vec::new();
-        for (ri, rule) in self.rules.iter().enumerate() {
-            match folds.iter_mut().find(|(f, _)| *f == rule.fold) {
-                Some((_, rules)) => rules.push(ri),
-                None => folds.push((rule.fold, vec![ri])),
-            }
-        }
         let mut groups: Vec<Group<'p>> = Vec::new();
-        for (fold, rules) in folds {
-            let view = match self.view(prompt, fold, budget)? {
-                Some(view) => view,
-                None => identity(),
+        for strip_marks in [true, false] {
+            let rules_of = |confusables: bool| -> Vec<usize> {
+                let fold = Fold {
+                    strip_marks,
+                    confusables,
+                };
+                (0..self.rules.len())
+                    .filter(|&r| self.rules[r].fold == fold)
+                    .collect()
             };
-            match groups.iter_mut().find(|g| g.view == view) {
-                Some(group) => {
-                    group.rules.extend(rules);
-                    group.rules.sort_unstable();
+            let rules = [rules_of(false), rules_of(true)];
+            if rules.iter().all(Vec::is_empty) {
+                continue;
+            }
+            let views = self.view_pair(
+                prompt,
+                strip_marks,
+                [!rules[0].is_empty(), !rules[1].is_empty()],
+                budget,
+            )?;
+            for (view, rules) in views.into_iter().zip(rules) {
+                if rules.is_empty() {
+                    continue;
                 }
-                None => groups.push(Group {
-                    view,
-                    rules,
-                    windows: None,
-                }),
+                let view = view.unwrap_or_else(identity);
+                match groups.iter_mut().find(|g| g.view == view) {
+                    Some(group) => {
+                        group.rules.extend(rules);
+                        group.rules.sort_unstable();
+                    }
+                    None => groups.push(Group {
+                        view,
+                        rules,
+                        windows: None,
+                    }),
+                }
             }
         }
         Ok(groups)
     }
 
-    /// The joined text under `fold`, or `None` when every text is its own view.
-    fn view<'p>(
+    /// The joined text with marks stripped (or kept), without and with the skeleton, as
+    /// `want`ed (see `normalize::normalize_pair`); `None` where every text is its own view.
+    fn view_pair<'p>(
         &self,
         prompt: &'p Prompt,
-        fold: Fold,
+        strip_marks: bool,
+        want: [bool; 2],
         budget: &mut ScanBudget,
-    ) -> Result<Option<View<'p>>, Fail> {
+    ) -> Result<[Option<View<'p>>; 2], Fail> {
         let mut normalized = Vec::with_capacity(prompt.fields.len());
         let mut size = 0usize;
-        let mut changed = false;
+        let mut changed = [false; 2];
         for (range, _) in &prompt.fields {
             let cap = budget.remaining().saturating_sub(size);
-            let n =
-                normalize(&prompt.joined[range.clone()], fold, cap).map_err(|_| budget_fail())?;
-            size += n.as_ref().map_or(range.len(), |n| n.text.len()) + 1;
+            let pair = normalize_pair(&prompt.joined[range.clone()], strip_marks, want, cap)
+                .map_err(|_| budget_fail())?;
+            for k in 0..2 {
+                if want[k] {
+                    size += pair[k].as_ref().map_or(range.len(), |n| n.text.len()) + 1;
+                    changed[k] |= pair[k].is_some();
+                }
+            }
             if size > budget.remaining() {
                 return Err(budget_fail());
             }
-            changed |= n.is_some();
-            normalized.push(n);
+            normalized.push(pair);
         }
-        if !changed {
-            return Ok(None);
-        }
-        let mut text = String::with_capacity(size);
-        let mut map = OffsetMap::default();
-        let mut fields = Vec::with_capacity(prompt.fields.len());
-        for (k, ((range, _), n)) in prompt.fields.iter().zip(&normalized).enumerate() {
-            if k > 0 {
-                text.push('\n');
-                map.push_exact(range.start - 1, 1);
+        let mut views = [None, None];
+        for k in 0..2 {
+            if !changed[k] {
+                continue;
             }
-            let start = text.len();
-            match n {
-                Some(n) => {
-                    text.push_str(&n.text);
-                    map.append(&n.map, range.start);
+            let mut text = String::with_capacity(size);
+            let mut map = OffsetMap::default();
+            let mut fields = Vec::with_capacity(prompt.fields.len());
+            for (i, ((range, _), pair)) in prompt.fields.iter().zip(&normalized).enumerate() {
+                if i > 0 {
+                    text.push('\n');
+                    map.push_exact(range.start - 1, 1);
                 }
-                None => {
-                    text.push_str(&prompt.joined[range.clone()]);
-                    map.push_exact(range.start, range.len());
+                let start = text.len();
+                match &pair[k] {
+                    Some(n) => {
+                        text.push_str(&n.text);
+                        map.append(&n.map, range.start);
+                    }
+                    None => {
+                        text.push_str(&prompt.joined[range.clone()]);
+                        map.push_exact(range.start, range.len());
+                    }
                 }
+                fields.push(start..text.len());
             }
-            fields.push(start..text.len());
+            map.set_orig_len(prompt.joined.len());
+            charge(budget, text.len())?;
+            views[k] = Some(View {
+                text: Cow::Owned(text),
+                map: Some(map),
+                fields,
+            });
         }
-        map.set_orig_len(prompt.joined.len());
-        charge(budget, text.len())?;
-        Ok(Some(View {
-            text: Cow::Owned(text),
-            map: Some(map),
-            fields,
-        }))
+        Ok(views)
     }
 
     /// Characters a seam window reaches to each side for these rules.
@@ -584,18 +608,25 @@ fn seam_windows(view: &View<'_>, kinds: &[TextKind], reach: usize) -> Vec<Window
             body.push_str(&text[r.clone()]);
         }
         let seams: Vec<usize> = pieces.iter().skip(1).map(|&(c, _, _)| c).collect();
+        // `reach` characters to each side (bytes, when they are all one byte long).
+        let ascii = body.is_ascii();
         let mut spans: Vec<(usize, usize)> = Vec::new();
         for &q in &seams {
-            let lo = body[..q]
-                .char_indices()
-                .rev()
-                .take(reach)
-                .last()
-                .map_or(q, |(i, _)| i);
-            let hi = body[q..]
-                .char_indices()
-                .nth(reach)
-                .map_or(body.len(), |(i, _)| q + i);
+            let (lo, hi) = if ascii {
+                (q.saturating_sub(reach), (q + reach).min(body.len()))
+            } else {
+                let lo = body[..q]
+                    .char_indices()
+                    .rev()
+                    .take(reach)
+                    .last()
+                    .map_or(q, |(i, _)| i);
+                let hi = body[q..]
+                    .char_indices()
+                    .nth(reach)
+                    .map_or(body.len(), |(i, _)| q + i);
+                (lo, hi)
+            };
             match spans.last_mut() {
                 Some(last) if lo <= last.1 => last.1 = hi,
                 _ => spans.push((lo, hi)),
