@@ -14,7 +14,7 @@
 //!    to ASCII; ASCII itself is never changed), then, when marks are kept, NFC again (so a kept
 //!    mark joins its new ASCII letter: `о` + U+0301 → `ó`).
 //!
-//! Steps 1-4 are shared by the views with and without step 5 ([`normalize_pair`]), and every
+//! Steps 1-4 are shared by the views with and without step 5 ([`normalize_into`]), and every
 //! view is capped in size: NFKC can expand a character up to 18 times, and past the cap (what
 //! is left of the request's scan budget) normalising stops with [`TooLarge`].
 //!
@@ -172,17 +172,6 @@ impl OffsetMap {
         self.orig_len = orig + orig_len;
     }
 
-    /// Appends `other` (a map of a text starting at original offset `orig`).
-    pub fn append(&mut self, other: &OffsetMap, orig: usize) {
-        for s in &other.segs {
-            if s.exact {
-                self.push_exact(orig + s.orig, s.orig_len);
-            } else {
-                self.push_unit(orig + s.orig, s.orig_len, s.view_len);
-            }
-        }
-    }
-
     /// Declares the original text's length (trailing removed characters).
     pub fn set_orig_len(&mut self, len: usize) {
         self.orig_len = self.orig_len.max(len);
@@ -241,33 +230,38 @@ pub(crate) struct Normalized {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TooLarge;
 
-/// The view of `text` under `fold`, or `None` when it is `text` itself (one view of
-/// [`normalize_pair`]).
+/// The view of `text` under `fold`, or `None` when it is `text` itself.
 #[cfg(test)]
 pub(crate) fn normalize(
     text: &str,
     fold: Fold,
     cap: usize,
 ) -> Result<Option<Normalized>, TooLarge> {
-    let [plain, skeleton] = normalize_pair(
-        text,
-        fold.strip_marks,
-        [!fold.confusables, fold.confusables],
-        cap,
-    )?;
-    Ok(if fold.confusables { skeleton } else { plain })
+    let k = usize::from(fold.confusables);
+    let mut outs: [Option<Out>; 2] = [None, None];
+    outs[k] = Some(Out::default());
+    normalize_into(text, 0, fold.strip_marks, &mut outs, cap)?;
+    Ok(outs[k].take().and_then(|o| o.finish(text.len())))
 }
 
-/// One view being built.
-#[derive(Default)]
-struct Out {
-    text: String,
-    map: OffsetMap,
-    changed: bool,
+/// A view being built: its text, the map back to the original, and whether it differs.
+#[derive(Debug, Default)]
+pub(crate) struct Out {
+    pub text: String,
+    pub map: OffsetMap,
+    pub changed: bool,
 }
 
 impl Out {
-    fn exact(&mut self, start: usize, orig: &str) {
+    pub fn with_capacity(bytes: usize) -> Self {
+        Out {
+            text: String::with_capacity(bytes),
+            ..Out::default()
+        }
+    }
+
+    /// Appends original text that the view keeps as it is.
+    pub fn exact(&mut self, start: usize, orig: &str) {
         self.text.push_str(orig);
         self.map.push_exact(start, orig.len());
     }
@@ -282,7 +276,8 @@ impl Out {
         }
     }
 
-    fn finish(mut self, len: usize) -> Option<Normalized> {
+    /// The view of an original text of `len` bytes; `None` when it is that text itself.
+    pub fn finish(mut self, len: usize) -> Option<Normalized> {
         self.map.set_orig_len(len);
         self.changed.then_some(Normalized {
             text: self.text,
@@ -291,32 +286,35 @@ impl Out {
     }
 }
 
-/// The views of `text` with marks stripped (or kept), without and with the skeleton, in one
-/// pass: `want[0]` the plain view, `want[1]` the skeleton view (`None` where not wanted or
-/// where the view is `text` itself). Together they may not exceed `cap` bytes.
+/// Appends the views of `text` (found at offset `base` of the original) with marks stripped
+/// (or kept) to `outs`: `outs[0]` the view without the skeleton, `outs[1]` with it (each when
+/// present). Together the views may not exceed `cap` bytes (NFKC can expand a character up to
+/// 18 times): past it, [`TooLarge`].
 ///
 /// The skeleton view is the plain view with the table applied to each character; with marks
 /// kept, each changed cluster is recomposed again, so a kept mark joins its new ASCII letter
 /// (`о` + U+0301 → `ó`) and normalising a view again changes nothing.
-pub(crate) fn normalize_pair(
+pub(crate) fn normalize_into(
     text: &str,
+    base: usize,
     strip_marks: bool,
-    want: [bool; 2],
+    outs: &mut [Option<Out>; 2],
     cap: usize,
-) -> Result<[Option<Normalized>; 2], TooLarge> {
-    if text.is_ascii() || want == [false, false] {
-        return Ok([None, None]);
-    }
-    let bytes = text.as_bytes();
-    let mut outs: [Option<Out>; 2] = want.map(|w| {
-        w.then(|| Out {
-            text: String::with_capacity(text.len() + text.len() / 4),
-            ..Out::default()
-        })
-    });
+) -> Result<(), TooLarge> {
     let size =
         |outs: &[Option<Out>; 2]| -> usize { outs.iter().flatten().map(|o| o.text.len()).sum() };
-    let mut base = String::new();
+    if text.is_ascii() {
+        for out in outs.iter_mut().flatten() {
+            out.exact(base, text);
+        }
+        return if size(outs) > cap {
+            Err(TooLarge)
+        } else {
+            Ok(())
+        };
+    }
+    let bytes = text.as_bytes();
+    let mut plain_buf = String::new();
     let mut mapped = String::new();
     let mut i = 0;
     while i < text.len() {
@@ -332,10 +330,10 @@ pub(crate) fn normalize_pair(
         };
         if exact_end > i {
             for out in outs.iter_mut().flatten() {
-                out.exact(i, &text[i..exact_end]);
+                out.exact(base + i, &text[i..exact_end]);
             }
             i = exact_end;
-            if size(&outs) > cap {
+            if size(outs) > cap {
                 return Err(TooLarge);
             }
             continue;
@@ -371,8 +369,8 @@ pub(crate) fn normalize_pair(
         let plain: &str = if end - start == c.len_utf8() && stable(c, strip_marks) {
             cluster
         } else {
-            base.clear();
-            base.extend(
+            plain_buf.clear();
+            plain_buf.extend(
                 cluster
                     .chars()
                     .filter(|&c| !is_ignorable(c))
@@ -380,11 +378,11 @@ pub(crate) fn normalize_pair(
                     .filter(|&c| !(is_ignorable(c) || (strip_marks && is_combining_mark(c))))
                     .nfc(),
             );
-            &base
+            &plain_buf
         };
-        let [first, second] = &mut outs;
+        let [first, second] = outs;
         if let Some(out) = first {
-            out.emit(start, cluster, plain);
+            out.emit(base + start, cluster, plain);
         }
         if let Some(out) = second {
             // Step 5.
@@ -400,20 +398,16 @@ pub(crate) fn normalize_pair(
                     let recomposed: String = mapped.nfc().collect();
                     mapped = recomposed;
                 }
-                out.emit(start, cluster, &mapped);
+                out.emit(base + start, cluster, &mapped);
             } else {
-                out.emit(start, cluster, plain);
+                out.emit(base + start, cluster, plain);
             }
         }
-        if size(&outs) > cap {
+        if size(outs) > cap {
             return Err(TooLarge);
         }
     }
-    let [first, second] = outs;
-    Ok([
-        first.and_then(|o| o.finish(text.len())),
-        second.and_then(|o| o.finish(text.len())),
-    ])
+    Ok(())
 }
 
 /// Whether a user pattern's text names a character that `pred` holds for: literally (after
@@ -512,7 +506,7 @@ mod tests {
     #[test]
     fn ascii_is_its_own_view() {
         for fold in [STRIP, KEEP, SKELETON] {
-            assert_eq!(normalize("plain 0 1 l I rn m", fold, 0).unwrap(), None);
+            assert_eq!(normalize("plain 0 1 l I rn m", fold, usize::MAX).unwrap(), None);
         }
     }
 

@@ -39,17 +39,17 @@
 //!
 //! # Cost
 //!
-//! Charged to the request's [`ScanBudget`]: each view that differs from the joined text (its
-//! length, when it is built: views are capped by what is left of the budget, so NFKC
-//! expansion is bounded), one pass per distinct view (its length, as [`PatternSet::scan`]
-//! charges), and each seam window (its length).
+//! Charged to the request's [`ScanBudget`]: one pass per distinct view, its length (as
+//! [`PatternSet::scan`] charges one text; a view's length covers building it too), and each
+//! seam window, its length. Building the views may not use more bytes than the budget has
+//! left, so NFKC's expansion (up to 18 characters for one) is bounded and fails closed.
 
 use std::borrow::Cow;
 use std::ops::Range;
 
 use super::compile::{PatternSet, Rule};
 use super::engine::{merge, rule_hits};
-use super::normalize::{normalize_pair, Fold, OffsetMap};
+use super::normalize::{normalize_into, Fold, Normalized, OffsetMap, Out};
 use super::{Action, FailReason, Finding, ScanBudget, REDACTED};
 
 /// How a text of a prompt joins the text before it (see the module docs, "Seams").
@@ -216,7 +216,7 @@ impl PatternSet {
         prompt: &Prompt,
         budget: &mut ScanBudget,
     ) -> Result<PromptOutcome, Fail> {
-        let mut groups = self.views(prompt, budget)?;
+        let mut groups = self.views(prompt, &*budget)?;
         let kinds: Vec<TextKind> = prompt.fields.iter().map(|(_, k)| *k).collect();
         let mut charged = vec![false; groups.len()];
         let mut block: Vec<Hit> = Vec::new();
@@ -324,11 +324,7 @@ impl PatternSet {
     }
 
     /// The distinct views the rules need, each with its rules.
-    fn views<'p>(
-        &self,
-        prompt: &'p Prompt,
-        budget: &mut ScanBudget,
-    ) -> Result<Vec<Group<'p>>, Fail> {
+    fn views<'p>(&self, prompt: &'p Prompt, budget: &ScanBudget) -> Result<Vec<Group<'p>>, Fail> {
         let identity = || View {
             text: Cow::Borrowed(prompt.joined.as_str()),
             map: None,
@@ -384,65 +380,52 @@ impl PatternSet {
     }
 
     /// The joined text with marks stripped (or kept), without and with the skeleton, as
-    /// `want`ed (see `normalize::normalize_pair`); `None` where every text is its own view.
+    /// `want`ed (see `normalize::normalize_into`); `None` where every text is its own view.
+    /// Views are not charged here but when scanned (each costs its length once); building
+    /// them may not use more than the budget has left.
     fn view_pair<'p>(
         &self,
         prompt: &'p Prompt,
         strip_marks: bool,
         want: [bool; 2],
-        budget: &mut ScanBudget,
+        budget: &ScanBudget,
     ) -> Result<[Option<View<'p>>; 2], Fail> {
-        let mut normalized = Vec::with_capacity(prompt.fields.len());
-        let mut size = 0usize;
-        let mut changed = [false; 2];
-        for (range, _) in &prompt.fields {
-            let cap = budget.remaining().saturating_sub(size);
-            let pair = normalize_pair(&prompt.joined[range.clone()], strip_marks, want, cap)
-                .map_err(|_| budget_fail())?;
-            for k in 0..2 {
-                if want[k] {
-                    size += pair[k].as_ref().map_or(range.len(), |n| n.text.len()) + 1;
-                    changed[k] |= pair[k].is_some();
+        let joined = prompt.joined.as_str();
+        let mut outs: [Option<Out>; 2] =
+            want.map(|w| w.then(|| Out::with_capacity(joined.len() + joined.len() / 8)));
+        let mut fields: [Vec<Range<usize>>; 2] = [Vec::new(), Vec::new()];
+        for (i, (range, _)) in prompt.fields.iter().enumerate() {
+            if i > 0 {
+                for out in outs.iter_mut().flatten() {
+                    out.exact(range.start - 1, "\n");
                 }
             }
-            if size > budget.remaining() {
-                return Err(budget_fail());
+            let starts = outs
+                .each_ref()
+                .map(|o| o.as_ref().map_or(0, |o| o.text.len()));
+            normalize_into(
+                &joined[range.clone()],
+                range.start,
+                strip_marks,
+                &mut outs,
+                budget.remaining(),
+            )
+            .map_err(|_| budget_fail())?;
+            for (k, out) in outs.iter().enumerate() {
+                if let Some(out) = out {
+                    fields[k].push(starts[k]..out.text.len());
+                }
             }
-            normalized.push(pair);
         }
         let mut views = [None, None];
-        for k in 0..2 {
-            if !changed[k] {
-                continue;
+        for (k, (out, fields)) in outs.into_iter().zip(fields).enumerate() {
+            if let Some(Normalized { text, map }) = out.and_then(|o| o.finish(joined.len())) {
+                views[k] = Some(View {
+                    text: Cow::Owned(text),
+                    map: Some(map),
+                    fields,
+                });
             }
-            let mut text = String::with_capacity(size);
-            let mut map = OffsetMap::default();
-            let mut fields = Vec::with_capacity(prompt.fields.len());
-            for (i, ((range, _), pair)) in prompt.fields.iter().zip(&normalized).enumerate() {
-                if i > 0 {
-                    text.push('\n');
-                    map.push_exact(range.start - 1, 1);
-                }
-                let start = text.len();
-                match &pair[k] {
-                    Some(n) => {
-                        text.push_str(&n.text);
-                        map.append(&n.map, range.start);
-                    }
-                    None => {
-                        text.push_str(&prompt.joined[range.clone()]);
-                        map.push_exact(range.start, range.len());
-                    }
-                }
-                fields.push(start..text.len());
-            }
-            map.set_orig_len(prompt.joined.len());
-            charge(budget, text.len())?;
-            views[k] = Some(View {
-                text: Cow::Owned(text),
-                map: Some(map),
-                fields,
-            });
         }
         Ok(views)
     }
