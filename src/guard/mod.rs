@@ -50,6 +50,21 @@
 //! Every pass charges the bytes it scans to the request's [`ScanBudget`];
 //! running out is a fail-closed [`FailReason::ScanBudgetExceeded`].
 //!
+//! ## Prompts: normalised views, seams
+//!
+//! [`PatternSet::scan`] and [`StreamScanner`] match raw text (answers). The
+//! prompt scan, [`PatternSet::scan_prompt`], matches each rule against its
+//! *view* of a request's texts (`normalize`: invisible characters removed,
+//! NFKC, combining marks removed unless the pattern names one, the ASCII
+//! confusables skeleton of `confusables` for detectors and, with
+//! `matchConfusables`, user patterns), joins the texts with line breaks and
+//! also matches across the seams of running text (`prompt`), then maps every
+//! match back to original offsets, applying the whole-text semantics above to
+//! the mapped matches. A pure-ASCII request is every rule's view as it is.
+//! Answers stay raw because the streaming proof below is over the raw text and
+//! normalisation is not chunk-local (a mark in the next chunk changes the
+//! view of the character before it); see docs/guard.md.
+//!
 //! ## Prefilter and allow skipping (whole text)
 //!
 //! When every rule is linear and there are at least three block-list rules,

@@ -506,7 +506,10 @@ mod tests {
     #[test]
     fn ascii_is_its_own_view() {
         for fold in [STRIP, KEEP, SKELETON] {
-            assert_eq!(normalize("plain 0 1 l I rn m", fold, usize::MAX).unwrap(), None);
+            assert_eq!(
+                normalize("plain 0 1 l I rn m", fold, usize::MAX).unwrap(),
+                None
+            );
         }
     }
 

@@ -163,13 +163,15 @@ struct Window {
     text: String,
     /// Pieces of consecutive view text: (start in `text`, start in the view, length).
     pieces: Vec<(usize, usize, usize)>,
-    /// Joined seams, as offsets in `text`.
+    /// Joined seams, as increasing offsets in `text`.
     seams: Vec<usize>,
 }
 
 impl Window {
     fn crosses(&self, s: usize, e: usize) -> bool {
-        self.seams.iter().any(|&q| s < q && q < e)
+        // Seams are increasing: the first one after `s` decides.
+        let i = self.seams.partition_point(|&q| q <= s);
+        self.seams.get(i).is_some_and(|&q| q < e)
     }
 
     fn view_start(&self, s: usize) -> usize {
@@ -631,8 +633,12 @@ fn window(
     range: Range<usize>,
     view_len: usize,
 ) -> Window {
+    // Only the pieces and seams inside `range` (both are increasing), so that many windows
+    // over a long chain stay linear.
+    let first = chain.partition_point(|&(c, _, len)| c + len <= range.start);
+    let last = chain.partition_point(|&(c, _, _)| c < range.end);
     let mut pieces = Vec::new();
-    for &(c, v, len) in chain {
+    for &(c, v, len) in chain.get(first..last).unwrap_or_default() {
         let (s, e) = (c.max(range.start), (c + len).min(range.end));
         if s < e {
             pieces.push((s, v + (s - c), e - s));
@@ -651,9 +657,12 @@ fn window(
     for p in &mut pieces {
         p.0 = p.0 - range.start + lead;
     }
+    let lo = seams.partition_point(|&q| q <= range.start);
+    let hi = seams.partition_point(|&q| q < range.end);
     let seams = seams
+        .get(lo..hi)
+        .unwrap_or_default()
         .iter()
-        .filter(|&&q| range.start < q && q < range.end)
         .map(|&q| q - range.start + lead)
         .collect();
     Window {

@@ -294,3 +294,31 @@ proptest! {
         prop_assert!(blocked(&secrets(), &prose(&pieces)), "{:?}", pieces);
     }
 }
+
+#[test]
+fn many_texts_and_seams_stay_linear() {
+    let set = compile(
+        &[
+            blk("(?i)confidential"),
+            det("email", Action::Block),
+            det("secret_key", Action::Block),
+        ],
+        &[],
+    );
+    // 50,000 one-letter texts: one window over all of them.
+    let tiny: Vec<String> = (0..50_000)
+        .map(|i| ((b'a' + (i % 26) as u8) as char).to_string())
+        .collect();
+    let p = prose(&tiny.iter().map(String::as_str).collect::<Vec<_>>());
+    let start = std::time::Instant::now();
+    assert!(!blocked(&set, &p));
+    // 2,000 texts of 2 KB: one window per seam.
+    let long = "word ".repeat(400) + "x";
+    let p = prose(&vec![long.as_str(); 2_000]);
+    assert!(!blocked(&set, &p));
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
