@@ -7,6 +7,12 @@
 //!   allow-list words sprinkled in.
 //! * `stream/*`: cost per streamed chunk of a 4 KB clean answer pushed in
 //!   chunks of 4, 8 and 16 bytes (the reported time is total / chunks).
+//! * `prompt/*`: the prompt scan (normalised views, seams) against the raw
+//!   scan of the same text in the same run, seed plus detectors: clean ASCII
+//!   prose (1 KB, 64 KB), prose full of non-ASCII (accents, Cyrillic, CJK,
+//!   fullwidth, emoji with variation selectors, zero-width characters), and a
+//!   chat request of 8 messages with two tools (raw = each text scanned on its
+//!   own, as the prompt guard did before).
 //!
 //! Targets: >= 200 MB/s prompt scanning with the seed patterns, <= 5 µs
 //! added per streamed chunk.
@@ -20,8 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airgate::guard::{
-    Action, AuditLevel, GuardLimits, PatternSet, RuleSpec, ScanOutcome, StreamScanner, StreamStep,
-    DETECTORS,
+    Action, AuditLevel, GuardLimits, PatternSet, Prompt, PromptOutcome, RuleSpec, ScanOutcome,
+    StreamScanner, StreamStep, TextKind, DETECTORS,
 };
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -308,5 +314,138 @@ fn bench_stream(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_scan, bench_stream);
+/// `prose` with every fourth word replaced by non-ASCII text that matches no rule.
+fn non_ascii_prose(len: usize) -> String {
+    const FOREIGN: &[&str] = &[
+        "café",
+        "naïve",
+        "Zürich",
+        "Привет",
+        "東京の天気",
+        "❤\u{fe0f}",
+        "ｆｕｌｌ",
+        "con\u{200b}tract",
+        "résumé",
+        "Ωμέγα",
+        "👩\u{200d}💻",
+        "e\u{301}te\u{301}",
+    ];
+    let mut out = String::with_capacity(len + 64);
+    for (i, word) in prose(len, false).split(' ').enumerate() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(if i % 4 == 3 {
+            FOREIGN[(i / 4) % FOREIGN.len()]
+        } else {
+            word
+        });
+        if out.len() >= len {
+            break;
+        }
+    }
+    out
+}
+
+/// A chat request's texts: a system prompt, 7 turns of ~500 bytes, and two tools with a
+/// JSON schema each (names, descriptions, keys, enum values).
+fn chat_request() -> Vec<(String, TextKind)> {
+    let mut texts = vec![(prose(300, false), TextKind::Prose)];
+    for turn in 0..7 {
+        texts.push((format!("user{turn}"), TextKind::Field));
+        texts.push((prose(480 + turn * 7, turn % 2 == 0), TextKind::Prose));
+    }
+    for (name, props) in [
+        ("lookup_order", ["order_id", "region", "currency"]),
+        ("schedule_meeting", ["attendees", "start_time", "agenda"]),
+    ] {
+        texts.push((name.to_string(), TextKind::Field));
+        texts.push((prose(160, false), TextKind::Field));
+        for word in ["type", "object", "properties"] {
+            texts.push((word.to_string(), TextKind::Field));
+        }
+        for prop in props {
+            texts.push((prop.to_string(), TextKind::Field));
+            texts.push(("type".to_string(), TextKind::Field));
+            texts.push(("string".to_string(), TextKind::Field));
+            texts.push(("description".to_string(), TextKind::Field));
+            texts.push((prose(60, false), TextKind::Field));
+        }
+    }
+    texts
+}
+
+fn prompt_of(texts: &[(String, TextKind)]) -> Prompt {
+    let mut p = Prompt::new();
+    for (t, k) in texts {
+        p.push(t, *k);
+    }
+    p
+}
+
+fn assert_prompt_clean(set: &PatternSet, p: &Prompt) {
+    match set.scan_prompt(p, &mut set.budget()) {
+        PromptOutcome::Clean { findings, redacted }
+            if findings.is_empty() && redacted.is_empty() => {}
+        other => panic!("bench prompt is not clean: {other:?}"),
+    }
+}
+
+fn bench_prompt(c: &mut Criterion) {
+    let set = seed_with_detectors_set();
+    let mut group = c.benchmark_group("prompt");
+    group.sample_size(10);
+    let cases = [
+        ("ascii", "1KB", prose(1024, false)),
+        ("ascii", "64KB", prose(64 * 1024, false)),
+        ("non-ascii", "1KB", non_ascii_prose(1024)),
+        ("non-ascii", "64KB", non_ascii_prose(64 * 1024)),
+    ];
+    for (kind, size, text) in &cases {
+        assert_clean(&set, text);
+        let p = prompt_of(&[(text.clone(), TextKind::Prose)]);
+        assert_prompt_clean(&set, &p);
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new(format!("{kind}/raw"), size),
+            text,
+            |b, t| b.iter(|| black_box(set.scan(black_box(t), &mut set.budget()))),
+        );
+        group.bench_with_input(
+            BenchmarkId::new(format!("{kind}/prompt"), size),
+            &p,
+            |b, p| b.iter(|| black_box(set.scan_prompt(black_box(p), &mut set.budget()))),
+        );
+    }
+    let texts = chat_request();
+    let bytes: usize = texts.iter().map(|(t, _)| t.len()).sum();
+    for (t, _) in &texts {
+        assert_clean(&set, t);
+    }
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function(
+        BenchmarkId::new("chat+tools/raw", format!("{}texts", texts.len())),
+        |b| {
+            b.iter(|| {
+                let mut budget = set.budget();
+                for (t, _) in &texts {
+                    black_box(set.scan(black_box(t), &mut budget));
+                }
+            })
+        },
+    );
+    group.bench_function(
+        BenchmarkId::new("chat+tools/prompt", format!("{}texts", texts.len())),
+        |b| {
+            b.iter(|| {
+                // Building the joined prompt is part of the cost.
+                let p = prompt_of(black_box(&texts));
+                black_box(set.scan_prompt(&p, &mut set.budget()))
+            })
+        },
+    );
+    group.finish();
+}
+
+criterion_group!(benches, bench_scan, bench_stream, bench_prompt);
 criterion_main!(benches);

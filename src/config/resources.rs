@@ -258,6 +258,11 @@ pub struct ContentGuardSpec {
     /// Maximum characters of a streamed response held back for scanning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_holdback_chars: Option<usize>,
+    /// AirGate extension: match regex patterns against the prompt's confusables skeleton too
+    /// (non-ASCII look-alikes such as Cyrillic `о` read as ASCII `o`), as the built-in
+    /// detectors always are. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_confusables: Option<bool>,
 }
 
 /// One content-guard pattern: exactly one of `regex` or `detector`.

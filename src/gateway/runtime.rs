@@ -291,7 +291,8 @@ pub fn compile_guard(
     }
     let block: Vec<RuleSpec> = spec.block_patterns.iter().map(rule_spec).collect();
     let allow: Vec<RuleSpec> = spec.allow_patterns.iter().map(rule_spec).collect();
-    let set = PatternSet::compile(&block, &allow, limits)?;
+    let set = PatternSet::compile(&block, &allow, limits)?
+        .match_confusables(spec.match_confusables.unwrap_or(false));
     Ok(Some(GuardPolicy {
         set: Arc::new(set),
         scan_prompts: spec.scan_prompts,

@@ -2,6 +2,7 @@
 
 use super::detectors::{self, Validator};
 use super::hir_tools::{fancy_reach, max_chars, prefix_dfa};
+use super::normalize::{self, Fold};
 use super::{
     static_check, Action, AuditLevel, GuardLimits, PatternError, RuleSpec, ScanBudget, ScanOutcome,
     MAX_COMPILED_BYTES, MAX_PATTERN_CHARS,
@@ -33,6 +34,12 @@ pub(crate) struct Rule {
     pub validator: Option<Validator>,
     /// Max chars of text this rule needs to hold back (None = unbounded).
     pub reach_chars: Option<usize>,
+    /// The view of a prompt this rule matches (answers are always matched raw).
+    pub fold: Fold,
+    /// A user pattern that names no character the confusables skeleton replaces, so it may
+    /// be matched against the skeleton (`matchConfusables`); detectors always are.
+    pub skeleton_ok: bool,
+    pub detector: bool,
 }
 
 /// Matcher runtime error (fail closed).
@@ -174,6 +181,16 @@ impl PatternSet {
     pub fn scan(&self, text: &str, budget: &mut ScanBudget) -> ScanOutcome {
         super::engine::scan_whole(self, text, budget)
     }
+
+    /// `matchConfusables`: user patterns (that name no look-alike character themselves) are
+    /// matched against the prompt's confusables skeleton too, as the built-in detectors always
+    /// are. Answers are not affected (see the module docs).
+    pub fn match_confusables(mut self, on: bool) -> Self {
+        for rule in self.rules.iter_mut().filter(|r| !r.detector) {
+            rule.fold.confusables = on && rule.skeleton_ok;
+        }
+        self
+    }
 }
 
 /// The `RegexSet` over the (linear) block-list rules, with the same syntax
@@ -251,6 +268,34 @@ fn compile_rule(
         }
     };
     let ((matcher, reach_chars, back), validator) = compiled;
+    let is_detector = spec.detector.is_some();
+    let (fold, skeleton_ok) = match &spec.regex {
+        Some(pattern) if !is_detector => {
+            // Fancy patterns do not parse here; their literal text is still checked.
+            let hir = regex_syntax::ParserBuilder::new()
+                .nest_limit(NEST_LIMIT)
+                .build()
+                .parse(pattern)
+                .ok();
+            let marks = normalize::pattern_names(pattern, hir.as_ref(), normalize::is_mark);
+            let look_alikes =
+                normalize::pattern_names(pattern, hir.as_ref(), normalize::is_confusable);
+            (
+                Fold {
+                    strip_marks: !marks,
+                    confusables: false,
+                },
+                !look_alikes,
+            )
+        }
+        _ => (
+            Fold {
+                strip_marks: true,
+                confusables: true,
+            },
+            true,
+        ),
+    };
     Ok((
         Rule {
             label: spec.name.clone().unwrap_or(label_default),
@@ -263,6 +308,9 @@ fn compile_rule(
             matcher,
             validator,
             reach_chars,
+            fold,
+            skeleton_ok,
+            detector: is_detector,
         },
         back,
     ))

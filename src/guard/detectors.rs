@@ -19,17 +19,21 @@ pub(crate) struct Detector {
     pub validator: Option<Validator>,
 }
 
+/// Word boundaries are ASCII (`(?-u:\b)`): a non-ASCII letter next to a number or an address
+/// counts as a separator, so a candidate glued to one is still found. With Unicode `\b`, the
+/// regex engines leave their DFAs on the first non-ASCII byte: the six detectors scanned 64 KB
+/// of mixed-script prose at 5-8 MiB/s (IBAN alone 29 MiB/s, 540 with ASCII boundaries).
 pub(crate) fn lookup(name: &str) -> Option<Detector> {
     let (pattern, validator): (&'static str, Option<Validator>) = match name {
         // 13-19 digits, optional single space or dash between digits.
-        "credit_card" => (r"\b[0-9](?:[ -]?[0-9]){12,18}\b", Some(luhn_ok)),
-        "us_ssn" => (r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b", Some(ssn_ok)),
+        "credit_card" => (r"(?-u:\b)[0-9](?:[ -]?[0-9]){12,18}(?-u:\b)", Some(luhn_ok)),
+        "us_ssn" => (r"(?-u:\b)[0-9]{3}-[0-9]{2}-[0-9]{4}(?-u:\b)", Some(ssn_ok)),
         "iban" => (
-            r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
+            r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?-u:\b)",
             Some(iban_ok),
         ),
         "email" => (
-            r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,4}[A-Za-z]{2,24}\b",
+            r"(?-u:\b)[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,4}[A-Za-z]{2,24}(?-u:\b)",
             None,
         ),
         "private_key" => (
@@ -38,10 +42,10 @@ pub(crate) fn lookup(name: &str) -> Option<Detector> {
         ),
         "secret_key" => (
             concat!(
-                r"\b(?:",
-                r"(?:AKIA|ASIA)[A-Z0-9]{16}\b",
-                r"|gh[pousr]_[A-Za-z0-9]{36}\b",
-                r"|github_pat_[A-Za-z0-9_]{22,100}\b",
+                r"(?-u:\b)(?:",
+                r"(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)",
+                r"|gh[pousr]_[A-Za-z0-9]{36}(?-u:\b)",
+                r"|github_pat_[A-Za-z0-9_]{22,100}(?-u:\b)",
                 r"|xox[baprs]-[A-Za-z0-9-]{10,100}",
                 r"|sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,200}",
                 r"|eyJ[A-Za-z0-9_-]{5,300}\.eyJ[A-Za-z0-9_-]{5,1000}\.[A-Za-z0-9_-]{10}",

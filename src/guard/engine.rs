@@ -176,7 +176,14 @@ fn advance(
     Ok(out)
 }
 
-fn merge(spans: &mut [(usize, usize)]) -> Vec<(usize, usize)> {
+/// Every match of one rule in a whole text (the same leftmost-first loop as [`scan_whole`],
+/// validators applied), for the prompt scan, which resolves allow-list containment itself.
+pub(crate) fn rule_hits(rule: &Rule, hay: &str) -> Result<Vec<(usize, usize)>, FailReason> {
+    let mut frontier = 0;
+    advance(rule, hay, 0, &mut frontier, true, None)
+}
+
+pub(crate) fn merge(spans: &mut [(usize, usize)]) -> Vec<(usize, usize)> {
     spans.sort_unstable();
     let mut merged: Vec<(usize, usize)> = Vec::new();
     for &(s, e) in spans.iter() {

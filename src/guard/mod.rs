@@ -50,6 +50,21 @@
 //! Every pass charges the bytes it scans to the request's [`ScanBudget`];
 //! running out is a fail-closed [`FailReason::ScanBudgetExceeded`].
 //!
+//! ## Prompts: normalised views, seams
+//!
+//! [`PatternSet::scan`] and [`StreamScanner`] match raw text (answers). The
+//! prompt scan, [`PatternSet::scan_prompt`], matches each rule against its
+//! *view* of a request's texts (`normalize`: invisible characters removed,
+//! NFKC, combining marks removed unless the pattern names one, the ASCII
+//! confusables skeleton of `confusables` for detectors and, with
+//! `matchConfusables`, user patterns), joins the texts with line breaks and
+//! also matches across the seams of running text (`prompt`), then maps every
+//! match back to original offsets, applying the whole-text semantics above to
+//! the mapped matches. A pure-ASCII request is every rule's view as it is.
+//! Answers stay raw because the streaming proof below is over the raw text and
+//! normalisation is not chunk-local (a mark in the next chunk changes the
+//! view of the character before it); see docs/guard.md.
+//!
 //! ## Prefilter and allow skipping (whole text)
 //!
 //! When every rule is linear and there are at least three block-list rules,
@@ -142,9 +157,14 @@
 //! an incomplete UTF-8 tail between calls (invalid bytes become U+FFFD).
 
 mod compile;
+mod confusables;
 mod detectors;
 mod engine;
 mod hir_tools;
+mod normalize;
+mod prompt;
+#[cfg(test)]
+mod prompt_tests;
 mod static_check;
 #[cfg(test)]
 mod tests;
@@ -154,6 +174,7 @@ use serde::{Deserialize, Serialize};
 pub use compile::PatternSet;
 pub use detectors::DETECTORS;
 pub use engine::StreamScanner;
+pub use prompt::{Prompt, PromptOutcome, TextKind};
 
 /// Maximum length of a tenant pattern, in characters.
 pub const MAX_PATTERN_CHARS: usize = 1_000;

@@ -434,6 +434,15 @@ fn email_detector() {
 }
 
 #[test]
+fn detector_boundaries_are_ascii() {
+    // A non-ASCII letter glued to a candidate is a separator, not part of a longer word.
+    assert_eq!(fires("email", "écrire àbob@example.com"), Some((10, 25)));
+    assert_eq!(fires("credit_card", "n°4111111111111111é"), Some((3, 19)));
+    // ASCII letters still are word characters.
+    assert!(fires("credit_card", "x4111111111111111").is_none());
+}
+
+#[test]
 fn private_key_detector() {
     for tp in [
         "-----BEGIN RSA PRIVATE KEY-----\nMIIE...",
