@@ -11,9 +11,7 @@ mod prompt;
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
-
-use crate::guard::{FailReason, Finding, PatternSet, ScanBudget, ScanOutcome};
+use crate::guard::{FailReason, Finding, PatternSet};
 
 pub use answer::{scan_response, StreamGuard, StreamVerdict};
 pub use prompt::scan_request;
@@ -75,63 +73,4 @@ pub struct Scan {
     /// Audit and redact findings that let the text through.
     pub findings: Vec<Finding>,
     pub refusal: Option<Refusal>,
-}
-
-/// A message's `content` (string or parts), `refusal`, and tool call arguments.
-pub(super) fn message_texts<'a>(
-    message: &'a mut Map<String, Value>,
-    out: &mut Vec<&'a mut String>,
-) {
-    for (key, value) in message.iter_mut() {
-        match (key.as_str(), value) {
-            ("content" | "refusal", Value::String(text)) => out.push(text),
-            ("content", Value::Array(parts)) => {
-                for part in parts.iter_mut().filter_map(Value::as_object_mut) {
-                    if let Some(Value::String(text)) = part.get_mut("text") {
-                        out.push(text);
-                    }
-                }
-            }
-            ("tool_calls", Value::Array(calls)) => {
-                for call in calls.iter_mut() {
-                    if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
-                        out.push(args);
-                    }
-                }
-            }
-            ("function_call", Value::Object(call)) => {
-                if let Some(Value::String(args)) = call.get_mut("arguments") {
-                    out.push(args);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-pub(super) fn scan_texts(
-    set: &PatternSet,
-    texts: Vec<&mut String>,
-    budget: &mut ScanBudget,
-) -> Scan {
-    let mut scan = Scan::default();
-    for text in texts {
-        match set.scan(text, budget) {
-            ScanOutcome::Clean { findings, redacted } => {
-                scan.findings.extend(findings);
-                if let Some(redacted) = redacted {
-                    *text = redacted;
-                }
-            }
-            ScanOutcome::Violation { finding } => {
-                scan.refusal = Some(Refusal::Violation(finding));
-                return scan;
-            }
-            ScanOutcome::Failed { rule, reason } => {
-                scan.refusal = Some(Refusal::Failed { rule, reason });
-                return scan;
-            }
-        }
-    }
-    scan
 }
