@@ -133,6 +133,10 @@ pub struct ServeArgs {
     /// terminationGracePeriodSeconds.
     #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: std::time::Duration,
+    /// Open connections on the public listener at most; past it new ones are closed at once
+    /// (counted in airgate_connections_refused_total).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
     /// Serve the public listener over TLS with this certificate chain (PEM, leaf first); reloaded
     /// when the file changes. Needs --tls-key.
     #[arg(long, requires = "tls_key")]
@@ -435,11 +439,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .detail("warnings", loaded.warnings.len()),
     );
     let public_shutdown = Shutdown::default();
+    let public_limits = ServerLimits {
+        shutdown_grace: args.shutdown_grace,
+        max_connections: args.max_connections.max(1),
+        ..ServerLimits::default()
+    };
     let state = Arc::new(
         AppState::new(snapshot, Arc::clone(&metrics), audit)
             .with_access(limiter, trusted_proxies)
             .with_access_log(access_log)
-            .with_shutdown(public_shutdown.clone()),
+            .with_shutdown(public_shutdown.clone())
+            .with_listener_stats(Arc::clone(&public_limits.stats)),
     );
     let (listen, admin_listen) = (args.listen, args.admin_listen);
     let public = TcpListener::bind(listen)
@@ -449,7 +459,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {admin_listen}"))?;
     tracing::info!(listen = %public.local_addr()?, admin = %admin.local_addr()?, gateways = state.snapshot.load().len(), tls = tls.is_some(), mtls = args.tls_client_ca.is_some(), "airgate serving");
-    let limits = ServerLimits {
+    let admin_limits = ServerLimits {
         shutdown_grace: args.shutdown_grace,
         ..ServerLimits::default()
     };
@@ -457,7 +467,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let public_task = tokio::spawn(server::serve_with_tls(
         public,
         server::public_router(Arc::clone(&state)),
-        limits.clone(),
+        public_limits,
         tls,
         public_shutdown.clone(),
     ));
@@ -466,7 +476,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin_task = tokio::spawn(server::serve(
         admin,
         server::admin_router(Arc::clone(&state)),
-        limits,
+        admin_limits,
         admin_shutdown.clone(),
     ));
     wait_for_signal().await;

@@ -108,3 +108,101 @@ async fn smuggling_is_refused_after_clean_keep_alive_requests() {
     assert_eq!(statuses[2], "HTTP/1.1 400 Bad Request", "{statuses:?}");
     assert_eq!(backend.requests(), 2);
 }
+
+async fn gateway_with_limits(limits: airgate::server::ServerLimits) -> (TestGateway, MockServer) {
+    let backend = MockServer::start(MockConfig::named("a")).await.unwrap();
+    let yaml = GatewayYaml::new().backend(BackendYaml::new("a", &backend.url()));
+    (
+        TestGateway::start_with_limits(&yaml.render(), limits).await,
+        backend,
+    )
+}
+
+/// Whether the server closed `socket` within `wait` (a read returns end of file or an error).
+async fn closed_within(socket: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn connections_that_never_send_a_byte_are_closed_after_the_header_timeout() {
+    let limits = airgate::server::ServerLimits {
+        header_read_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (gw, _backend) = gateway_with_limits(limits).await;
+    let mut silent = Vec::new();
+    for _ in 0..50 {
+        silent.push(TcpStream::connect(gw.addr).await.unwrap());
+    }
+    for socket in silent.iter_mut() {
+        assert!(
+            closed_within(socket, Duration::from_secs(3)).await,
+            "a silent connection stayed open"
+        );
+    }
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
+    let limits = airgate::server::ServerLimits {
+        header_read_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (gw, _backend) = gateway_with_limits(limits).await;
+    let mut socket = TcpStream::connect(gw.addr).await.unwrap();
+    socket
+        .write_all(b"GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut socket)
+        .await
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+    assert!(
+        closed_within(&mut socket, Duration::from_secs(3)).await,
+        "an idle keep-alive connection stayed open"
+    );
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_at_once_and_counted() {
+    let limits = airgate::server::ServerLimits {
+        max_connections: 5,
+        ..Default::default()
+    };
+    let stats = std::sync::Arc::clone(&limits.stats);
+    let (gw, _backend) = gateway_with_limits(limits).await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(TcpStream::connect(gw.addr).await.unwrap());
+    }
+    // The accept loop has taken the five (the next one is refused only once they are open).
+    for _ in 0..100 {
+        if stats.open() == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(stats.open(), 5);
+    let mut extra = TcpStream::connect(gw.addr).await.unwrap();
+    assert!(closed_within(&mut extra, Duration::from_secs(2)).await);
+    assert_eq!(stats.refused(), 1);
+    // Closing one makes room again.
+    drop(held.pop());
+    for _ in 0..100 {
+        if stats.open() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let statuses = in_turn(&gw, &[b"GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n"]).await;
+    assert_eq!(statuses[0], "HTTP/1.1 200 OK");
+}

@@ -1,10 +1,13 @@
-//! The accept loop, on hyper directly so that every limit is explicit: the header read timeout
-//! (a slow-loris client is cut off without holding anything for others), HTTP/2 concurrent
-//! streams, keep-alive, and graceful shutdown. TLS, when configured, is [`super::tls`]: a
+//! The accept loop, on hyper directly so that every limit is explicit: a cap on open
+//! connections, a deadline for a connection's first byte ([`super::first_byte`]) and the header
+//! read timeout (a slow-loris client is cut off without holding anything for others), HTTP/2
+//! concurrent streams, keep-alive, and graceful shutdown. TLS, when configured, is [`super::tls`]: a
 //! connection's handshake runs in its own task, and the framing inspector wraps the decrypted IO.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -16,6 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use super::first_byte::FirstByteDeadline;
 use super::framing::{InspectedIo, Taint};
 use super::shutdown::{Shutdown, CUT_FLUSH};
 use super::tls::ServerTls;
@@ -29,6 +33,42 @@ pub struct ServerLimits {
     pub max_header_bytes: usize,
     /// Time given to open requests and streams to finish at shutdown, before they are cut.
     pub shutdown_grace: Duration,
+    /// Open connections at most; past it a new connection is closed at once (a file
+    /// descriptor and a task per connection are the cost a flood must not exhaust).
+    pub max_connections: usize,
+    /// Where the listener counts its connections (read by the metrics).
+    pub stats: Arc<ListenerStats>,
+}
+
+/// Connection counts of one listener.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    open: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl ListenerStats {
+    /// Connections open now.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed at once because `max_connections` were open (since start).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a connection as open until dropped (with the connection's task).
+struct OpenConnection {
+    stats: Arc<ListenerStats>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Default for ServerLimits {
@@ -38,6 +78,8 @@ impl Default for ServerLimits {
             http2_max_concurrent_streams: 256,
             max_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(25),
+            max_connections: 10_000,
+            stats: Arc::default(),
         }
     }
 }
@@ -77,6 +119,7 @@ pub async fn serve_with_tls(
     // Connection tasks, so that those still open after the cut can be ended (and their
     // streams' records written) before the process exits.
     let mut connections = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         while connections.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
@@ -91,6 +134,17 @@ pub async fn serve_with_tls(
                 }
             },
         };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            // Closed at once, so the client learns now instead of hanging in the backlog.
+            limits.stats.refused.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        limits.stats.open.fetch_add(1, Ordering::Relaxed);
+        let open = OpenConnection {
+            stats: Arc::clone(&limits.stats),
+            _permit: permit,
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         // The TLS handshake runs in the connection's task, not in this loop, so a slow client
@@ -98,6 +152,7 @@ pub async fn serve_with_tls(
         let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         let handshake_timeout = limits.header_read_timeout;
         connections.spawn(async move {
+            let _open = open;
             let (stream, identity) =
                 match super::tls::accept(tls.as_ref(), stream, handshake_timeout).await {
                     Ok(accepted) => accepted,
@@ -107,6 +162,7 @@ pub async fn serve_with_tls(
                     }
                 };
             let taint = Taint::default();
+            let stream = FirstByteDeadline::new(stream, handshake_timeout);
             let io = InspectedIo::new(stream, taint.clone());
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {

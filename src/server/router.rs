@@ -160,6 +160,7 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
         .route(
             "/metrics",
             get(|State(state): State<Arc<AppState>>| async move {
+                state.metrics.sync_process(state.process_counts());
                 (
                     [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
                     state.metrics.render(),

@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::Shutdown;
+use super::{ListenerStats, Shutdown};
 use crate::access::{IpNet, RateLimiter};
 use crate::gateway::Snapshot;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::audit::AuditLog;
+use crate::telemetry::metrics::ProcessCounts;
 use crate::telemetry::Metrics;
 
 pub struct AppState {
@@ -23,6 +24,8 @@ pub struct AppState {
     /// The public listener's shutdown: draining makes `/readyz` 503; a cut ends open streams
     /// and requests.
     pub shutdown: Shutdown,
+    /// The public listener's connection counts, for the metrics.
+    pub listener_stats: Arc<ListenerStats>,
 }
 
 impl AppState {
@@ -35,6 +38,24 @@ impl AppState {
             limiter: RateLimiter::memory(),
             trusted_proxies: Vec::new(),
             shutdown: Shutdown::default(),
+            listener_stats: Arc::default(),
+        }
+    }
+
+    /// Shares the public listener's connection counts with the metrics.
+    pub fn with_listener_stats(mut self, stats: Arc<ListenerStats>) -> Self {
+        self.listener_stats = stats;
+        self
+    }
+
+    /// The counts other parts of the process keep, for a scrape.
+    pub fn process_counts(&self) -> ProcessCounts {
+        ProcessCounts {
+            connections_open: self.listener_stats.open(),
+            connections_refused: self.listener_stats.refused(),
+            audit_dropped: self.audit.dropped(),
+            audit_sink_errors: self.audit.sink_errors(),
+            access_log_dropped: self.access_log.dropped(),
         }
     }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use crate::access::{FailurePolicy, RedisFailure, RedisOptions};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Request-duration buckets in seconds, from sub-millisecond proxying to long generations.
@@ -59,6 +60,68 @@ pub struct Metrics {
     auth_failures: IntCounterVec,
     rate_limited: IntCounterVec,
     rate_limit_store_errors: IntCounterVec,
+    process: ProcessMetrics,
+}
+
+/// Counts kept by other parts of the process (the listener, the log writers) as atomics, copied
+/// into the registry at each scrape ([`Metrics::sync_process`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessCounts {
+    pub connections_open: u64,
+    pub connections_refused: u64,
+    pub audit_dropped: u64,
+    pub audit_sink_errors: u64,
+    pub access_log_dropped: u64,
+}
+
+struct ProcessMetrics {
+    connections_open: IntGauge,
+    connections_refused: IntCounter,
+    audit_dropped: IntCounter,
+    audit_sink_errors: IntCounter,
+    access_log_dropped: IntCounter,
+}
+
+impl ProcessMetrics {
+    fn try_new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let gauge = IntGauge::new(name, help)?;
+            registry.register(Box::new(gauge.clone()))?;
+            Ok(gauge)
+        };
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let counter = IntCounter::new(name, help)?;
+            registry.register(Box::new(counter.clone()))?;
+            Ok(counter)
+        };
+        Ok(Self {
+            connections_open: gauge(
+                "airgate_connections_open",
+                "Connections open on the public listener.",
+            )?,
+            connections_refused: counter(
+                "airgate_connections_refused_total",
+                "Connections closed at once because the public listener had --max-connections open.",
+            )?,
+            audit_dropped: counter(
+                "airgate_audit_dropped_total",
+                "Audit records dropped because the audit queue was full (the sink is slow or down).",
+            )?,
+            audit_sink_errors: counter(
+                "airgate_audit_sink_errors_total",
+                "Audit sink failures: failed connects or TLS handshakes to the collector, failed writes.",
+            )?,
+            access_log_dropped: counter(
+                "airgate_access_log_dropped_total",
+                "Access-log lines dropped because the access-log queue was full.",
+            )?,
+        })
+    }
+}
+
+/// Raises a counter to a monotonic source's value.
+fn catch_up(counter: &IntCounter, value: u64) {
+    counter.inc_by(value.saturating_sub(counter.get()));
 }
 
 impl Metrics {
@@ -276,7 +339,9 @@ impl Metrics {
         registry.register(Box::new(genai_ttft.clone()))?;
         registry.register(Box::new(genai_tpot.clone()))?;
         registry.register(Box::new(build_info))?;
+        let process = ProcessMetrics::try_new(&registry)?;
         Ok(Self {
+            process,
             registry,
             cache_requests,
             cache_lookup,
@@ -456,6 +521,17 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
+    /// Copies the process counts into the registry (before a scrape).
+    pub fn sync_process(&self, counts: ProcessCounts) {
+        let p = &self.process;
+        p.connections_open
+            .set(i64::try_from(counts.connections_open).unwrap_or(i64::MAX));
+        catch_up(&p.connections_refused, counts.connections_refused);
+        catch_up(&p.audit_dropped, counts.audit_dropped);
+        catch_up(&p.audit_sink_errors, counts.audit_sink_errors);
+        catch_up(&p.access_log_dropped, counts.access_log_dropped);
+    }
+
     pub fn render(&self) -> String {
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
@@ -505,6 +581,36 @@ fn status_class(status: u16) -> &'static str {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_counts_are_exported_and_counters_only_rise() {
+        let m = Metrics::try_new().unwrap();
+        let mut counts = ProcessCounts {
+            connections_open: 3,
+            connections_refused: 2,
+            audit_dropped: 7,
+            audit_sink_errors: 1,
+            access_log_dropped: 4,
+        };
+        m.sync_process(counts);
+        m.sync_process(counts);
+        let text = m.render();
+        for line in [
+            "airgate_connections_open 3",
+            "airgate_connections_refused_total 2",
+            "airgate_audit_dropped_total 7",
+            "airgate_audit_sink_errors_total 1",
+            "airgate_access_log_dropped_total 4",
+        ] {
+            assert!(text.contains(line), "missing {line:?}");
+        }
+        counts.connections_open = 1;
+        counts.audit_dropped = 9;
+        m.sync_process(counts);
+        let text = m.render();
+        assert!(text.contains("airgate_connections_open 1"));
+        assert!(text.contains("airgate_audit_dropped_total 9"));
+    }
 
     #[test]
     fn renders_counters_with_their_labels() {
