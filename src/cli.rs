@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access::{FailurePolicy, IpNet, RateLimiter};
 use crate::cache::Embedder;
 use crate::config::{self, Enforcement, LoadedConfig};
+use crate::gateway::body::BodyBudget;
 use crate::gateway::runtime::compile_guard;
 use crate::gateway::runtime::BuildContext;
 use crate::gateway::Snapshot;
@@ -137,6 +138,10 @@ pub struct ServeArgs {
     /// (counted in airgate_connections_refused_total).
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Request bodies buffered at once, process-wide (e.g. `256MiB`); past it requests get 503
+    /// with retry-after before more of their body is read.
+    #[arg(long, default_value = "256MiB")]
+    pub body_memory_budget: String,
     /// Serve the public listener over TLS with this certificate chain (PEM, leaf first); reloaded
     /// when the file changes. Needs --tls-key.
     #[arg(long, requires = "tls_key")]
@@ -438,6 +443,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .detail("apis", loaded.apis.len())
         .detail("warnings", loaded.warnings.len()),
     );
+    let body_budget = args
+        .body_memory_budget
+        .parse::<config::ByteSize>()
+        .map_err(|e| anyhow::anyhow!("--body-memory-budget: {e}"))?
+        .0;
     let public_shutdown = Shutdown::default();
     let public_limits = ServerLimits {
         shutdown_grace: args.shutdown_grace,
@@ -449,7 +459,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_access(limiter, trusted_proxies)
             .with_access_log(access_log)
             .with_shutdown(public_shutdown.clone())
-            .with_listener_stats(Arc::clone(&public_limits.stats)),
+            .with_listener_stats(Arc::clone(&public_limits.stats))
+            .with_body_budget(BodyBudget::new(body_budget)),
     );
     let (listen, admin_listen) = (args.listen, args.admin_listen);
     let public = TcpListener::bind(listen)

@@ -66,6 +66,9 @@ pub enum ApiError {
     /// A backend's own non-retriable error answer, normalised, with its status.
     #[error("{}", body.error.message)]
     Upstream { status: u16, body: ErrorBody },
+    /// The process-wide memory budget for buffered request bodies is used up.
+    #[error("The gateway is at its memory budget for request bodies; retry shortly")]
+    Overloaded,
     /// The gateway is shutting down and the grace period for this request is over.
     #[error("The gateway is shutting down; retry the request")]
     ShuttingDown,
@@ -116,7 +119,7 @@ impl ApiError {
             ApiError::PermissionDenied(_) | ApiError::ContentPolicy { .. } => StatusCode::FORBIDDEN,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::NoBackendAvailable { .. } | ApiError::ShuttingDown => {
+            ApiError::NoBackendAvailable { .. } | ApiError::ShuttingDown | ApiError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::UpstreamRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -143,6 +146,7 @@ impl ApiError {
             ApiError::UpstreamRateLimited { .. } => "upstream_rate_limited",
             ApiError::Upstream { .. } => "upstream_error",
             ApiError::ShuttingDown => "gateway_shutdown",
+            ApiError::Overloaded => "gateway_overloaded",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -203,6 +207,9 @@ impl ApiError {
                 Some("upstream_rate_limited"),
             ),
             ApiError::Upstream { body, .. } => body.error.clone(),
+            ApiError::Overloaded => {
+                ErrorObject::new(self.to_string(), "server_error", Some("gateway_overloaded"))
+            }
             ApiError::ShuttingDown => {
                 ErrorObject::new(self.to_string(), "server_error", Some("gateway_shutdown"))
             }
@@ -250,8 +257,9 @@ impl IntoResponse for ApiError {
             ApiError::RequestTimeout | ApiError::PayloadTooLarge { .. } => {
                 headers.insert("connection", HeaderValue::from_static("close"));
             }
-            // Another replica can answer: the SDK's own retry is welcome here.
-            ApiError::ShuttingDown => {
+            // Another replica can answer, or this one shortly: the SDK's own retry is welcome
+            // here. The unread body stays unread: the connection is closed.
+            ApiError::ShuttingDown | ApiError::Overloaded => {
                 headers.insert("connection", HeaderValue::from_static("close"));
                 headers.insert("retry-after", HeaderValue::from_static("1"));
             }

@@ -206,3 +206,48 @@ async fn connections_past_the_cap_are_closed_at_once_and_counted() {
     let statuses = in_turn(&gw, &[b"GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n"]).await;
     assert_eq!(statuses[0], "HTTP/1.1 200 OK");
 }
+
+/// Many large prompts at once: past the process-wide budget for buffered bodies a request gets
+/// 503 with `retry-after` before its body is read, and the budget comes back when requests end.
+#[tokio::test]
+async fn large_prompts_past_the_body_memory_budget_get_503_before_their_body_is_read() {
+    let backend = MockServer::start(MockConfig::named("a")).await.unwrap();
+    let yaml = GatewayYaml::new().backend(BackendYaml::new("a", &backend.url()));
+    let gw = TestGateway::start_with(
+        &yaml.render(),
+        common::GatewayOptions {
+            body_budget: Some(airgate::gateway::body::BodyBudget::new(1024 * 1024)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let content = "x".repeat(600 * 1024);
+    let body =
+        format!(r#"{{"model":"mock-model","messages":[{{"role":"user","content":"{content}"}}]}}"#);
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    // The first upload declares 600 KiB and sends only its head: its share is reserved.
+    let mut first = TcpStream::connect(gw.addr).await.unwrap();
+    first.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The second does not fit: 503 at once, with nothing of its body sent.
+    let mut second = TcpStream::connect(gw.addr).await.unwrap();
+    second.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_response(&mut second).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("retry-after: 1"), "{answer}");
+    assert!(answer.contains("gateway_overloaded"), "{answer}");
+    // The first completes; its share comes back and the next large prompt is served.
+    first.write_all(body.as_bytes()).await.unwrap();
+    let answer = read_response(&mut first).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(gw.state.body_budget.available(), 1024 * 1024);
+    let mut third = TcpStream::connect(gw.addr).await.unwrap();
+    third.write_all(head.as_bytes()).await.unwrap();
+    third.write_all(body.as_bytes()).await.unwrap();
+    let answer = read_response(&mut third).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -94,6 +94,8 @@ pub struct RequestContext<'a> {
     pub sampled: bool,
     /// Ends the request (503) or its stream (an error event) when the shutdown grace is over.
     pub shutdown: &'a Shutdown,
+    /// The process-wide memory budget for buffered request bodies.
+    pub body_budget: &'a body::BodyBudget,
 }
 
 impl RequestContext<'_> {
@@ -147,11 +149,14 @@ pub async fn handle(
             ..ctx
         };
         let settings = &ctx.gateway.settings;
-        let bytes = body::read(
+        // The reservation holds the body's share of the memory budget until the request is
+        // answered (for a stream: until its head is sent).
+        let (bytes, _body_reservation) = body::read(
             &parts.headers,
             raw_body,
             settings.max_body_bytes,
             settings.body_read_timeout,
+            ctx.body_budget,
         )
         .await?;
         let mut request = AiRequest::parse(endpoint, &bytes)?;

@@ -80,6 +80,7 @@ async fn serve_ai(
         approved: false,
         sampled: false,
         shutdown: &state.shutdown,
+        body_budget: &state.body_budget,
     };
     pipeline::handle(ctx, endpoint, request).await
 }

@@ -6,6 +6,7 @@ use arc_swap::ArcSwap;
 
 use super::{ListenerStats, Shutdown};
 use crate::access::{IpNet, RateLimiter};
+use crate::gateway::body::BodyBudget;
 use crate::gateway::Snapshot;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::audit::AuditLog;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// The public listener's connection counts, for the metrics.
     pub listener_stats: Arc<ListenerStats>,
+    /// Bytes of request bodies buffered at once, process-wide.
+    pub body_budget: BodyBudget,
 }
 
 impl AppState {
@@ -39,7 +42,14 @@ impl AppState {
             trusted_proxies: Vec::new(),
             shutdown: Shutdown::default(),
             listener_stats: Arc::default(),
+            body_budget: BodyBudget::default(),
         }
+    }
+
+    /// Sets the process-wide memory budget for buffered request bodies.
+    pub fn with_body_budget(mut self, budget: BodyBudget) -> Self {
+        self.body_budget = budget;
+        self
     }
 
     /// Shares the public listener's connection counts with the metrics.

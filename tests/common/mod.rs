@@ -29,6 +29,8 @@ pub struct GatewayOptions {
     )>,
     /// TLS on the public listener, and CAs trusted for backends (see the TLS section below).
     pub tls: TlsOptions,
+    /// The memory budget for buffered request bodies (the default when absent).
+    pub body_budget: Option<airgate::gateway::body::BodyBudget>,
 }
 
 /// A running gateway; shuts down on drop.
@@ -66,6 +68,7 @@ impl TestGateway {
             embedder,
             access_log,
             tls,
+            body_budget,
         } = options;
         let loaded = config::parse_str(Path::new("test.yaml"), yaml)
             .unwrap_or_else(|errors| panic!("test config invalid: {errors:?}"));
@@ -97,7 +100,8 @@ impl TestGateway {
             AppState::new(snapshot, metrics, audit)
                 .with_access(limiter.unwrap_or_else(RateLimiter::memory), Vec::new())
                 .with_access_log(access_log)
-                .with_shutdown(public_shutdown.clone()),
+                .with_shutdown(public_shutdown.clone())
+                .with_body_budget(body_budget.unwrap_or_default()),
         );
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
