@@ -312,6 +312,41 @@ async fn token_budget_refuses_up_front_and_settles_with_real_usage() {
     );
 }
 
+/// Two `Authorization` headers, a valid token first and another caller's second (or the
+/// reverse): refused, never read as the first one.
+#[tokio::test]
+async fn duplicate_authorization_headers_are_refused() {
+    let backend = MockServer::start(MockConfig::named("m")).await.unwrap();
+    let secrets = secrets();
+    let yaml = GatewayYaml::new()
+        .backend(BackendYaml::new("m", &backend.url()))
+        .render()
+        + AUTH;
+    let gw = gateway_with(yaml, &secrets, None).await;
+    let alice = format!("Bearer {}", token(valid_claims("alice")));
+    for pair in [
+        [alice.as_str(), "Bearer forged"],
+        ["Bearer forged", alice.as_str()],
+        [alice.as_str(), alice.as_str()],
+    ] {
+        let response = reqwest::Client::new()
+            .post(gw.url("/v1/chat/completions"))
+            .header("authorization", pair[0])
+            .header("authorization", pair[1])
+            .json(&chat_body("mock-model", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        let json: Value = response.json().await.unwrap();
+        assert!(json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than one Authorization header"));
+    }
+    assert_eq!(backend.requests(), 0);
+}
+
 /// The attacker's numbers against a budget of 1,000,000 tokens: one that wrapped the
 /// reservation sum (u64::MAX), one that was read as absent (a float), and `n` multiplying an
 /// in-range `max_tokens` past the budget.

@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::HeaderValue;
 
 use super::framing::Taint;
@@ -25,7 +25,7 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .filter(|v| is_sane_id(v))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let mut response = match smuggling_check(&request) {
+    let mut response = match smuggling_check(&request).or_else(|| ambiguous_credentials(&request)) {
         Some(rejection) => rejection,
         None => {
             request.extensions_mut().insert(RequestId(id.clone()));
@@ -69,6 +69,27 @@ fn smuggling_check(request: &Request<Body>) -> Option<Response> {
         return Some(response);
     }
     None
+}
+
+/// Two `Authorization` headers: which one counts depends on who reads them (AirGate's JWT check
+/// read the first, a service behind an `API` route may read the last), so neither is trusted.
+fn ambiguous_credentials(request: &Request<Body>) -> Option<Response> {
+    if request
+        .headers()
+        .get_all(AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_none()
+    {
+        return None;
+    }
+    Some(
+        ApiError::invalid(
+            "The request carries more than one Authorization header",
+            None,
+        )
+        .into_response(),
+    )
 }
 
 #[cfg(test)]
