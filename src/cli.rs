@@ -13,8 +13,8 @@ use crate::access::{FailurePolicy, IpNet, RateLimiter};
 use crate::cache::Embedder;
 use crate::config::{self, Enforcement, LoadedConfig};
 use crate::gateway::body::BodyBudget;
-use crate::gateway::runtime::compile_guard;
 use crate::gateway::runtime::BuildContext;
+use crate::gateway::runtime::{check_secrets, compile_guard};
 use crate::gateway::Snapshot;
 use crate::routing::BackendTrust;
 use crate::server::shutdown::WRITER_FLUSH;
@@ -46,6 +46,10 @@ pub enum Command {
     Validate {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Also read every secret the resources name from this folder (laid out as `serve`
+        /// reads it) and report each one that is missing or unusable.
+        #[arg(long)]
+        secrets_dir: Option<PathBuf>,
     },
     /// Print the CustomResourceDefinitions of AIGateway and API.
     Crds,
@@ -196,7 +200,7 @@ pub fn enforcement() -> Enforcement {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve(args) => serve(*args).await.map(|()| 0),
-        Command::Validate { paths } => Ok(validate(&paths)),
+        Command::Validate { paths, secrets_dir } => Ok(validate(&paths, secrets_dir.as_deref())),
         Command::Audit(AuditCommand::Verify { files }) => Ok(verify_audit(&files)),
         Command::Crds => {
             print!("{}", config::crds::render()?);
@@ -293,10 +297,21 @@ fn audit_config(args: &ServeArgs) -> anyhow::Result<AuditConfig> {
 }
 
 /// Loads every path; prints errors and warnings one per line; returns 0 when all are valid.
-pub fn validate(paths: &[PathBuf]) -> i32 {
+pub fn validate(paths: &[PathBuf], secrets_dir: Option<&Path>) -> i32 {
     let mut failed = false;
     for path in paths {
-        match load(path) {
+        let checked = load(path).and_then(|loaded| match secrets_dir {
+            None => Ok(loaded),
+            Some(dir) => {
+                let issues = check_secrets(&loaded, dir, &BackendTrust::default());
+                if issues.is_empty() {
+                    Ok(loaded)
+                } else {
+                    Err(issues)
+                }
+            }
+        });
+        match checked {
             Ok(loaded) => {
                 for warning in &loaded.warnings {
                     println!("warning: {warning}");
@@ -412,7 +427,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         backend_trust: &backend_trust,
         embedder,
     };
-    let snapshot = Snapshot::build(&loaded, &build).map_err(anyhow::Error::msg)?;
+    let snapshot = Snapshot::build(&loaded, &build)
+        .map_err(|e| anyhow::anyhow!("{}", crate::redact::credentials(&e)))?;
     let limiter = match &args.redis_url {
         None => RateLimiter::memory(),
         Some(url) => {

@@ -8,7 +8,8 @@
 //! - [`config`]: the `AIGateway` and `API` resources, loading a folder of YAML, validation.
 //! - [`server`]: listeners (public and admin), hostile-HTTP limits, TLS on the public listener,
 //!   the route table.
-//! - [`openai`]: OpenAI wire shapes: errors, the SSE codec.
+//! - [`openai`]: OpenAI wire shapes: errors, the SSE codec, the text-bearing fields of answers.
+//! - [`redact`]: credentials out of error messages and logs.
 //! - [`gateway`]: the AI request pipeline that composes the stages, top to bottom.
 //! - [`guard`]: the content guard: compiled pattern sets, built-in detectors, the streaming scanner.
 //! - [`routing`]: backends, priority groups, balancing, health, the upstream attempts.
@@ -28,6 +29,7 @@ pub mod gateway;
 pub mod guard;
 pub mod mock;
 pub mod openai;
+pub mod redact;
 pub mod routing;
 pub mod server;
 pub mod telemetry;

@@ -156,3 +156,58 @@ fn committed_crds_match_the_code() {
         "k8s/crds.yaml is stale: run `airgate crds > k8s/crds.yaml`"
     );
 }
+
+#[test]
+fn validate_with_a_secrets_dir_reports_every_missing_secret() {
+    let empty = tempfile::tempdir().unwrap();
+    let (code, out) = airgate(&[
+        "validate",
+        &repo("config/seed"),
+        "--secrets-dir",
+        &empty.path().display().to_string(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("payment-gateway.yaml: document 1 (API finance/payment-gateway): spec.authentication.jwt"), "{line}");
+    assert!(line.contains("payment-jwt-secret"), "{line}");
+    let (code, out) = airgate(&[
+        "validate",
+        &repo("config/seed"),
+        "--secrets-dir",
+        &repo("config/seed-secrets"),
+    ]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn credentials_in_a_config_never_reach_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gw.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: hub.traefik.io/v1alpha1\nkind: AIGateway\nmetadata: {name: g}\nspec:\n  backends:\n    - name: a\n      url: \"http://admin:S3cretPass@vllm:8000\"\n      models: [m]\n",
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let (code, out) = airgate(&["validate", &file]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("spec.backends[0].url"), "{out}");
+    assert!(
+        !out.contains("S3cretPass") && !out.contains("admin:"),
+        "{out}"
+    );
+    let (code, out) = airgate(&[
+        "serve",
+        "--config",
+        &file,
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains("S3cretPass"), "{out}");
+}

@@ -4,122 +4,20 @@
 //! with the audit hash chain intact.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::TcpListener as StdListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
 
 use airgate::mock::{MockConfig, MockServer};
+use common::process::{gateway_yaml, GatewayProcess as Gateway};
 use serde_json::Value;
 
 const STREAMS: usize = 20;
 
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Gateway {
-    child: Child,
-    url: String,
-    admin: String,
-    dir: tempfile::TempDir,
-}
-
-impl Gateway {
-    async fn start(backend: &str, grace: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("gateway.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "apiVersion: hub.traefik.io/v1alpha1\nkind: AIGateway\nmetadata:\n  name: gw\n  namespace: test\nspec:\n  backends:\n    - name: a\n      url: {backend}\n      models: [mock-model]\n      timeout: 60s\n  routing:\n    streamIdleTimeout: 60s\n"
-            ),
-        )
-        .unwrap();
-        let (port, admin_port) = (free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_airgate"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
-            .arg("--audit-log")
-            .arg(dir.path().join("audit.jsonl"))
-            .arg("--access-log")
-            .arg(dir.path().join("access.jsonl"))
-            .args(["--shutdown-grace", grace])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let gateway = Gateway {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            admin: format!("http://127.0.0.1:{admin_port}"),
-            dir,
-        };
-        gateway.wait_ready().await;
-        gateway
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(response) = reqwest::get(format!("{}/readyz", self.admin)).await {
-                if response.status() == 200 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the gateway did not become ready");
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit; its exit code and how long it took.
-    fn wait_exit(&mut self, deadline: Duration) -> (i32, Duration) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code().unwrap_or(-1), started.elapsed());
-            }
-            if started.elapsed() > deadline {
-                let _ = self.child.kill();
-                panic!("the gateway did not exit within {deadline:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn lines(&self, file: &str) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join(file))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    fn audit_path(&self) -> PathBuf {
-        self.dir.path().join("audit.jsonl")
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+async fn start(backend: &str, grace: &str) -> Gateway {
+    let yaml = gateway_yaml(backend, "  routing:\n    streamIdleTimeout: 60s\n");
+    Gateway::start(&yaml, &["--shutdown-grace", grace]).await
 }
 
 /// Opens `STREAMS` streamed chat completions; each task returns the `data:` payloads received.
@@ -157,7 +55,7 @@ async fn sigterm_drains_open_streams_and_every_record_is_written() {
     )
     .await
     .unwrap();
-    let mut gateway = Gateway::start(&backend.url(), "20s").await;
+    let mut gateway = start(&backend.url(), "20s").await;
     let streams = open_streams(&gateway.url);
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(
@@ -209,11 +107,11 @@ async fn streams_and_requests_open_past_the_grace_are_cut_and_recorded() {
     let slow = MockServer::start(MockConfig::named("s").latency(Duration::from_secs(60)))
         .await
         .unwrap();
-    let mut gateway = Gateway::start(&backend.url(), "1s").await;
+    let mut gateway = start(&backend.url(), "1s").await;
     let streams = open_streams(&gateway.url);
     tokio::time::sleep(Duration::from_millis(700)).await;
     // The waiting request goes through a second gateway process pointed at the slow backend.
-    let mut waiting_gateway = Gateway::start(&slow.url(), "1s").await;
+    let mut waiting_gateway = start(&slow.url(), "1s").await;
     let waiting = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", waiting_gateway.url))
         .json(&serde_json::json!({"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]}))

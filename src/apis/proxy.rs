@@ -13,6 +13,10 @@ use http_body_util::{BodyExt, Limited};
 
 use super::{max_body_bytes, ApiRoute};
 use crate::error::ApiError;
+use crate::telemetry::log_rate::LogRate;
+
+/// Lines per second about services that failed (a client decides how often it asks).
+static PROXY_LOG: LogRate = LogRate::new(5);
 use crate::openai::{ErrorBody, ErrorObject};
 use crate::server::AppState;
 
@@ -80,7 +84,9 @@ pub async fn forward(
             .into_response()
         }
         Ok(Err(error)) => {
-            tracing::warn!(api = %route.id, error = %error, "API service unreachable");
+            if let Some(suppressed) = PROXY_LOG.admit() {
+                tracing::warn!(api = %route.id, error = %error, suppressed_since_last = suppressed, "API service unreachable");
+            }
             return gateway_error(
                 502,
                 "The service could not be reached",
@@ -93,7 +99,9 @@ pub async fn forward(
     if status.is_informational() {
         // The client's `Upgrade` was not forwarded, so a 101 (or any 1xx as a final answer)
         // would switch the client's connection to a protocol nobody negotiated.
-        tracing::warn!(api = %route.id, status = status.as_u16(), "API service answered 1xx");
+        if let Some(suppressed) = PROXY_LOG.admit() {
+            tracing::warn!(api = %route.id, status = status.as_u16(), suppressed_since_last = suppressed, "API service answered 1xx");
+        }
         return gateway_error(
             502,
             "The service answered with an informational status",

@@ -75,14 +75,16 @@ pub struct ConfigIssue {
 }
 
 impl ConfigIssue {
-    /// An issue about a whole file.
+    /// An issue about a whole file. Credentials the message quotes (a URL's password, a
+    /// token) are redacted here, so no caller can print them.
     pub fn new(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        let message = message.into();
         ConfigIssue {
             file: file.into(),
             document: None,
             resource: None,
             field: None,
-            message: message.into(),
+            message: crate::redact::credentials(&message).into_owned(),
         }
     }
 

@@ -6,7 +6,11 @@ use std::sync::Arc;
 use super::content_filter::Refusal;
 use crate::guard::{Action, AuditLevel, Finding};
 use crate::telemetry::audit::{AuditEvent, AuditLog};
+use crate::telemetry::log_rate::LogRate;
 use crate::telemetry::Metrics;
+
+/// Lines per second about refusals.
+static REFUSAL_LOG: LogRate = LogRate::new(5);
 
 /// Where in the exchange the guard looked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +76,11 @@ impl GuardReporter {
             event = event.detail("audit_level", level_label(finding.audit_level));
         }
         self.audit.record(event);
-        tracing::warn!(request_id = %self.request_id, gateway = %self.gateway, stage = stage.as_str(), rule = refusal.rule(), action, "content guard refused");
+        // A client decides how many refusals there are: the log gets at most a few lines a
+        // second; the metric and the audit record above count every one.
+        if let Some(suppressed) = REFUSAL_LOG.admit() {
+            tracing::warn!(request_id = %self.request_id, gateway = %self.gateway, stage = stage.as_str(), rule = refusal.rule(), action, suppressed_since_last = suppressed, "content guard refused");
+        }
     }
 }
 

@@ -30,6 +30,7 @@ use crate::routing::{plan, AttemptError, Backend, InFlight};
 use crate::server::Shutdown;
 use crate::telemetry::access_log::{AccessLog, AccessRecord, DeferredLine};
 use crate::telemetry::audit::{AuditEvent, AuditLog};
+use crate::telemetry::log_rate::LogRate;
 use crate::telemetry::metrics::RequestLabels;
 use crate::telemetry::tracing::{self as otel, spans};
 use crate::telemetry::Metrics;
@@ -69,6 +70,9 @@ impl Bookkeeping {
         }
     }
 }
+
+/// Lines per second about failed attempts (every one is counted in the metrics and audited).
+static FAILOVER_LOG: LogRate = LogRate::new(5);
 
 /// `x-airgate-backend` of an answer served from the semantic cache.
 const CACHE_BACKEND: &str = "cache";
@@ -564,12 +568,15 @@ async fn route(
                     )
                     .detail("backend", backend.name.clone()),
                 );
-                tracing::warn!(
-                    request_id = ctx.request_id,
-                    backend = %backend.name,
-                    reason = %error,
-                    "upstream attempt failed; trying the next candidate"
-                );
+                if let Some(suppressed) = FAILOVER_LOG.admit() {
+                    tracing::warn!(
+                        request_id = ctx.request_id,
+                        backend = %backend.name,
+                        reason = %error,
+                        suppressed_since_last = suppressed,
+                        "upstream attempt failed; trying the next candidate"
+                    );
+                }
                 rate_limited.push(match &error {
                     AttemptError::Status {
                         status: 429,

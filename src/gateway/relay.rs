@@ -20,7 +20,12 @@ use crate::openai::sse::{done_event, encode_data, string_values, SseDecoder, Sse
 use crate::openai::{ErrorBody, ErrorObject};
 use crate::routing::InFlight;
 use crate::server::Shutdown;
+use crate::telemetry::log_rate::LogRate;
 use crate::telemetry::Metrics;
+
+/// Lines per second about streams ended with an error event (each is counted in
+/// `airgate_stream_terminations_total`).
+static STREAM_ERROR_LOG: LogRate = LogRate::new(5);
 
 /// Largest single upstream SSE event accepted.
 const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
@@ -239,7 +244,9 @@ impl Relay {
     fn end_with_error(&mut self, reason: &str, code: &str, message: &str) -> Bytes {
         self.finished = true;
         self.metrics.stream_terminated(&self.gateway, reason);
-        tracing::warn!(gateway = %self.gateway, reason, "stream ended with an error event");
+        if let Some(suppressed) = STREAM_ERROR_LOG.admit() {
+            tracing::warn!(gateway = %self.gateway, reason, suppressed_since_last = suppressed, "stream ended with an error event");
+        }
         let body = ErrorBody {
             error: ErrorObject::new(message, "server_error", Some(code)),
         };

@@ -15,8 +15,8 @@ use crate::access::JwtVerifier;
 use crate::apis::ApiRoute;
 use crate::cache::{CacheSettings, Embedder, SemanticCache, FETCH_HINT};
 use crate::config::{
-    AiGateway, AuditLevel as ConfigAuditLevel, CacheScope, ContentGuardSpec, LoadedConfig,
-    MetricsSpec, PatternAction, PatternSpec, RoutingSpec,
+    AiGateway, AuditLevel as ConfigAuditLevel, CacheScope, ConfigIssue, ContentGuardSpec,
+    LoadedConfig, MetricsSpec, PatternAction, PatternSpec, RoutingSpec,
 };
 use crate::guard::{self, GuardLimits, PatternError, PatternSet, RuleSpec};
 use crate::routing::{health, Backend, BackendTrust, HealthSettings, UpstreamClients};
@@ -87,6 +87,41 @@ pub struct MetricsFlags {
     pub model_name: bool,
     pub token_count: bool,
     pub latency: bool,
+}
+
+/// Reads every secret the resources name from `secrets_dir` as `serve` would (JWT keys,
+/// backend CA and client certificates, `API` JWT keys) and reports each one that is missing or
+/// unusable, all of them, without starting anything. For `airgate validate --secrets-dir`.
+pub fn check_secrets(
+    config: &LoadedConfig,
+    secrets_dir: &Path,
+    trust: &BackendTrust,
+) -> Vec<ConfigIssue> {
+    let mut issues = Vec::new();
+    let mut clients = UpstreamClients::new(trust, secrets_dir);
+    for located in &config.gateways {
+        let resource = &located.resource;
+        let issue = |message: String| {
+            ConfigIssue::at(&located.source, message).with_resource(resource.display_name())
+        };
+        if let Err(e) = load_verifier(resource.spec.authentication.as_ref(), secrets_dir) {
+            issues.push(issue(e.to_string()).with_field("spec.authentication.jwt"));
+        }
+        let defaults = resource.spec.routing.as_ref().and_then(|r| r.tls.as_ref());
+        for (index, backend) in resource.spec.backends.iter().enumerate() {
+            if let Err(e) = clients.for_backend(index, backend, defaults) {
+                issues.push(issue(e.to_string()));
+            }
+        }
+    }
+    for located in &config.apis {
+        if let Err(e) = ApiRoute::try_new(&located.resource, secrets_dir) {
+            issues.push(
+                ConfigIssue::at(&located.source, e).with_resource(located.resource.display_name()),
+            );
+        }
+    }
+    issues
 }
 
 impl Gateway {

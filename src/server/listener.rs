@@ -23,6 +23,7 @@ use super::first_byte::FirstByteDeadline;
 use super::framing::{InspectedIo, Taint};
 use super::shutdown::{Shutdown, CUT_FLUSH};
 use super::tls::ServerTls;
+use crate::telemetry::log_rate::LogRate;
 
 #[derive(Debug, Clone)]
 pub struct ServerLimits {
@@ -39,6 +40,9 @@ pub struct ServerLimits {
     /// Where the listener counts its connections (read by the metrics).
     pub stats: Arc<ListenerStats>,
 }
+
+/// Lines per second about failed accepts (a connection flood exhausting file descriptors).
+static ACCEPT_LOG: LogRate = LogRate::new(1);
 
 /// Connection counts of one listener.
 #[derive(Debug, Default)]
@@ -128,7 +132,9 @@ pub async fn serve_with_tls(
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Running out of file descriptors must not end the server; back off briefly.
-                    tracing::warn!(error = %e, "accept failed");
+                    if let Some(suppressed) = ACCEPT_LOG.admit() {
+                        tracing::warn!(error = %e, suppressed_since_last = suppressed, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -3,6 +3,7 @@
 pub mod access_log;
 pub mod audit;
 pub mod batching;
+pub mod log_rate;
 pub mod metrics;
 pub mod tracing;
 

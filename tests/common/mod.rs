@@ -1,6 +1,8 @@
 //! Test fixtures: an AirGate on 127.0.0.1:0 built from YAML, and a builder for that YAML.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
