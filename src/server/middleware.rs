@@ -74,15 +74,7 @@ fn smuggling_check(request: &Request<Body>) -> Option<Response> {
 /// Two `Authorization` headers: which one counts depends on who reads them (AirGate's JWT check
 /// read the first, a service behind an `API` route may read the last), so neither is trusted.
 fn ambiguous_credentials(request: &Request<Body>) -> Option<Response> {
-    if request
-        .headers()
-        .get_all(AUTHORIZATION)
-        .iter()
-        .nth(1)
-        .is_none()
-    {
-        return None;
-    }
+    request.headers().get_all(AUTHORIZATION).iter().nth(1)?;
     Some(
         ApiError::invalid(
             "The request carries more than one Authorization header",
