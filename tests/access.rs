@@ -347,6 +347,25 @@ async fn duplicate_authorization_headers_are_refused() {
     assert_eq!(backend.requests(), 0);
 }
 
+/// A refused prompt and a redacted answer can be tied to the caller from the audit log alone.
+#[tokio::test]
+async fn guard_events_name_the_user_and_the_client() {
+    let backend = MockServer::start(MockConfig::named("m")).await.unwrap();
+    let secrets = secrets();
+    let guard = "  contentGuard:\n    enabled: true\n    scanPrompts: true\n    scanResponses: true\n    blockPatterns:\n      - name: secrets\n        regex: \"(?i)confidential\"\n        action: block\n";
+    let gw = gateway_with(authenticated_yaml(&backend, guard), &secrets, None).await;
+    let body = json!({"model": "mock-model", "messages": [{"role": "user", "content": "the confidential memo"}]});
+    let response = post(&gw, Some(&token(valid_claims("mallory"))), &body).await;
+    assert_eq!(response.status(), 403);
+    let events = gw.audit_events_of("guard_violation", 1).await;
+    let violation = events
+        .iter()
+        .find(|e| e["event"] == "guard_violation")
+        .unwrap();
+    assert_eq!(violation["user"], "mallory");
+    assert_eq!(violation["source_ip"], "127.0.0.1");
+}
+
 /// The attacker's numbers against a budget of 1,000,000 tokens: one that wrapped the
 /// reservation sum (u64::MAX), one that was read as absent (a float), and `n` multiplying an
 /// in-range `max_tokens` past the budget.

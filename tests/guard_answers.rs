@@ -311,12 +311,17 @@ async fn sse_comments_and_data_less_events_are_not_forwarded() {
             "event: note\nid: internal-only\n\n",
             "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
             "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
-            "data: [DONE]\n\n"
+            // Lines riding along with the end marker are not forwarded either.
+            "data: [DONE]\n: confidential tail\nid: internal-only\n\n"
         ),
         true,
     )
     .await;
     assert_eq!(status, 200);
-    assert_clean(&received, &["confidential", "internal-only", "event:"]);
+    assert_clean(
+        &received,
+        &["confidential", "internal-only", "event:", "id:"],
+    );
+    assert!(received.ends_with("data: [DONE]\n\n"), "{received}");
     assert_eq!(last_finish_reason(&received).as_deref(), Some("stop"));
 }

@@ -223,7 +223,7 @@ impl Gcra {
     }
 
     fn capacity(&self) -> u128 {
-        self.limit * self.period
+        self.limit.saturating_mul(self.period)
     }
 
     /// The level after `elapsed` units of refill.
@@ -240,7 +240,7 @@ impl Gcra {
         } else if cost > self.limit {
             (false, level, None)
         } else {
-            let next = level + cost * self.period;
+            let next = level.saturating_add(cost.saturating_mul(self.period));
             if next <= cap {
                 (true, next, None)
             } else {
@@ -259,9 +259,12 @@ impl Gcra {
     /// Charges (`delta > 0`) or refunds (`delta < 0`) at an already decayed `level`. Charges are
     /// capped at one full bucket so an overrun locks a key out for at most one extra period.
     pub fn adjust(&self, level: u128, delta: i128) -> u128 {
-        let units = delta.unsigned_abs().min(self.limit) * self.period;
+        let units = delta
+            .unsigned_abs()
+            .min(self.limit)
+            .saturating_mul(self.period);
         if delta >= 0 {
-            level + units
+            level.saturating_add(units)
         } else {
             level.saturating_sub(units)
         }

@@ -119,6 +119,16 @@ impl Accumulator {
     }
 
     fn parse_document(&mut self, source: Source, chunk: &Chunk) {
+        if let Some(line) = flow_nesting_too_deep(&chunk.text) {
+            self.errors.push(ConfigIssue::at(
+                &source,
+                format!(
+                    "invalid YAML: brackets nested deeper than {MAX_FLOW_NESTING} levels at line {}",
+                    line + chunk.first_line
+                ),
+            ));
+            return;
+        }
         let value: Value = match serde_yaml_ng::from_str(&chunk.text) {
             Ok(value) => value,
             Err(e) => {
@@ -435,6 +445,33 @@ struct Chunk {
 /// Document markers at column 0 always end a document in YAML (they may not
 /// appear inside scalars), so splitting on lines is exact and lets every
 /// document be parsed, and reported, independently of syntax errors in others.
+/// Deepest bracket nesting (`[` and `{`) a document may have. The YAML parser's work grows with
+/// the square of flow nesting (100,000 levels kept a core busy for minutes) before serde's own
+/// recursion limit (128) refuses the document, so deeper nesting is refused before parsing.
+const MAX_FLOW_NESTING: usize = 128;
+
+/// The 1-based line where `text`'s bracket nesting first exceeds [`MAX_FLOW_NESTING`]. Brackets
+/// inside quotes or comments are counted too: a real configuration stays far below the limit
+/// either way, and a count that ignores YAML's quoting rules cannot be fooled by them.
+fn flow_nesting_too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut line = 1;
+    for byte in text.bytes() {
+        match byte {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_FLOW_NESTING {
+                    return Some(line);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'\n' => line += 1,
+            _ => {}
+        }
+    }
+    None
+}
+
 fn split_documents(text: &str) -> Vec<Chunk> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut chunks = Vec::new();

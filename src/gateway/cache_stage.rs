@@ -20,7 +20,11 @@ use super::{AiRequest, Endpoint};
 use crate::cache::{scope_key, ScopeKey, SemanticCache};
 use crate::openai::sse::{done_event, encode_data};
 use crate::telemetry::audit::{AuditEvent, AuditLog};
+use crate::telemetry::log_rate::LogRate;
 use crate::telemetry::Metrics;
+
+/// Lines per second about failed lookups.
+static LOOKUP_FAILURE_LOG: LogRate = LogRate::new(5);
 
 pub const CACHE_HEADER: &str = "x-airgate-cache";
 pub const SIMILARITY_HEADER: &str = "x-airgate-cache-similarity";
@@ -139,7 +143,11 @@ async fn lookup_inner(
         },
         Ok(None) => Lookup::Miss(fill),
         Err(error) => {
-            tracing::warn!(request_id = ctx.request_id, error = %error, "cache lookup failed; treated as a miss");
+            // A full embedding queue fails every lookup: one line per request would let load
+            // decide log volume.
+            if let Some(suppressed) = LOOKUP_FAILURE_LOG.admit() {
+                tracing::warn!(request_id = ctx.request_id, error = %error, suppressed_since_last = suppressed, "cache lookup failed; treated as a miss");
+            }
             Lookup::Miss(fill)
         }
     }

@@ -33,11 +33,20 @@ impl Stage {
 pub struct GuardReporter {
     pub gateway: String,
     pub request_id: String,
+    /// Who sent the request and from where, so a finding can be tied to a caller.
+    pub user: Option<String>,
+    pub client_ip: String,
     pub metrics: Arc<Metrics>,
     pub audit: AuditLog,
 }
 
 impl GuardReporter {
+    fn attributed(&self, mut event: AuditEvent) -> AuditEvent {
+        event.user.clone_from(&self.user);
+        event.source_ip = Some(self.client_ip.clone());
+        event
+    }
+
     pub fn findings(&self, stage: Stage, findings: &[Finding]) {
         for finding in findings {
             let action = action_label(finding.action);
@@ -54,7 +63,7 @@ impl GuardReporter {
             .detail("rule", finding.rule.clone())
             .detail("action", action)
             .detail("audit_level", level_label(finding.audit_level));
-            self.audit.record(event);
+            self.audit.record(self.attributed(event));
         }
     }
 
@@ -75,7 +84,7 @@ impl GuardReporter {
         if let Refusal::Violation(finding) | Refusal::Unredactable(finding) = refusal {
             event = event.detail("audit_level", level_label(finding.audit_level));
         }
-        self.audit.record(event);
+        self.audit.record(self.attributed(event));
         // A client decides how many refusals there are: the log gets at most a few lines a
         // second; the metric and the audit record above count every one.
         if let Some(suppressed) = REFUSAL_LOG.admit() {

@@ -94,6 +94,8 @@ pub struct RequestContext<'a> {
     pub client_ip: IpAddr,
     /// Approved for `requiresApproval` backends: set by admission from a verified token claim.
     pub approved: bool,
+    /// The authenticated user, once known: guard events carry it.
+    pub user: Option<&'a str>,
     /// The request's trace is sampled: stage and attempt spans are built only then.
     pub sampled: bool,
     /// Ends the request (503) or its stream (an error event) when the shutdown grace is over.
@@ -119,6 +121,8 @@ impl RequestContext<'_> {
         GuardReporter {
             gateway: self.gateway.id.clone(),
             request_id: self.request_id.to_string(),
+            user: self.user.map(str::to_string),
+            client_ip: self.client_ip.to_string(),
             metrics: Arc::clone(self.metrics),
             audit: self.audit.clone(),
         }
@@ -148,8 +152,10 @@ pub async fn handle(
         let mut caller = spans::stage(ctx.sampled, spans::auth_span)
             .in_scope(|| authenticate(&admission, ctx.gateway, &parts))?;
         seen.user.clone_from(&caller.user);
+        let user = caller.user.clone();
         let ctx = RequestContext {
             approved: caller.approved,
+            user: user.as_deref(),
             ..ctx
         };
         let settings = &ctx.gateway.settings;

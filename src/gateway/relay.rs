@@ -211,7 +211,8 @@ impl Relay {
         }
         if event.is_done() {
             reporter.findings(Stage::Response, guard.findings());
-            out.extend_from_slice(&event.raw);
+            // The marker alone: lines that came with it (comments, `id:`) were not scanned.
+            out.extend_from_slice(&done_event());
             self.finished = true;
             self.complete_fill();
         }

@@ -164,4 +164,84 @@ mod tests {
         let mut d = SseDecoder::new(8);
         assert_eq!(d.push(b"data: 0123456789"), Err(SseError::EventTooLarge(8)));
     }
+
+    // ------------------------------------------------------------------ generated input
+
+    use proptest::prelude::*;
+
+    /// One line of an upstream stream, as backends write them.
+    fn line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[ -~]{0,40}".prop_map(|d| format!("data: {d}")),
+            "[ -~]{0,20}".prop_map(|d| format!("data:{d}")),
+            "[ -~]{0,20}".prop_map(|c| format!(": {c}")),
+            Just("event: message".to_string()),
+            Just("data: [DONE]".to_string()),
+            "\\PC{0,10}".prop_map(|d| format!("data: {d}")),
+        ]
+    }
+
+    fn stream() -> impl Strategy<Value = Vec<u8>> {
+        let event = (proptest::collection::vec(line(), 1..4), any::<bool>());
+        proptest::collection::vec(event, 0..8).prop_map(|events| {
+            let mut out = String::new();
+            for (lines, crlf) in events {
+                let eol = if crlf { "\r\n" } else { "\n" };
+                for l in lines {
+                    out.push_str(&l);
+                    out.push_str(eol);
+                }
+                out.push_str(eol);
+            }
+            out.into_bytes()
+        })
+    }
+
+    fn decode(
+        bytes: &[u8],
+        cuts: &[usize],
+        cap: usize,
+    ) -> Result<(Vec<SseEvent>, Vec<u8>), SseError> {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        points.extend([0, bytes.len()]);
+        points.sort_unstable();
+        points.dedup();
+        let mut decoder = SseDecoder::new(cap);
+        let mut events = Vec::new();
+        for w in points.windows(2) {
+            events.extend(decoder.push(&bytes[w[0]..w[1]])?);
+            assert!(decoder.pending().len() <= cap, "pending grew past the cap");
+        }
+        Ok((events, decoder.pending().to_vec()))
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_does_not_depend_on_how_the_stream_is_cut(
+            bytes in stream(),
+            tail in proptest::collection::vec(any::<u8>(), 0..30),
+            cuts in proptest::collection::vec(any::<usize>(), 0..12),
+        ) {
+            let mut bytes = bytes;
+            bytes.extend_from_slice(&tail);
+            let cap = bytes.len() + 1;
+            let whole = decode(&bytes, &[], cap).unwrap();
+            let split = decode(&bytes, &cuts, cap).unwrap();
+            prop_assert_eq!(&whole, &split);
+            // Nothing is lost or invented: the raw events and what is pending are the input.
+            let mut joined: Vec<u8> = whole.0.iter().flat_map(|e| e.raw.to_vec()).collect();
+            joined.extend_from_slice(&whole.1);
+            prop_assert_eq!(joined, bytes);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_stay_within_the_cap(
+            bytes in proptest::collection::vec(any::<u8>(), 0..4096),
+            cuts in proptest::collection::vec(any::<usize>(), 0..16),
+            cap in 1usize..512,
+        ) {
+            // An event larger than the cap is an error, never a larger buffer.
+            let _ = decode(&bytes, &cuts, cap);
+        }
+    }
 }

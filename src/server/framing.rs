@@ -538,4 +538,229 @@ mod tests {
         inspector.feed(SMUGGLE);
         assert!(taint.is_set());
     }
+
+    // ------------------------------------------------------------------ generated input
+
+    use proptest::prelude::*;
+
+    /// Bytes the inspector holds between reads.
+    fn buffered(inspector: &FramingInspector) -> usize {
+        match &inspector.state {
+            State::Head(b) | State::ChunkSize(b) | State::Trailers(b) => b.len(),
+            _ => 0,
+        }
+    }
+
+    /// Feeds `stream` cut at `cuts`; after every read the held bytes stay within the head cap.
+    fn feed_in_pieces(stream: &[u8], cuts: &[usize]) -> (bool, FramingInspector) {
+        let taint = Taint::default();
+        let mut inspector = FramingInspector::new(taint.clone());
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+        points.extend([0, stream.len()]);
+        points.sort_unstable();
+        points.dedup();
+        for w in points.windows(2) {
+            inspector.feed(&stream[w[0]..w[1]]);
+            assert!(
+                buffered(&inspector) <= MAX_HEAD,
+                "inspector buffer grew past its cap"
+            );
+        }
+        (taint.is_set(), inspector)
+    }
+
+    #[derive(Debug, Clone)]
+    enum Body {
+        None,
+        Fixed(Vec<u8>),
+        Chunked {
+            chunks: Vec<(Vec<u8>, Option<String>)>,
+            trailers: Vec<(String, String)>,
+        },
+    }
+
+    #[derive(Debug, Clone)]
+    struct Request {
+        method: &'static str,
+        path: String,
+        http10: bool,
+        bare_lf: bool,
+        headers: Vec<(String, String)>,
+        body: Body,
+    }
+
+    impl Request {
+        fn bytes(&self) -> Vec<u8> {
+            let eol = if self.bare_lf { "\n" } else { "\r\n" };
+            let version = if self.http10 { "HTTP/1.0" } else { "HTTP/1.1" };
+            let mut head = format!("{} {} {version}{eol}", self.method, self.path);
+            for (name, value) in &self.headers {
+                head.push_str(&format!("{name}: {value}{eol}"));
+            }
+            match &self.body {
+                Body::None => {}
+                Body::Fixed(b) => head.push_str(&format!("Content-Length: {}{eol}", b.len())),
+                Body::Chunked { .. } => head.push_str(&format!("Transfer-Encoding: chunked{eol}")),
+            }
+            head.push_str(eol);
+            let mut out = head.into_bytes();
+            match &self.body {
+                Body::None => {}
+                Body::Fixed(b) => out.extend_from_slice(b),
+                Body::Chunked { chunks, trailers } => {
+                    for (data, ext) in chunks {
+                        let ext = ext.as_deref().map(|e| format!(";{e}")).unwrap_or_default();
+                        out.extend_from_slice(format!("{:x}{ext}\r\n", data.len()).as_bytes());
+                        out.extend_from_slice(data);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    out.extend_from_slice(b"0\r\n");
+                    for (name, value) in trailers {
+                        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+                    }
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            out
+        }
+    }
+
+    fn header_name() -> impl Strategy<Value = String> {
+        "[A-Za-z][A-Za-z0-9-]{0,12}".prop_filter("framing headers are added by the body", |n| {
+            let n = n.to_ascii_lowercase();
+            n != "content-length" && n != "transfer-encoding"
+        })
+    }
+
+    fn header() -> impl Strategy<Value = (String, String)> {
+        // Values may look like framing, or like a request line: they are still values.
+        let value = prop_oneof![
+            "[ -~]{0,24}".prop_map(|v| v.trim().to_string()),
+            Just("chunked".to_string()),
+            Just("0\r\n\r\nGET / HTTP/1.1".replace("\r\n", " ")),
+        ];
+        (header_name(), value)
+    }
+
+    fn body(http10: bool) -> BoxedStrategy<Body> {
+        let chunk = (
+            proptest::collection::vec(any::<u8>(), 1..40),
+            proptest::option::of("[a-z]{1,5}=[a-z0-9]{0,5}"),
+        );
+        let fixed = prop_oneof![
+            Just(Body::None),
+            proptest::collection::vec(any::<u8>(), 0..120).prop_map(Body::Fixed),
+            // A body shaped like a hostile request: bytes of a body are never heads.
+            Just(Body::Fixed(SMUGGLE.to_vec())),
+        ];
+        if http10 {
+            return fixed.boxed();
+        }
+        prop_oneof![
+            fixed,
+            (
+                proptest::collection::vec(chunk, 0..5),
+                proptest::collection::vec(header(), 0..3),
+            )
+                .prop_map(|(chunks, trailers)| Body::Chunked { chunks, trailers }),
+        ]
+        .boxed()
+    }
+
+    fn request() -> impl Strategy<Value = Request> {
+        (
+            prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
+            "/[a-z0-9/._-]{0,20}",
+            any::<bool>(),
+            any::<bool>(),
+            proptest::collection::vec(header(), 0..6),
+        )
+            .prop_flat_map(|(method, path, http10, bare_lf, headers)| {
+                body(http10).prop_map(move |body| Request {
+                    method,
+                    path: path.clone(),
+                    http10,
+                    bare_lf,
+                    headers: headers.clone(),
+                    body,
+                })
+            })
+    }
+
+    /// Requests with ambiguous framing, in the spellings attackers use.
+    fn hostile() -> impl Strategy<Value = Vec<u8>> {
+        let cl = prop::sample::select(vec!["Content-Length", "content-length", "CONTENT-LENGTH"]);
+        let te = prop::sample::select(vec![
+            "Transfer-Encoding: chunked",
+            "transfer-encoding: Chunked",
+            "Transfer-Encoding:  chunked ",
+            "Transfer-Encoding: gzip, chunked",
+            "Transfer-Encoding: chunked, identity",
+            "Transfer-Encoding: xchunked",
+        ]);
+        (cl, te, any::<bool>(), 0u8..10, any::<bool>()).prop_map(
+            |(cl, te, te_first, length, bare_lf)| {
+                let eol = if bare_lf { "\n" } else { "\r\n" };
+                let (a, b) = (format!("{cl}: {length}"), te.to_string());
+                let (first, second) = if te_first { (b, a) } else { (a, b) };
+                format!("POST /v1/chat/completions HTTP/1.1{eol}Host: x{eol}{first}{eol}{second}{eol}{eol}0\r\n\r\n")
+                    .into_bytes()
+            },
+        )
+    }
+
+    fn pipeline(requests: &[Request], leading_crlf: &[bool]) -> Vec<u8> {
+        let mut stream = Vec::new();
+        for (i, r) in requests.iter().enumerate() {
+            if i > 0 && leading_crlf.get(i).copied().unwrap_or(false) {
+                stream.extend_from_slice(b"\r\n");
+            }
+            stream.extend_from_slice(&r.bytes());
+        }
+        stream
+    }
+
+    proptest! {
+        // `PROPTEST_CASES` sets the number of cases (256 by default); scripts/fuzz-long.sh runs
+        // many more.
+
+        #[test]
+        fn clean_pipelines_never_taint_wherever_the_reads_split(
+            requests in proptest::collection::vec(request(), 1..6),
+            leading_crlf in proptest::collection::vec(any::<bool>(), 0..6),
+            cuts in proptest::collection::vec(any::<usize>(), 0..12),
+        ) {
+            let stream = pipeline(&requests, &leading_crlf);
+            let (tainted, inspector) = feed_in_pieces(&stream, &cuts);
+            prop_assert!(!tainted, "clean pipeline tainted: {:?}", String::from_utf8_lossy(&stream));
+            // The pipeline ended on a request boundary.
+            prop_assert!(matches!(&inspector.state, State::Head(b) if b.is_empty()), "{:?}", inspector.state);
+        }
+
+        #[test]
+        fn an_ambiguous_request_taints_whatever_came_before_it(
+            requests in proptest::collection::vec(request(), 0..5),
+            smuggled in hostile(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..12),
+        ) {
+            let mut stream = pipeline(&requests, &[]);
+            stream.extend_from_slice(&smuggled);
+            let (tainted, _) = feed_in_pieces(&stream, &cuts);
+            prop_assert!(tainted, "not tainted: {:?}", String::from_utf8_lossy(&stream));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_stay_bounded(
+            prefix in proptest::collection::vec(request(), 0..2),
+            noise in proptest::collection::vec(any::<u8>(), 0..2048),
+            cuts in proptest::collection::vec(any::<usize>(), 0..16),
+        ) {
+            let mut stream = pipeline(&prefix, &[]);
+            stream.extend_from_slice(&noise);
+            let whole = feed_in_pieces(&stream, &[]).0;
+            let split = feed_in_pieces(&stream, &cuts).0;
+            // The verdict never depends on how the reads were cut.
+            prop_assert_eq!(whole, split);
+        }
+    }
 }

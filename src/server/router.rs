@@ -78,6 +78,7 @@ async fn serve_ai(
         request_id: &id.0,
         client_ip,
         approved: false,
+        user: None,
         sampled: false,
         shutdown: &state.shutdown,
         body_budget: &state.body_budget,

@@ -211,6 +211,46 @@ fn gcra_is_exact_for_uneven_periods() {
     assert!(g.admit(level, 1).allowed);
 }
 
+proptest::proptest! {
+    /// Budgets and limits are summed with saturating arithmetic: no limit, period, cost or
+    /// charge, however large, panics or wraps a full bucket back to an empty one.
+    #[test]
+    fn gcra_arithmetic_never_overflows(
+        limit in proptest::prelude::any::<u64>(),
+        period in 0u128..=u128::from(u64::MAX) * 1_000_000,
+        ops in proptest::collection::vec(
+            (0u8..3, proptest::prelude::any::<u64>(), proptest::prelude::any::<i128>()),
+            0..32,
+        ),
+    ) {
+        let g = Gcra::new(limit, period);
+        let mut level = 0u128;
+        for (op, n, delta) in ops {
+            let before = level;
+            match op {
+                0 => {
+                    let step = g.admit(level, n);
+                    proptest::prop_assert!(step.level >= level);
+                    if !step.allowed {
+                        proptest::prop_assert_eq!(step.level, level);
+                    }
+                    level = step.level;
+                }
+                1 => {
+                    level = g.adjust(level, delta);
+                    if delta >= 0 {
+                        proptest::prop_assert!(level >= before);
+                    }
+                }
+                _ => {
+                    level = g.decay(level, u128::from(n));
+                    proptest::prop_assert!(level <= before);
+                }
+            }
+        }
+    }
+}
+
 /// Redis-backed tests: each starts its own `redis-server` on a free port.
 mod redis_backend {
     use std::sync::atomic::{AtomicUsize, Ordering};
