@@ -420,6 +420,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let backend_trust = BackendTrust::load(&args.backend_ca).context("--backend-ca")?;
     let tls = server_tls(&args, &shutdown)?;
+    let to_warm = embedder.clone();
     let build = BuildContext {
         metrics: &metrics,
         shutdown: &shutdown,
@@ -478,6 +479,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_listener_stats(Arc::clone(&public_limits.stats))
             .with_body_budget(BodyBudget::new(body_budget)),
     );
+    if let Some(embedder) = to_warm {
+        spawn_warm_up(&state, embedder, args.embed_workers.max(1));
+    }
     let (listen, admin_listen) = (args.listen, args.admin_listen);
     let public = TcpListener::bind(listen)
         .await
@@ -513,6 +517,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = admin_task.await;
     let _ = tracing_guard.shutdown_async().await;
     Ok(())
+}
+
+/// Warms the embedding model off the request path; `/readyz` answers 503 until it is done, so
+/// no request pays for the first forward passes (see [`Embedder::warm_up`]). A failed warm-up
+/// is logged and readiness goes on: the cache then treats each failed embedding as a miss.
+fn spawn_warm_up(state: &Arc<AppState>, embedder: Arc<Embedder>, workers: usize) {
+    state
+        .warming_up
+        .store(true, std::sync::atomic::Ordering::Release);
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let result = embedder.warm_up(workers).await;
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => tracing::info!(seconds, "embedding model warmed up"),
+            Err(error) => tracing::warn!(seconds, error = %error, "embedding model warm-up failed"),
+        }
+        state.metrics.cache_warmed_up(seconds);
+        state
+            .warming_up
+            .store(false, std::sync::atomic::Ordering::Release);
+    });
 }
 
 /// The shutdown sequence (see [`crate::server::shutdown`]): drain the public listener (the

@@ -179,6 +179,19 @@ async fn never_a_hit_across_scopes_or_near_misses() {
     .await;
     assert_eq!(bypass.headers()["x-airgate-cache"], "bypass");
     assert_eq!(bypass.headers()["x-airgate-backend"], "m");
+    // What verification prevented, by reason (the other misses were never candidates: another
+    // scope). The near misses were stored too, so the negated prompt met both earlier entries.
+    let metrics = gw.metrics().await;
+    for (reason, count) in [("number", 2), ("negation", 1), ("entity", 0)] {
+        let series = format!(
+            "airgate_cache_rejections_total{{gateway=\"test/test-gw\",reason=\"{reason}\"}} "
+        );
+        let seen = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0, |v| v.trim().parse::<u64>().unwrap());
+        assert_eq!(seen, count, "{reason}:\n{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -251,4 +264,54 @@ async fn no_store_skips_the_store_and_streams_are_stored_once_complete() {
         }
     }
     assert!(hit, "a completed stream was not stored");
+}
+
+/// The real binary, just started: the first answer is stored in time for an exact repeat sent
+/// right after it, and for a streamed repeat. The embedding model is warmed before `/readyz`
+/// says ready, off the request path.
+#[tokio::test]
+async fn the_first_answer_after_a_start_is_stored_in_time_for_a_repeat() {
+    let backend = MockServer::start(MockConfig::named("m")).await.unwrap();
+    let yaml = common::process::gateway_yaml(&backend.url(), CACHE);
+    let model_dir = common::model_dir();
+    let gw = common::process::GatewayProcess::start(
+        &yaml,
+        &["--model-dir", model_dir.to_str().unwrap()],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let body = common::chat_body("mock-model", false);
+    let mut verdicts = Vec::new();
+    for _ in 0..3 {
+        let response = client
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        verdicts.push(
+            response.headers()["x-airgate-cache"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+        response.bytes().await.unwrap();
+    }
+    assert_eq!(
+        verdicts,
+        ["miss", "hit", "hit"],
+        "{}\n{}",
+        gw.output(),
+        gw.metrics().await
+    );
+    assert_eq!(backend.requests(), 1);
+    let metrics = gw.metrics().await;
+    // Ready was said only after the warm-up, which is measured.
+    let warm_up: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("airgate_cache_warmup_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("airgate_cache_warmup_seconds");
+    assert!(warm_up > 0.0, "{metrics}");
 }

@@ -110,6 +110,26 @@ impl Embedder {
         rx.await.map_err(|_| CacheError::WorkersGone)?
     }
 
+    /// Runs the model once per worker, off the request path: the first forward passes pay for
+    /// page faults in the weights and the allocator's first buffers (hundreds of milliseconds),
+    /// which would otherwise fall on the first requests, and made the first answer after a
+    /// start be stored too late for a repeat. Texts of several lengths, so each worker's
+    /// buffers grow once here.
+    pub async fn warm_up(&self, workers: usize) -> Result<(), CacheError> {
+        const TEXTS: [&str; 3] = [
+            "warm up",
+            "How do I reset the password of my account on the internal portal?",
+            "Summarise the following incident report in three sentences, naming the affected service, the time it started, the time it was resolved, what the root cause was, and which follow-up actions were agreed by the team during the review meeting held on the next working day.",
+        ];
+        for text in TEXTS {
+            let jobs = (0..workers.max(1)).map(|_| self.embed(text.to_string()));
+            for result in futures::future::join_all(jobs).await {
+                result?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn stats(&self) -> EmbedderStats {
         EmbedderStats {
             batches: self.model.batches.load(Ordering::Relaxed),

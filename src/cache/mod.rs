@@ -52,6 +52,6 @@ pub use index::REBUILD_SHARE;
 pub use scope::{scope_key, ScopeKey};
 pub use store::{
     entry_bytes, CacheSettings, CacheStats, Hit, LookupTimings, SemanticCache, CANDIDATES,
-    ENTRY_OVERHEAD, HNSW_MIN_ENTRIES,
+    ENTRY_OVERHEAD, HNSW_MIN_ENTRIES, REJECTION_REASONS,
 };
 pub use verify::Signature;

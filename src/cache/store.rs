@@ -25,6 +25,9 @@ pub const ENTRY_OVERHEAD: u64 = 512;
 /// Recent query embeddings kept so a `store` right after a missed `lookup` does not embed
 /// the same text again (not counted in `max_bytes`; about 1.6 KB each).
 const RECENT_EMBEDDINGS: usize = 256;
+/// Answers being stored (their prompt still being embedded), served to exact repeats. Bounded
+/// in count; their bytes are bounded by a quarter of `max_bytes`.
+const MAX_PENDING: usize = 256;
 
 /// Cache behaviour, from `AIGateway.spec.semanticCache`.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +69,8 @@ pub struct CacheStats {
     pub misses: u64,
     /// Candidates above the threshold that verification turned down.
     pub rejected: u64,
+    /// The same, by reason ([`REJECTION_REASONS`], in that order).
+    pub rejected_by: [u64; REJECTION_REASONS.len()],
     pub evictions: u64,
     pub expirations: u64,
     /// Index builds and rebuilds finished.
@@ -106,11 +111,35 @@ struct Inner {
     next_generation: u64,
 }
 
+/// Why verification turned candidates down: a small fixed set, the label of
+/// `airgate_cache_rejections_total`. Reasons not listed count as `other`.
+pub const REJECTION_REASONS: [&str; 10] = [
+    "number",
+    "negation",
+    "quoted",
+    "date",
+    "unit",
+    "am_pm",
+    "opposite",
+    "entity",
+    "unverifiable",
+    "other",
+];
+
+fn rejection_slot(reason: &str) -> usize {
+    let label = if reason == "am/pm" { "am_pm" } else { reason };
+    REJECTION_REASONS
+        .iter()
+        .position(|r| *r == label)
+        .unwrap_or(REJECTION_REASONS.len() - 1)
+}
+
 #[derive(Default)]
 struct Counters {
     hits: AtomicU64,
     misses: AtomicU64,
     rejected: AtomicU64,
+    rejected_by: [AtomicU64; REJECTION_REASONS.len()],
     evictions: AtomicU64,
     expirations: AtomicU64,
     rebuilds: AtomicU64,
@@ -125,11 +154,22 @@ struct Shared {
 /// Recent query embeddings by text, and their insertion order.
 type RecentEmbeddings = (HashMap<String, Arc<[f32]>>, VecDeque<String>);
 
+/// Answers whose store has begun but whose prompt is not embedded yet, by scope and prompt,
+/// and their total bytes. An exact repeat is answered from here: the embedding is only needed
+/// for similar prompts, and waiting for it made a repeat sent right after the first answer of
+/// a scope miss.
+#[derive(Default)]
+struct Pending {
+    answers: HashMap<(ScopeKey, String), Bytes>,
+    bytes: u64,
+}
+
 /// The semantic cache of one gateway. Cheap to share behind an `Arc`.
 pub struct SemanticCache {
     shared: Arc<Shared>,
     embedder: Arc<Embedder>,
     recent: Mutex<RecentEmbeddings>,
+    pending: Mutex<Pending>,
 }
 
 impl std::fmt::Debug for SemanticCache {
@@ -156,6 +196,7 @@ impl SemanticCache {
             }),
             embedder,
             recent: Mutex::new((HashMap::new(), VecDeque::new())),
+            pending: Mutex::new(Pending::default()),
         }
     }
 
@@ -176,7 +217,11 @@ impl SemanticCache {
         text: &str,
     ) -> (Result<Option<Hit>, CacheError>, LookupTimings) {
         let mut timings = LookupTimings::default();
-        if let Some(hit) = self.shared.exact(scope, text) {
+        if let Some(hit) = self
+            .shared
+            .exact(scope, text)
+            .or_else(|| self.pending(scope, text))
+        {
             return (Ok(Some(hit)), timings);
         }
         if !self.shared.has_scope(scope) {
@@ -207,6 +252,14 @@ impl SemanticCache {
         }
     }
 
+    /// Embeds `text` now, so that a [`Self::store`] of its answer finds the vector ready. A
+    /// lookup in a scope that has no entry yet skips embedding; without this the first answer
+    /// of a scope would be embedded only once it arrived, and an exact repeat sent right after
+    /// it could miss.
+    pub async fn prefetch_embedding(&self, text: &str) -> Result<(), CacheError> {
+        self.embed(text).await.map(|_| ())
+    }
+
     /// Stores `response` for `text` in `scope`. A prompt already stored in the scope keeps its
     /// one entry (refreshed in the LRU); an entry larger than `max_bytes` is not stored.
     pub async fn store(
@@ -220,12 +273,61 @@ impl SemanticCache {
         {
             return Ok(());
         }
-        let v = self.embed(text).await?;
-        // inserting into a large HNSW index takes about a millisecond: off the async workers
-        let (shared, text) = (Arc::clone(&self.shared), text.to_string());
-        tokio::task::spawn_blocking(move || Shared::insert(&shared, scope, &text, v, response))
-            .await
-            .map_err(|e| CacheError::Task(e.to_string()))
+        let pending = self.begin_pending(scope, text, &response);
+        let stored = async {
+            let v = self.embed(text).await?;
+            // inserting into a large HNSW index takes about a millisecond: off the async workers
+            let (shared, text) = (Arc::clone(&self.shared), text.to_string());
+            tokio::task::spawn_blocking(move || Shared::insert(&shared, scope, &text, v, response))
+                .await
+                .map_err(|e| CacheError::Task(e.to_string()))
+        }
+        .await;
+        if pending {
+            self.end_pending(scope, text);
+        }
+        stored
+    }
+
+    /// Serves an exact repeat of a prompt whose answer is being stored.
+    fn pending(&self, scope: &ScopeKey, text: &str) -> Option<Hit> {
+        let response = self
+            .pending
+            .lock()
+            .answers
+            .get(&(*scope, text.to_string()))?
+            .clone();
+        self.shared.counters.hits.fetch_add(1, Ordering::Relaxed);
+        Some(Hit {
+            response,
+            similarity: 1.0,
+        })
+    }
+
+    /// Registers an answer being stored; false when the pending set is full.
+    fn begin_pending(&self, scope: ScopeKey, text: &str, response: &Bytes) -> bool {
+        let mut pending = self.pending.lock();
+        let bytes = entry_bytes(text, response);
+        if pending.answers.len() >= MAX_PENDING
+            || pending.bytes + bytes > self.shared.settings.max_bytes / 4
+        {
+            return false;
+        }
+        match pending.answers.entry((scope, text.to_string())) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(response.clone());
+                pending.bytes += bytes;
+                true
+            }
+        }
+    }
+
+    fn end_pending(&self, scope: ScopeKey, text: &str) {
+        let mut pending = self.pending.lock();
+        if let Some(response) = pending.answers.remove(&(scope, text.to_string())) {
+            pending.bytes = pending.bytes.saturating_sub(entry_bytes(text, &response));
+        }
     }
 
     /// [`Self::lookup`] with the query's embedding already computed (unit length). Blocking:
@@ -259,6 +361,7 @@ impl SemanticCache {
             hits: c.hits.load(Ordering::Relaxed),
             misses: c.misses.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
+            rejected_by: std::array::from_fn(|i| c.rejected_by[i].load(Ordering::Relaxed)),
             evictions: c.evictions.load(Ordering::Relaxed),
             expirations: c.expirations.load(Ordering::Relaxed),
             rebuilds: c.rebuilds.load(Ordering::Relaxed),
@@ -394,6 +497,7 @@ impl Shared {
             if let Some(q) = &query_sig {
                 if let Some(why) = q.mismatch(&e.sig) {
                     self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    self.counters.rejected_by[rejection_slot(why)].fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(
                         similarity,
                         reason = why,

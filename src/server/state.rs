@@ -1,5 +1,6 @@
 //! State shared by every request: the configuration snapshot (swapped atomically) and metrics.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub listener_stats: Arc<ListenerStats>,
     /// Bytes of request bodies buffered at once, process-wide.
     pub body_budget: BodyBudget,
+    /// Set while the embedding model warms up at start: `/readyz` waits for it.
+    pub warming_up: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -43,6 +46,7 @@ impl AppState {
             shutdown: Shutdown::default(),
             listener_stats: Arc::default(),
             body_budget: BodyBudget::default(),
+            warming_up: Arc::default(),
         }
     }
 
@@ -87,8 +91,9 @@ impl AppState {
         self
     }
 
-    /// Ready once a configuration with at least one gateway is serving.
+    /// Ready once a configuration with at least one gateway is serving and the embedding
+    /// model, when one is used, has warmed up.
     pub fn is_ready(&self) -> bool {
-        !self.snapshot.load().is_empty()
+        !self.snapshot.load().is_empty() && !self.warming_up.load(Ordering::Acquire)
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::access::{FailurePolicy, RedisFailure, RedisOptions};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Request-duration buckets in seconds, from sub-millisecond proxying to long generations.
@@ -43,6 +43,7 @@ pub struct Metrics {
     cache_bytes: IntGaugeVec,
     cache_evictions: IntGaugeVec,
     cache_rejected: IntGaugeVec,
+    cache_rejected_by: IntCounterVec,
     tokens: IntCounterVec,
     time_to_first_token: HistogramVec,
     time_per_output_token: HistogramVec,
@@ -80,6 +81,7 @@ struct ProcessMetrics {
     audit_dropped: IntCounter,
     audit_sink_errors: IntCounter,
     access_log_dropped: IntCounter,
+    cache_warmup: Gauge,
 }
 
 impl ProcessMetrics {
@@ -115,6 +117,14 @@ impl ProcessMetrics {
                 "airgate_access_log_dropped_total",
                 "Access-log lines dropped because the access-log queue was full.",
             )?,
+            cache_warmup: {
+                let gauge = Gauge::new(
+                    "airgate_cache_warmup_seconds",
+                    "Time the embedding model took to warm up at start (before /readyz said ready).",
+                )?;
+                registry.register(Box::new(gauge.clone()))?;
+                gauge
+            },
         })
     }
 }
@@ -243,6 +253,13 @@ impl Metrics {
             "airgate_cache_verification_rejections",
             "Candidates above the threshold that verification turned down since start.",
         )?;
+        let cache_rejected_by = IntCounterVec::new(
+            Opts::new(
+                "airgate_cache_rejections_total",
+                "Semantic cache: candidates above the threshold that verification turned down, by reason (what a hit would have got wrong).",
+            ),
+            &["gateway", "reason"],
+        )?;
         let tokens = IntCounterVec::new(
             Opts::new(
                 "airgate_tokens_total",
@@ -331,6 +348,7 @@ impl Metrics {
         registry.register(Box::new(cache_bytes.clone()))?;
         registry.register(Box::new(cache_evictions.clone()))?;
         registry.register(Box::new(cache_rejected.clone()))?;
+        registry.register(Box::new(cache_rejected_by.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(time_to_first_token.clone()))?;
         registry.register(Box::new(time_per_output_token.clone()))?;
@@ -351,6 +369,7 @@ impl Metrics {
             cache_bytes,
             cache_evictions,
             cache_rejected,
+            cache_rejected_by,
             tokens,
             time_to_first_token,
             time_per_output_token,
@@ -472,6 +491,16 @@ impl Metrics {
         set(&self.cache_bytes, stats.bytes);
         set(&self.cache_evictions, stats.evictions);
         set(&self.cache_rejected, stats.rejected);
+        for (reason, count) in crate::cache::REJECTION_REASONS
+            .iter()
+            .zip(stats.rejected_by)
+            .filter(|(_, count)| *count > 0)
+        {
+            catch_up(
+                &self.cache_rejected_by.with_label_values(&[gateway, reason]),
+                count,
+            );
+        }
     }
 
     /// Records one answered generation: its tokens, and its timings where known.
@@ -520,7 +549,11 @@ impl Metrics {
         options
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The embedding model's warm-up at start took `seconds`.
+    pub fn cache_warmed_up(&self, seconds: f64) {
+        self.process.cache_warmup.set(seconds);
+    }
+
     /// Copies the process counts into the registry (before a scrape).
     pub fn sync_process(&self, counts: ProcessCounts) {
         let p = &self.process;
