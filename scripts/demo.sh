@@ -8,6 +8,7 @@ command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; e
 cargo build --release --bins
 # The demo enables the semantic cache: fetch and verify the embedding model once.
 bash models/fetch.sh
+bash models/fetch-wordnet.sh
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM

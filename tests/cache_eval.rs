@@ -14,11 +14,15 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use airgate::cache::Signature;
+use airgate::cache::{refusal, Signature};
 use serde_json::Value;
 
-/// The threshold the docs and the demo recommend.
-const RECOMMENDED: f32 = 0.80;
+/// The threshold the docs and the demo recommend, chosen on the tuning half: the highest
+/// precision there with recall at least 0.75.
+const RECOMMENDED: f32 = 0.90;
+/// Floors on the test half, below today's figures (0.972 / 0.727): they catch a regression.
+/// They are not the goal, which is 0.98 / 0.75 (issue 10, not reached yet).
+const TEST_FLOOR: (f64, f64) = (0.96, 0.70);
 
 struct Pair {
     class: String,
@@ -90,6 +94,7 @@ fn load() -> Vec<Pair> {
         .flat_map(|v| [v["a"].as_str().unwrap(), v["b"].as_str().unwrap()])
         .collect();
     let vectors = common::embedder().embed_batch_blocking(&texts).unwrap();
+    let wordnet = common::wordnet();
     lines
         .iter()
         .zip(vectors.chunks(2))
@@ -100,7 +105,7 @@ fn load() -> Vec<Pair> {
                 hit: v["expect"] == "hit",
                 test_half: test.contains(v["template"].as_str().unwrap()),
                 cosine: common::cosine(&pair[0], &pair[1]),
-                refused: Signature::of(a).mismatch(&Signature::of(b)),
+                refused: refusal(a, &Signature::of(a), b, &Signature::of(b), Some(&wordnet)),
                 a: a.to_string(),
                 b: b.to_string(),
             }
@@ -180,4 +185,19 @@ fn precision_and_recall_on_both_halves() {
     // The test half: figures only, never its pairs (they are not to be tuned on).
     sweep("test half (not tuned on)", &test);
     by_class("test half (not tuned on)", &test, RECOMMENDED);
+
+    let tuned = Score::of(&tune, RECOMMENDED, true);
+    assert!(
+        tuned.precision() >= 0.98 && tuned.recall() >= 0.75,
+        "tuning half at {RECOMMENDED}: precision {:.3}, recall {:.3}",
+        tuned.precision(),
+        tuned.recall()
+    );
+    let tested = Score::of(&test, RECOMMENDED, true);
+    assert!(
+        tested.precision() >= TEST_FLOOR.0 && tested.recall() >= TEST_FLOOR.1,
+        "test half at {RECOMMENDED}: precision {:.3}, recall {:.3}",
+        tested.precision(),
+        tested.recall()
+    );
 }

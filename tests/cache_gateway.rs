@@ -273,10 +273,15 @@ async fn no_store_skips_the_store_and_streams_are_stored_once_complete() {
 async fn the_first_answer_after_a_start_is_stored_in_time_for_a_repeat() {
     let backend = MockServer::start(MockConfig::named("m")).await.unwrap();
     let yaml = common::process::gateway_yaml(&backend.url(), CACHE);
-    let model_dir = common::model_dir();
+    let (model_dir, wordnet_dir) = (common::model_dir(), airgate::cache::wordnet::default_dir());
     let gw = common::process::GatewayProcess::start(
         &yaml,
-        &["--model-dir", model_dir.to_str().unwrap()],
+        &[
+            "--model-dir",
+            model_dir.to_str().unwrap(),
+            "--wordnet-dir",
+            wordnet_dir.to_str().unwrap(),
+        ],
     )
     .await;
     let client = reqwest::Client::new();

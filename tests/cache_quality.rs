@@ -4,17 +4,23 @@
 //! A pair counts as predicted hit when cosine >= threshold (and, with verification, when
 //! `verify::Signature` finds no differing answer-changing token). Precision = correct hits /
 //! predicted hits; recall = correct hits / pairs that should hit.
-//! Fails when, at [`GATE_THRESHOLD`] with verification, precision < 0.98 or recall < 0.75.
+//! Fails when, at [`GATE_THRESHOLD`] with verification, precision < 0.98 or recall falls below
+//! [`RECALL_FLOOR`].
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use airgate::cache::Signature;
+use airgate::cache::{refusal, Signature};
 
-/// The threshold the fixture is gated at (the shipped default recommendation).
-const GATE_THRESHOLD: f32 = 0.80;
+/// The threshold the fixture is gated at (the recommendation, chosen on the tuning half of
+/// tests/fixtures/cache_eval; see tests/cache_eval.rs).
+const GATE_THRESHOLD: f32 = 0.90;
+/// Recall floor on this set. It fell from 0.93 to 0.45 when verification began to require the
+/// differing words to be synonyms: its paraphrases are loose ("vacation days" / "paid time
+/// off"). The floor catches a further fall; precision is the promise.
+const RECALL_FLOOR: f64 = 0.40;
 
 struct Pair {
     a: String,
@@ -70,13 +76,20 @@ fn precision_and_recall_on_the_labelled_pairs() {
     );
     let text = std::fs::read_to_string(path).unwrap();
     let e = common::embedder();
+    let wordnet = common::wordnet();
     let mut pairs = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let a = v["a"].as_str().unwrap().to_string();
         let b = v["b"].as_str().unwrap().to_string();
         let vs = e.embed_batch_blocking(&[&a, &b]).unwrap();
-        let reason = Signature::of(&a).mismatch(&Signature::of(&b));
+        let reason = refusal(
+            &a,
+            &Signature::of(&a),
+            &b,
+            &Signature::of(&b),
+            Some(&wordnet),
+        );
         pairs.push(Pair {
             cosine: common::cosine(&vs[0], &vs[1]),
             verified: reason.is_none(),
@@ -175,7 +188,7 @@ fn precision_and_recall_on_the_labelled_pairs() {
     );
 
     assert!(
-        gate.precision() >= 0.98 && gate.recall() >= 0.75,
+        gate.precision() >= 0.98 && gate.recall() >= RECALL_FLOOR,
         "at {GATE_THRESHOLD} with verification: precision {:.3}, recall {:.3}",
         gate.precision(),
         gate.recall()

@@ -779,6 +779,7 @@ async fn missing_secrets_are_reported_at_load_with_the_field_path() {
                 secrets_dir: &secrets,
                 backend_trust: &trust,
                 embedder: None,
+                wordnet: None,
             };
             Snapshot::build(&loaded, &ctx).err().unwrap()
         }

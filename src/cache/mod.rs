@@ -12,8 +12,8 @@
 //!    index per scope above that (tombstones for removed entries, rebuilt in the background
 //!    past [`REBUILD_SHARE`] tombstones).
 //! 4. A candidate at or above `similarityThreshold` is served only when it is live (not
-//!    expired) and, with `verify`, when [`verify`] finds no differing number, negation, quoted
-//!    string, unit, date, opposite (am/pm, enable/disable, ...) or entity.
+//!    expired) and, with `verify`, when [`refusal`] finds no differing number, negation, quoted
+//!    string, unit, date, opposite (am/pm, enable/disable, ...), entity or direction.
 //!
 //! Size: `maxCacheSize` bounds the bytes of entries and vectors ([`entry_bytes`]); the least
 //! recently used entries are evicted first. Expired entries are swept as the cache is used
@@ -26,23 +26,26 @@
 //! user = (spec.scope == Some(CacheScope::User)).then(|| authenticated_user)
 //! ```
 //! With `scope: user` and no authenticated user, do not use the cache for that request.
-//! With MiniLM and verification, a threshold around 0.80-0.85 keeps precision at 1.0 on the
-//! labelled pairs (tests/fixtures/cache_pairs.jsonl) with recall 0.92-0.93; 0.95 keeps
-//! precision but recall falls to 0.39, and without verification no threshold reaches
-//! precision 0.98 (near misses such as another order number sit at cosine 0.93-0.99).
+//! Choosing the threshold: docs/cache.md. On pairs it was never tuned on
+//! (tests/fixtures/cache_eval, test half) no threshold reaches precision 0.98 yet; near misses
+//! that differ by one word sit at cosine 0.90-0.99.
 //!
 //! Every [`CacheError`] should be a miss for the request, logged, never a failure.
 //!
 //! The model files live in `models/all-MiniLM-L6-v2/`, fetched and verified by
 //! `models/fetch.sh` from `models/manifest.json`.
 
+mod direction;
 mod embedder;
 mod error;
 mod index;
 mod minilm;
 mod scope;
 mod store;
+mod verdict;
 pub mod verify;
+pub mod verify_words;
+pub mod wordnet;
 
 pub use embedder::{
     Embedder, EmbedderStats, BATCH_WINDOW, DIMENSION, MAX_TOKENS, MODEL_FILES, QUEUE_CAPACITY,
@@ -54,4 +57,5 @@ pub use store::{
     entry_bytes, CacheSettings, CacheStats, Hit, LookupTimings, SemanticCache, CANDIDATES,
     ENTRY_OVERHEAD, HNSW_MIN_ENTRIES, REJECTION_REASONS,
 };
+pub use verdict::refusal;
 pub use verify::Signature;

@@ -12,7 +12,9 @@ use super::embedder::{Embedder, DIMENSION};
 use super::error::CacheError;
 use super::index::{dot, ScopeIndex};
 use super::scope::ScopeKey;
+use super::verdict::refusal;
 use super::verify::Signature;
+use super::wordnet::WordNet;
 
 /// A scope gets an HNSW index once it holds this many entries; smaller scopes (typically a
 /// multi-turn conversation's, since earlier turns are part of the scope) are scanned exactly.
@@ -113,7 +115,7 @@ struct Inner {
 
 /// Why verification turned candidates down: a small fixed set, the label of
 /// `airgate_cache_rejections_total`. Reasons not listed count as `other`.
-pub const REJECTION_REASONS: [&str; 10] = [
+pub const REJECTION_REASONS: [&str; 16] = [
     "number",
     "negation",
     "quoted",
@@ -122,6 +124,12 @@ pub const REJECTION_REASONS: [&str; 10] = [
     "am_pm",
     "opposite",
     "entity",
+    "direction",
+    "antonym",
+    "substitution",
+    "insertion",
+    "scope",
+    "tense",
     "unverifiable",
     "other",
 ];
@@ -149,6 +157,8 @@ struct Shared {
     settings: CacheSettings,
     inner: Mutex<Inner>,
     counters: Counters,
+    /// WordNet for the word check of verification, when loaded.
+    words: Option<Arc<WordNet>>,
 }
 
 /// Recent query embeddings by text, and their insertion order.
@@ -187,12 +197,25 @@ pub fn entry_bytes(text: &str, response: &[u8]) -> u64 {
 }
 
 impl SemanticCache {
+    /// A cache whose verification has no word check (see [`Self::with_words`]).
     pub fn new(settings: CacheSettings, embedder: Arc<Embedder>) -> Self {
+        Self::with_words(settings, embedder, None)
+    }
+
+    /// A cache whose verification also requires the content words that differ between two
+    /// prompts to be synonyms in `words` ([`super::verify_words`]). The gateway always builds
+    /// its caches with it.
+    pub fn with_words(
+        settings: CacheSettings,
+        embedder: Arc<Embedder>,
+        words: Option<Arc<WordNet>>,
+    ) -> Self {
         SemanticCache {
             shared: Arc::new(Shared {
                 settings,
                 inner: Mutex::new(Inner::default()),
                 counters: Counters::default(),
+                words,
             }),
             embedder,
             recent: Mutex::new((HashMap::new(), VecDeque::new())),
@@ -495,7 +518,7 @@ impl Shared {
                 continue;
             };
             if let Some(q) = &query_sig {
-                if let Some(why) = q.mismatch(&e.sig) {
+                if let Some(why) = refusal(text, q, &e.text, &e.sig, self.words.as_deref()) {
                     self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                     self.counters.rejected_by[rejection_slot(why)].fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(
@@ -718,6 +741,16 @@ impl Inner {
         }
         if empty {
             self.scopes.remove(&e.scope);
+        }
+    }
+}
+
+#[cfg(test)]
+mod rejection_labels {
+    #[test]
+    fn every_word_check_class_is_a_metric_label() {
+        for class in super::super::verify_words::REJECTION_CLASSES {
+            assert!(super::REJECTION_REASONS.contains(&class), "{class}");
         }
     }
 }

@@ -259,7 +259,8 @@ const KNOWN_ENTITIES: &[&str] = &[
     "bitbucket",
 ];
 
-const NUMBER_WORDS: &[(&str, &str)] = &[
+/// Number words and their digits ("one" is left out: it is also a pronoun).
+pub(super) const NUMBER_WORDS: &[(&str, &str)] = &[
     ("two", "2"),
     ("three", "3"),
     ("four", "4"),

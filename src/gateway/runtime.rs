@@ -13,6 +13,7 @@ use super::content_filter::GuardPolicy;
 use crate::access::settings::{load_verifier, GatewayLimits};
 use crate::access::JwtVerifier;
 use crate::apis::ApiRoute;
+use crate::cache::wordnet::{WordNet, WORDNET_FETCH_HINT};
 use crate::cache::{CacheSettings, Embedder, SemanticCache, FETCH_HINT};
 use crate::config::{
     AiGateway, AuditLevel as ConfigAuditLevel, CacheScope, ConfigIssue, ContentGuardSpec,
@@ -78,6 +79,8 @@ pub struct BuildContext<'a> {
     pub backend_trust: &'a BackendTrust,
     /// The embedding model, loaded when some gateway enables the semantic cache.
     pub embedder: Option<Arc<Embedder>>,
+    /// WordNet for the cache's word check, loaded with the embedding model.
+    pub wordnet: Option<Arc<WordNet>>,
 }
 
 /// What `spec.metrics` switches on for this gateway's request metrics.
@@ -131,6 +134,7 @@ impl Gateway {
         resource: &AiGateway,
         secrets_dir: &Path,
         embedder: Option<&Arc<Embedder>>,
+        wordnet: Option<&Arc<WordNet>>,
         clients: &mut UpstreamClients<'_>,
     ) -> Result<Self, String> {
         let routing = resource.spec.routing.clone().unwrap_or_default();
@@ -173,6 +177,13 @@ impl Gateway {
                 let embedder = embedder.ok_or_else(|| {
                     format!("semanticCache is enabled but the embedding model is not loaded; {FETCH_HINT}")
                 })?;
+                // Fail closed: without WordNet, verification would let antonyms and swapped
+                // entities through (docs/cache.md).
+                let wordnet = wordnet.ok_or_else(|| {
+                    format!(
+                        "semanticCache is enabled but WordNet is not loaded; {WORDNET_FETCH_HINT}"
+                    )
+                })?;
                 let settings = CacheSettings {
                     ttl: spec.ttl.0,
                     similarity_threshold: spec.similarity_threshold,
@@ -180,7 +191,11 @@ impl Gateway {
                     verify: true,
                 };
                 Some(CachePolicy {
-                    cache: Arc::new(SemanticCache::new(settings, Arc::clone(embedder))),
+                    cache: Arc::new(SemanticCache::with_words(
+                        settings,
+                        Arc::clone(embedder),
+                        Some(Arc::clone(wordnet)),
+                    )),
                     per_user: spec.scope == Some(CacheScope::User),
                 })
             }
@@ -272,6 +287,7 @@ impl Snapshot {
                     resource,
                     ctx.secrets_dir,
                     ctx.embedder.as_ref(),
+                    ctx.wordnet.as_ref(),
                     &mut clients,
                 )
                 .map_err(|e| format!("{} ({}): {e}", located.source, resource.display_name()))?,

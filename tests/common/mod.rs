@@ -83,6 +83,8 @@ impl TestGateway {
             shutdown: &shutdown,
             secrets_dir: &secrets,
             backend_trust: &tls.backend_trust,
+            // The cache's word check comes with the model, as in `serve`.
+            wordnet: embedder.as_ref().map(|_| wordnet()),
             embedder,
         };
         let snapshot = Snapshot::build(&loaded, &build).unwrap();
@@ -506,6 +508,20 @@ pub fn model_dir() -> std::path::PathBuf {
 }
 
 /// The embedding model, loaded once per test binary.
+/// WordNet for the cache's word check, loaded once per test binary from `models/wordnet`
+/// (`models/fetch-wordnet.sh`; `AIRGATE_WORDNET_DIR` overrides).
+pub fn wordnet() -> Arc<airgate::cache::wordnet::WordNet> {
+    static W: std::sync::OnceLock<Arc<airgate::cache::wordnet::WordNet>> =
+        std::sync::OnceLock::new();
+    W.get_or_init(|| {
+        match airgate::cache::wordnet::WordNet::load(&airgate::cache::wordnet::default_dir()) {
+            Ok(w) => Arc::new(w),
+            Err(e) => panic!("{e}"),
+        }
+    })
+    .clone()
+}
+
 pub fn embedder() -> Arc<airgate::cache::Embedder> {
     static E: std::sync::OnceLock<Arc<airgate::cache::Embedder>> = std::sync::OnceLock::new();
     E.get_or_init(
