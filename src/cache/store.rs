@@ -291,12 +291,48 @@ impl SemanticCache {
         text: &str,
         response: Bytes,
     ) -> Result<(), CacheError> {
-        if entry_bytes(text, &response) > self.shared.settings.max_bytes
-            || self.shared.touch_exact(&scope, text)
-        {
+        if !self.wants(&scope, text, &response) {
             return Ok(());
         }
         let pending = self.begin_pending(scope, text, &response);
+        self.finish_store(scope, text, response, pending).await
+    }
+
+    /// [`Self::store`] on a background task. The answer serves exact repeats from the moment
+    /// this returns, before the task has even started: an exact repeat sent as soon as the
+    /// first answer arrives must not depend on how soon a busy runtime polls the task.
+    pub fn store_in_background(self: &Arc<Self>, scope: ScopeKey, text: String, response: Bytes) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !self.wants(&scope, &text, &response) {
+            return;
+        }
+        let pending = self.begin_pending(scope, &text, &response);
+        let cache = Arc::clone(self);
+        runtime.spawn(async move {
+            if let Err(error) = cache.finish_store(scope, &text, response, pending).await {
+                tracing::warn!(error = %error, "cache store failed");
+            }
+        });
+    }
+
+    /// Whether an answer is worth storing: it fits, and its prompt is not stored already
+    /// (which refreshes that entry in the LRU).
+    fn wants(&self, scope: &ScopeKey, text: &str, response: &Bytes) -> bool {
+        entry_bytes(text, response) <= self.shared.settings.max_bytes
+            && !self.shared.touch_exact(scope, text)
+    }
+
+    /// Embeds and inserts, then takes the answer out of the pending set (`pending`: it was put
+    /// there).
+    async fn finish_store(
+        &self,
+        scope: ScopeKey,
+        text: &str,
+        response: Bytes,
+        pending: bool,
+    ) -> Result<(), CacheError> {
         let stored = async {
             let v = self.embed(text).await?;
             // inserting into a large HNSW index takes about a millisecond: off the async workers

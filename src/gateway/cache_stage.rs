@@ -365,14 +365,7 @@ impl CacheFill {
     }
 
     fn spawn_store(self, body: Bytes) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        handle.spawn(async move {
-            if let Err(error) = self.cache.store(self.scope, &self.text, body).await {
-                tracing::warn!(error = %error, "cache store failed");
-            }
-        });
+        self.cache.store_in_background(self.scope, self.text, body);
     }
 }
 
