@@ -944,13 +944,12 @@ mod tests {
         static W: std::sync::OnceLock<Option<WordNet>> = std::sync::OnceLock::new();
         W.get_or_init(|| {
             let dir = super::super::wordnet::default_dir();
-            if !dir.join("data.noun").is_file() {
-                eprintln!(
-                    "SKIPPED: no WordNet at {} (run models/fetch-wordnet.sh)",
-                    dir.display()
-                );
-                return None;
-            }
+            // Missing data is a failure, never a skipped test: CI fetches it.
+            assert!(
+                dir.join("data.noun").is_file(),
+                "no WordNet at {} (run models/fetch-wordnet.sh)",
+                dir.display()
+            );
             Some(WordNet::load(&dir).unwrap())
         })
         .as_ref()
@@ -1035,21 +1034,5 @@ mod tests {
             assert_eq!(words_compatible(a, b, wn), Ok(()), "{a} / {b}");
             assert_eq!(words_compatible(b, a, wn), Ok(()), "{b} / {a}");
         }
-    }
-
-    #[test]
-    fn wordnet_rule_is_cheap() {
-        let Some(wn) = wn() else { return };
-        let (a, b) = (
-            "We're running a three-node Kafka cluster on Kubernetes and the consumers in the billing namespace keep rebalancing every few minutes. What settings should I check first?",
-            "Hi team, quick question: we're running a three-node Kafka cluster on Kubernetes and the consumers in the billing namespace keep rebalancing every few minutes. Could you tell me what settings I should check first?",
-        );
-        let t = std::time::Instant::now();
-        for _ in 0..100 {
-            let _ = words_compatible(a, b, wn);
-        }
-        let per = t.elapsed() / 100;
-        eprintln!("words_compatible on two 30-word prompts: {per:?}");
-        assert!(per < std::time::Duration::from_millis(1), "{per:?}");
     }
 }

@@ -828,13 +828,12 @@ mod tests {
         static W: OnceLock<Option<WordNet>> = OnceLock::new();
         W.get_or_init(|| {
             let dir = default_dir();
-            if !dir.join("data.noun").is_file() {
-                eprintln!(
-                    "SKIPPED: no WordNet at {} ({WORDNET_FETCH_HINT})",
-                    dir.display()
-                );
-                return None;
-            }
+            // Missing data is a failure, never a skipped test: CI fetches it.
+            assert!(
+                dir.join("data.noun").is_file(),
+                "no WordNet at {} ({WORDNET_FETCH_HINT})",
+                dir.display()
+            );
             let t = std::time::Instant::now();
             let w = WordNet::load(&dir).unwrap();
             let (l, s, p) = w.counts();
@@ -917,29 +916,5 @@ mod tests {
     fn wordnet_missing_folder_says_how_to_fetch() {
         let err = WordNet::load(Path::new("/nonexistent/airgate-wordnet")).unwrap_err();
         assert!(err.to_string().contains("fetch-wordnet.sh"), "{err}");
-    }
-
-    #[test]
-    fn wordnet_relation_is_cheap() {
-        let Some(w) = wn() else { return };
-        let pairs = [
-            ("delete", "select"),
-            ("person", "people"),
-            ("make", "do"),
-            ("set", "put"),
-            ("run", "go"),
-        ];
-        let t = std::time::Instant::now();
-        let mut n = 0;
-        for _ in 0..200 {
-            for (a, b) in pairs {
-                if w.relation(a, b) != Relation::Unrelated {
-                    n += 1;
-                }
-            }
-        }
-        let per = t.elapsed() / 1000;
-        eprintln!("relation: {per:?} per pair ({n} related)");
-        assert!(per < std::time::Duration::from_micros(200), "{per:?}");
     }
 }
