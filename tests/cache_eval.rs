@@ -15,6 +15,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use airgate::cache::{refusal, Signature};
+use common::quality::Score;
 use serde_json::Value;
 
 /// The threshold the docs and the demo recommend, chosen on the tuning half: the highest
@@ -35,37 +36,14 @@ struct Pair {
     b: String,
 }
 
-#[derive(Default, Clone, Copy)]
-struct Score {
-    tp: usize,
-    fp: usize,
-    fn_: usize,
-}
-
-impl Score {
-    fn of(pairs: &[&Pair], threshold: f32, verify: bool) -> Score {
-        let mut s = Score::default();
-        for p in pairs {
-            let predicted = p.cosine >= threshold && (!verify || p.refused.is_none());
-            match (predicted, p.hit) {
-                (true, true) => s.tp += 1,
-                (true, false) => s.fp += 1,
-                (false, true) => s.fn_ += 1,
-                (false, false) => {}
-            }
-        }
-        s
-    }
-    fn precision(&self) -> f64 {
-        if self.tp + self.fp == 0 {
-            1.0
-        } else {
-            self.tp as f64 / (self.tp + self.fp) as f64
-        }
-    }
-    fn recall(&self) -> f64 {
-        self.tp as f64 / (self.tp + self.fn_).max(1) as f64
-    }
+/// Precision and recall at `threshold`, with or without verification.
+fn score(pairs: &[&Pair], threshold: f32, verify: bool) -> Score {
+    Score::of(pairs.iter().map(|p| {
+        (
+            p.cosine >= threshold && (!verify || p.refused.is_none()),
+            p.hit,
+        )
+    }))
 }
 
 fn fixture(name: &str) -> String {
@@ -122,7 +100,7 @@ fn sweep(name: &str, pairs: &[&Pair]) {
     );
     for i in (70..=98).step_by(2) {
         let t = i as f32 / 100.0;
-        let (plain, verified) = (Score::of(pairs, t, false), Score::of(pairs, t, true));
+        let (plain, verified) = (score(pairs, t, false), score(pairs, t, true));
         println!(
             "  {t:.2}: {:.3}/{:.3} | {:.3}/{:.3} (fp {})",
             plain.precision(),
@@ -186,14 +164,14 @@ fn precision_and_recall_on_both_halves() {
     sweep("test half (not tuned on)", &test);
     by_class("test half (not tuned on)", &test, RECOMMENDED);
 
-    let tuned = Score::of(&tune, RECOMMENDED, true);
+    let tuned = score(&tune, RECOMMENDED, true);
     assert!(
         tuned.precision() >= 0.98 && tuned.recall() >= 0.75,
         "tuning half at {RECOMMENDED}: precision {:.3}, recall {:.3}",
         tuned.precision(),
         tuned.recall()
     );
-    let tested = Score::of(&test, RECOMMENDED, true);
+    let tested = score(&test, RECOMMENDED, true);
     assert!(
         tested.precision() >= TEST_FLOOR.0 && tested.recall() >= TEST_FLOOR.1,
         "test half at {RECOMMENDED}: precision {:.3}, recall {:.3}",

@@ -13,6 +13,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use airgate::cache::{refusal, Signature};
+use common::quality::Score;
 
 /// The threshold the fixture is gated at (the recommendation, chosen on the tuning half of
 /// tests/fixtures/cache_eval; see tests/cache_eval.rs).
@@ -33,38 +34,12 @@ struct Pair {
     reason: Option<&'static str>,
 }
 
-#[derive(Default, Clone, Copy)]
-struct Score {
-    tp: usize,
-    fp: usize,
-    fn_: usize,
-}
-
-impl Score {
-    fn precision(&self) -> f64 {
-        if self.tp + self.fp == 0 {
-            1.0
-        } else {
-            self.tp as f64 / (self.tp + self.fp) as f64
-        }
-    }
-    fn recall(&self) -> f64 {
-        self.tp as f64 / (self.tp + self.fn_).max(1) as f64
-    }
-}
-
 fn score(pairs: &[&Pair], threshold: f32, verify: bool) -> Score {
-    let mut s = Score::default();
-    for p in pairs {
-        let predicted = p.cosine >= threshold && (!verify || p.verified);
-        match (predicted, p.hit) {
-            (true, true) => s.tp += 1,
-            (true, false) => s.fp += 1,
-            (false, true) => s.fn_ += 1,
-            (false, false) => {}
-        }
-    }
-    s
+    Score::of(
+        pairs
+            .iter()
+            .map(|p| (p.cosine >= threshold && (!verify || p.verified), p.hit)),
+    )
 }
 
 /// Prints the precision/recall table (run with `--nocapture` to see it) and gates it.

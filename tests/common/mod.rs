@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod process;
+pub mod quality;
 
 use std::net::SocketAddr;
 use std::path::Path;
