@@ -42,14 +42,15 @@ struct Engine {
     redacted_any: bool,
 }
 
-fn finding(set: &PatternSet, h: &Hit) -> Finding {
-    let rule = &set.rules[h.rule];
+/// The finding of rule `rule` matching `start..end` (shared with the prompt scan).
+pub(super) fn finding(set: &PatternSet, rule: usize, start: usize, end: usize) -> Finding {
+    let r = &set.rules[rule];
     Finding {
-        rule: rule.label.clone(),
-        action: rule.action,
-        audit_level: rule.level,
-        start: h.start,
-        end: h.end,
+        rule: r.label.clone(),
+        action: r.action,
+        audit_level: r.level,
+        start,
+        end,
     }
 }
 
@@ -285,9 +286,11 @@ impl Engine {
                 Action::Redact => {
                     self.redactions.push((h.start, h.end));
                     self.redacted_any = true;
-                    self.findings.push(finding(set, &h));
+                    self.findings.push(finding(set, h.rule, h.start, h.end));
                 }
-                Action::Audit | Action::Allow => self.findings.push(finding(set, &h)),
+                Action::Audit | Action::Allow => {
+                    self.findings.push(finding(set, h.rule, h.start, h.end))
+                }
             }
         }
         self.pending = still;
@@ -309,7 +312,7 @@ impl Engine {
                 .iter()
                 .any(|p| set.rules[p.rule].action == Action::Block && (p.start, p.rule) < key);
             if eof || !(blocked_by_frontier || blocked_by_pending) {
-                return Ok(Some(finding(set, c)));
+                return Ok(Some(finding(set, c.rule, c.start, c.end)));
             }
         }
         Ok(None)

@@ -48,7 +48,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use super::compile::{PatternSet, Rule};
-use super::engine::{merge, rule_hits};
+use super::engine::{finding, merge, rule_hits};
 use super::normalize::{normalize_into, Fold, Normalized, OffsetMap, Out};
 use super::{Action, FailReason, Finding, ScanBudget, REDACTED};
 
@@ -495,31 +495,22 @@ impl PatternSet {
                 }
                 Action::Redact => {
                     spans.push((h.start, h.end));
-                    findings.push(self.finding(h));
+                    findings.push(finding(self, h.rule, h.start, h.end));
                 }
-                Action::Audit | Action::Allow => findings.push(self.finding(h)),
+                Action::Audit | Action::Allow => {
+                    findings.push(finding(self, h.rule, h.start, h.end))
+                }
             }
         }
         if let Some(v) = violation {
             return PromptOutcome::Violation {
-                finding: self.finding(&v),
+                finding: finding(self, v.rule, v.start, v.end),
             };
         }
         findings.sort_by(|a, b| (a.start, a.end, &a.rule).cmp(&(b.start, b.end, &b.rule)));
         PromptOutcome::Clean {
             findings,
             redacted: redact_fields(prompt, &merge(&mut spans)),
-        }
-    }
-
-    fn finding(&self, h: &Hit) -> Finding {
-        let rule = &self.rules[h.rule];
-        Finding {
-            rule: rule.label.clone(),
-            action: rule.action,
-            audit_level: rule.level,
-            start: h.start,
-            end: h.end,
         }
     }
 }
