@@ -275,14 +275,6 @@ impl SemanticCache {
         }
     }
 
-    /// Embeds `text` now, so that a [`Self::store`] of its answer finds the vector ready. A
-    /// lookup in a scope that has no entry yet skips embedding; without this the first answer
-    /// of a scope would be embedded only once it arrived, and an exact repeat sent right after
-    /// it could miss.
-    pub async fn prefetch_embedding(&self, text: &str) -> Result<(), CacheError> {
-        self.embed(text).await.map(|_| ())
-    }
-
     /// Stores `response` for `text` in `scope`. A prompt already stored in the scope keeps its
     /// one entry (refreshed in the LRU); an entry larger than `max_bytes` is not stored.
     pub async fn store(

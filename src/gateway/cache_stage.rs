@@ -141,17 +141,7 @@ async fn lookup_inner(
             }
             None => Lookup::Miss(fill),
         },
-        Ok(None) => {
-            if timings.embed.is_none() && fill.is_some() {
-                // The scope is empty, so the lookup did not embed: embed while the backend
-                // answers, so the answer is stored as soon as it arrives.
-                let (cache, text) = (Arc::clone(&policy.cache), text);
-                tokio::spawn(async move {
-                    let _ = cache.prefetch_embedding(&text).await;
-                });
-            }
-            Lookup::Miss(fill)
-        }
+        Ok(None) => Lookup::Miss(fill),
         Err(error) => {
             // A full embedding queue fails every lookup: one line per request would let load
             // decide log volume.
