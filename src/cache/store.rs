@@ -146,7 +146,6 @@ fn rejection_slot(reason: &str) -> usize {
 struct Counters {
     hits: AtomicU64,
     misses: AtomicU64,
-    rejected: AtomicU64,
     rejected_by: [AtomicU64; REJECTION_REASONS.len()],
     evictions: AtomicU64,
     expirations: AtomicU64,
@@ -404,6 +403,8 @@ impl SemanticCache {
 
     pub fn stats(&self) -> CacheStats {
         let c = &self.shared.counters;
+        let rejected_by: [u64; REJECTION_REASONS.len()] =
+            std::array::from_fn(|i| c.rejected_by[i].load(Ordering::Relaxed));
         let inner = self.shared.inner.lock();
         CacheStats {
             entries: inner.entries.len(),
@@ -411,8 +412,8 @@ impl SemanticCache {
             scopes: inner.scopes.len(),
             hits: c.hits.load(Ordering::Relaxed),
             misses: c.misses.load(Ordering::Relaxed),
-            rejected: c.rejected.load(Ordering::Relaxed),
-            rejected_by: std::array::from_fn(|i| c.rejected_by[i].load(Ordering::Relaxed)),
+            rejected: rejected_by.iter().sum(),
+            rejected_by,
             evictions: c.evictions.load(Ordering::Relaxed),
             expirations: c.expirations.load(Ordering::Relaxed),
             rebuilds: c.rebuilds.load(Ordering::Relaxed),
@@ -547,7 +548,6 @@ impl Shared {
             };
             if let Some(q) = &query_sig {
                 if let Some(why) = refusal(text, q, &e.text, &e.sig, self.words.as_deref()) {
-                    self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                     self.counters.rejected_by[rejection_slot(why)].fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(
                         similarity,
