@@ -494,7 +494,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_body_budget(BodyBudget::new(body_budget)),
     );
     if let Some(embedder) = to_warm {
-        spawn_warm_up(&state, embedder, args.embed_workers.max(1));
+        spawn_warm_up(&state, embedder);
     }
     let (listen, admin_listen) = (args.listen, args.admin_listen);
     let public = TcpListener::bind(listen)
@@ -536,14 +536,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// Warms the embedding model off the request path; `/readyz` answers 503 until it is done, so
 /// no request pays for the first forward passes (see [`Embedder::warm_up`]). A failed warm-up
 /// is logged and readiness goes on: the cache then treats each failed embedding as a miss.
-fn spawn_warm_up(state: &Arc<AppState>, embedder: Arc<Embedder>, workers: usize) {
+fn spawn_warm_up(state: &Arc<AppState>, embedder: Arc<Embedder>) {
     state
         .warming_up
         .store(true, std::sync::atomic::Ordering::Release);
     let state = Arc::clone(state);
     tokio::spawn(async move {
         let started = std::time::Instant::now();
-        let result = embedder.warm_up(workers).await;
+        let result = embedder.warm_up().await;
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok(()) => tracing::info!(seconds, "embedding model warmed up"),

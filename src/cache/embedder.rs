@@ -67,6 +67,7 @@ pub struct Embedder {
     model: Arc<Model>,
     queue: Sender<Job>,
     max_batch: usize,
+    workers: usize,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -96,6 +97,7 @@ impl Embedder {
             model,
             queue,
             max_batch,
+            workers: workers.max(1),
         })
     }
 
@@ -115,14 +117,14 @@ impl Embedder {
     /// which would otherwise fall on the first requests, and made the first answer after a
     /// start be stored too late for a repeat. Texts of several lengths, so each worker's
     /// buffers grow once here.
-    pub async fn warm_up(&self, workers: usize) -> Result<(), CacheError> {
+    pub async fn warm_up(&self) -> Result<(), CacheError> {
         const TEXTS: [&str; 3] = [
             "warm up",
             "How do I reset the password of my account on the internal portal?",
             "Summarise the following incident report in three sentences, naming the affected service, the time it started, the time it was resolved, what the root cause was, and which follow-up actions were agreed by the team during the review meeting held on the next working day.",
         ];
         for text in TEXTS {
-            let jobs = (0..workers.max(1)).map(|_| self.embed(text.to_string()));
+            let jobs = (0..self.workers).map(|_| self.embed(text.to_string()));
             for result in futures::future::join_all(jobs).await {
                 result?;
             }
