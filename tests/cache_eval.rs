@@ -1,13 +1,16 @@
 //! The semantic cache's match decision on `tests/fixtures/cache_eval/pairs.jsonl`: 1,144 labelled
 //! pairs in 237 templates, split once by template into a tuning half and a test half
-//! (`tests/fixtures/cache_eval/README.md`). `cargo nextest run --test cache_eval --no-capture`
-//! prints precision and recall per half, per threshold, and acceptance per contrast class.
+//! (`tests/fixtures/cache_eval/README.md`), and on `dev.jsonl`, 135 development pairs written
+//! later to tune on. `cargo nextest run --test cache_eval --no-capture` prints precision and
+//! recall per half, per threshold, and acceptance per contrast class.
 //!
-//! Rule: verification is tuned on the tuning half only. A test-half figure is reported, never
-//! tuned on; a code change made after seeing one must say so in docs/cache.md.
+//! Rule: verification is tuned on the tuning half and the development pairs only. A test-half
+//! figure is reported, never tuned on; a code change made after seeing one must say so in
+//! docs/cache.md.
 //!
-//! A pair is predicted a hit when cosine >= threshold and verification accepts it. Precision =
-//! correct hits / predicted hits; recall = correct hits / pairs that should hit.
+//! A pair is predicted a hit when cosine >= threshold and verification accepts it, with `a`
+//! as the stored prompt and `b` as the new one, as in the gateway. Precision = correct hits /
+//! predicted hits; recall = correct hits / pairs that should hit.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -18,12 +21,11 @@ use airgate::cache::{refusal, Signature};
 use common::quality::Score;
 use serde_json::Value;
 
-/// The threshold the docs and the demo recommend, chosen on the tuning half: the highest
-/// precision there with recall at least 0.75.
+/// The threshold the docs and the demo recommend, chosen on the tuning half before the
+/// verifier reached precision 1.0 there (docs/cache.md, "Choosing the threshold").
 const RECOMMENDED: f32 = 0.90;
-/// Floors on the test half, below today's figures (0.972 / 0.727): they catch a regression.
-/// They are not the goal, which is 0.98 / 0.75 (issue 10, not reached yet).
-const TEST_FLOOR: (f64, f64) = (0.96, 0.70);
+/// What the recommended threshold must give on the test half (issue 10): precision, recall.
+const TEST_GOAL: (f64, f64) = (0.98, 0.75);
 
 struct Pair {
     class: String,
@@ -54,15 +56,14 @@ fn fixture(name: &str) -> String {
     .unwrap()
 }
 
-fn load() -> Vec<Pair> {
-    let split: Value = serde_json::from_str(&fixture("split.json")).unwrap();
-    let test: BTreeSet<&str> = split["test"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
-    let lines: Vec<Value> = fixture("pairs.jsonl")
+/// Whether verification refuses a cached `a` for a new prompt `b`.
+fn refused(a: &str, b: &str, wordnet: &airgate::cache::wordnet::WordNet) -> Option<&'static str> {
+    refusal(b, &Signature::of(b), a, &Signature::of(a), Some(wordnet))
+}
+
+/// The lines of a JSON Lines fixture of pairs, each with the cosine of its `a` and `b`.
+fn with_cosines(name: &str) -> Vec<(Value, f32)> {
+    let lines: Vec<Value> = fixture(name)
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
@@ -72,18 +73,29 @@ fn load() -> Vec<Pair> {
         .flat_map(|v| [v["a"].as_str().unwrap(), v["b"].as_str().unwrap()])
         .collect();
     let vectors = common::embedder().embed_batch_blocking(&texts).unwrap();
-    let wordnet = common::wordnet();
-    lines
+    let cosines = vectors.chunks(2).map(|p| common::cosine(&p[0], &p[1]));
+    lines.into_iter().zip(cosines).collect()
+}
+
+fn load() -> Vec<Pair> {
+    let split: Value = serde_json::from_str(&fixture("split.json")).unwrap();
+    let test: BTreeSet<&str> = split["test"]
+        .as_array()
+        .unwrap()
         .iter()
-        .zip(vectors.chunks(2))
-        .map(|(v, pair)| {
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let wordnet = common::wordnet();
+    with_cosines("pairs.jsonl")
+        .into_iter()
+        .map(|(v, cosine)| {
             let (a, b) = (v["a"].as_str().unwrap(), v["b"].as_str().unwrap());
             Pair {
                 class: v["class"].as_str().unwrap().to_string(),
                 hit: v["expect"] == "hit",
                 test_half: test.contains(v["template"].as_str().unwrap()),
-                cosine: common::cosine(&pair[0], &pair[1]),
-                refused: refusal(a, &Signature::of(a), b, &Signature::of(b), Some(&wordnet)),
+                cosine,
+                refused: refused(a, b, &wordnet),
                 a: a.to_string(),
                 b: b.to_string(),
             }
@@ -173,9 +185,43 @@ fn precision_and_recall_on_both_halves() {
     );
     let tested = score(&test, RECOMMENDED, true);
     assert!(
-        tested.precision() >= TEST_FLOOR.0 && tested.recall() >= TEST_FLOOR.1,
+        tested.precision() >= TEST_GOAL.0 && tested.recall() >= TEST_GOAL.1,
         "test half at {RECOMMENDED}: precision {:.3}, recall {:.3}",
         tested.precision(),
         tested.recall()
     );
+}
+
+/// The development pairs (tuning material: every error is printed), written after the first
+/// test-half report for the classes where wrong hits remained (direction, tense, age and dose,
+/// time), without looking at the test half's pairs.
+#[test]
+fn development_pairs() {
+    let wordnet = common::wordnet();
+    let mut predictions = Vec::new();
+    for (v, cosine) in with_cosines("dev.jsonl") {
+        let (a, b) = (v["a"].as_str().unwrap(), v["b"].as_str().unwrap());
+        let hit = v["expect"] == "hit";
+        let why = refused(a, b, &wordnet);
+        let predicted = cosine >= RECOMMENDED && why.is_none();
+        if predicted != hit {
+            println!(
+                "  {} [{}] cos {cosine:.3} refused {why:?}: {a:?} / {b:?}",
+                if hit { "FN" } else { "FP" },
+                v["class"].as_str().unwrap()
+            );
+        }
+        predictions.push((predicted, hit));
+    }
+    let dev = Score::of(predictions);
+    println!(
+        "development pairs at {RECOMMENDED:.2}: precision {:.3}, recall {:.3} (fp {})",
+        dev.precision(),
+        dev.recall(),
+        dev.fp
+    );
+    // two known wrong hits: a pronoun that changes roles ("owes us" / "do we owe") and a swap
+    // across a comma ("who should the patient notify, the GP or ...")
+    assert!(dev.fp <= 2, "{} wrong hits", dev.fp);
+    assert!(dev.recall() >= 0.75, "recall {:.3}", dev.recall());
 }

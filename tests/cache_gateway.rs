@@ -266,15 +266,11 @@ async fn no_store_skips_the_store_and_streams_are_stored_once_complete() {
     assert!(hit, "a completed stream was not stored");
 }
 
-/// The real binary, just started: the first answer is stored in time for an exact repeat sent
-/// right after it, and for a streamed repeat. The embedding model is warmed before `/readyz`
-/// says ready, off the request path.
-#[tokio::test]
-async fn the_first_answer_after_a_start_is_stored_in_time_for_a_repeat() {
-    let backend = MockServer::start(MockConfig::named("m")).await.unwrap();
-    let yaml = common::process::gateway_yaml(&backend.url(), CACHE);
+/// The real binary with the cache on, in front of `backend`.
+async fn cached_gateway_process(backend: &str) -> common::process::GatewayProcess {
+    let yaml = common::process::gateway_yaml(backend, CACHE);
     let (model_dir, wordnet_dir) = (common::model_dir(), airgate::cache::wordnet::default_dir());
-    let gw = common::process::GatewayProcess::start(
+    common::process::GatewayProcess::start(
         &yaml,
         &[
             "--model-dir",
@@ -283,7 +279,16 @@ async fn the_first_answer_after_a_start_is_stored_in_time_for_a_repeat() {
             wordnet_dir.to_str().unwrap(),
         ],
     )
-    .await;
+    .await
+}
+
+/// The real binary, just started: the first answer is stored in time for an exact repeat sent
+/// right after it, and for a streamed repeat. The embedding model is warmed before `/readyz`
+/// says ready, off the request path.
+#[tokio::test]
+async fn the_first_answer_after_a_start_is_stored_in_time_for_a_repeat() {
+    let backend = MockServer::start(MockConfig::named("m")).await.unwrap();
+    let gw = cached_gateway_process(&backend.url()).await;
     let client = reqwest::Client::new();
     let body = common::chat_body("mock-model", false);
     let mut verdicts = Vec::new();
@@ -319,4 +324,39 @@ async fn the_first_answer_after_a_start_is_stored_in_time_for_a_repeat() {
         .and_then(|v| v.trim().parse().ok())
         .expect("airgate_cache_warmup_seconds");
     assert!(warm_up > 0.0, "{metrics}");
+}
+
+/// The size gauges are read when Prometheus scrapes, not only when a request looks the cache
+/// up: an answer stored after the last request is counted without another request.
+#[tokio::test]
+async fn the_entries_gauge_counts_a_store_without_another_request() {
+    let backend = MockServer::start(MockConfig::named("m")).await.unwrap();
+    let gw = cached_gateway_process(&backend.url()).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .json(&common::chat_body("mock-model", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-airgate-cache"], "miss");
+    response.bytes().await.unwrap();
+    let entries = |metrics: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("airgate_cache_entries{"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = gw.metrics().await;
+        if entries(&metrics) == Some(1.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stored answer is not counted: {:?}\n{metrics}",
+            entries(&metrics)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

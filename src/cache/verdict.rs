@@ -1,6 +1,7 @@
 //! The one decision on a candidate above the threshold, shared by the cache's lookups and by
 //! the evaluation (`tests/cache_eval.rs`), so what is measured is what is served.
 
+use super::canonical::canonical;
 use super::direction;
 use super::verify::Signature;
 use super::verify_words::words_compatible;
@@ -33,6 +34,7 @@ pub fn refusal(
     if let Some(why) = query_sig.mismatch(cached_sig) {
         return Some(why);
     }
+    let (query, cached) = (&*canonical(query), &*canonical(cached));
     if direction::disagree(query, cached) {
         return Some("direction");
     }

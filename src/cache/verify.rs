@@ -2,11 +2,14 @@
 //!
 //! Sentence embeddings are nearly blind to the details that decide an answer: MiniLM puts
 //! "Approve the refund for order 48213" and "... 48214" at cosine 0.986, "9 am" and "9 pm"
-//! close together. So a candidate above the threshold is served only when both prompts agree
-//! on:
-//! - **numbers** (digits, decimals, `1,000`, number words `two`..`billion`, ordinals `1st`/`first`),
+//! close together. So a candidate above the threshold is served only when both prompts,
+//! written one way first ([`super::canonical`]: "50TB" is "50 TB", "under 50" is "less than
+//! 50"), agree on:
+//! - **numbers** (digits, decimals, `1,000`, number words `two`..`billion` and `one` before a
+//!   unit, ordinals `1st`/`first`) and the **operators** between them (`3x + 7` / `3x - 7`),
 //! - **negation** (not, no, never, n't, without, none, cannot, except, ...),
-//! - **quoted strings** (`"..."`, `'...'`, `` `...` ``, curly quotes),
+//! - **quoted strings** (`"..."`, `'...'`, `` `...` ``, curly quotes; compared by their words,
+//!   and present when the other prompt has the same words unquoted),
 //! - **units and currencies** (km/miles, GB/MB, seconds/minutes, %, $, €, °C/°F, ...),
 //! - **dates** (month and weekday names, today/tomorrow/yesterday) and relative periods
 //!   (last/this/next),
@@ -14,7 +17,8 @@
 //!   before/after, import/export, ...: rejected when the two prompts use different sides),
 //! - **entities** (capitalised words that are not sentence-initial, acronyms, identifiers
 //!   such as `us-east-1` or `config.yaml`, e-mails, URLs, and well-known product or language
-//!   names even in lower case): each entity of one prompt must occur in the other.
+//!   names even in lower case): each entity of one prompt must occur in the other, or a
+//!   slip of the keyboard of it (two letters swapped, one left out of a long word).
 //!
 //! It is a lexical filter: it cannot see a different lower-case common noun ("refund" vs
 //! "exchange"); the similarity threshold has to.
@@ -23,6 +27,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::OnceLock;
 
 use regex::Regex;
+
+use super::canonical::canonical;
 
 /// The answer-changing features of one prompt. Computed once per cache entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,6 +43,9 @@ pub struct Signature {
     /// Opposite groups: group name -> sides used.
     sides: BTreeMap<&'static str, BTreeSet<&'static str>>,
     entities: BTreeSet<String>,
+    /// Arithmetic and comparison operators between numbers, in order: "3x + 7 = 22" is
+    /// `+=`, "3x - 7 = 22" is `-=`.
+    operators: String,
     /// Set when the text could not be analysed: such a prompt is compatible with nothing.
     unverifiable: bool,
     /// Every lower-case word, to check the other prompt's entities against.
@@ -690,6 +699,7 @@ fn is_number(token: &str) -> bool {
 impl Signature {
     /// The features of one prompt.
     pub fn of(text: &str) -> Signature {
+        let text = &*canonical(text);
         let mut sig = Signature::default();
         let Some(p) = patterns() else {
             sig.unverifiable = true; // fail closed: never matches anything
@@ -698,12 +708,13 @@ impl Signature {
 
         for cap in p.quoted.captures_iter(text) {
             if let Some(m) = cap.iter().skip(1).flatten().next() {
-                let q = m.as_str().trim().to_lowercase();
+                let q = quoted_words(m.as_str());
                 if !q.is_empty() {
                     sig.quoted.insert(q);
                 }
             }
         }
+        sig.operators = operators(text);
         for cap in p.meridiem.captures_iter(text) {
             let side = match cap.get(1).map(|m| m.as_str().to_ascii_lowercase()) {
                 Some(s) if s == "a" => "am",
@@ -805,7 +816,9 @@ impl Signature {
                 prev_number = false;
                 continue;
             }
-            if let Some(n) = lookup(NUMBER_WORDS, &lower) {
+            // "one" is a pronoun ("which one") unless a unit follows ("one year")
+            let one = (lower == "one" && unit_after.is_some()).then_some("1");
+            if let Some(n) = lookup(NUMBER_WORDS, &lower).or(one) {
                 sig.numbers.insert(n.to_string());
                 if let Some(u) = unit_after {
                     sig.quantities.insert(format!("{n} {u}"));
@@ -881,7 +894,21 @@ impl Signature {
         if self.negated != other.negated {
             return Some("negation");
         }
-        if self.quoted != other.quoted {
+        if self.operators != other.operators {
+            return Some("number");
+        }
+        // a quotation is the same when the other prompt has it too, quoted or not ("add the
+        // tag \"owner=finance\"" / "add the tag owner=finance")
+        let unquoted = |a: &Signature, b: &Signature| {
+            a.quoted.iter().any(|q| {
+                !b.quoted.contains(q)
+                    && !q
+                        .split(|c: char| !c.is_alphanumeric())
+                        .filter(|w| !w.is_empty())
+                        .all(|w| b.words.contains(w))
+            })
+        };
+        if unquoted(self, other) || unquoted(other, self) {
             return Some("quoted");
         }
         if self.dates != other.dates {
@@ -908,15 +935,98 @@ impl Signature {
             }
         }
         let missing = |a: &Signature, b: &Signature| {
-            a.entities
-                .iter()
-                .any(|e| !b.words.contains(e) && !b.entities.contains(e))
+            a.entities.iter().any(|e| {
+                !b.words.contains(e)
+                    && !b.entities.contains(e)
+                    && !b.words.iter().any(|w| misspelt(e, w))
+            })
         };
         if missing(self, other) || missing(other, self) {
             return Some("entity");
         }
         None
     }
+}
+
+/// Whether `a` and `b` are one name, one of them misspelt by a slip of the keyboard: two
+/// neighbouring letters swapped ("Ubuntu" / "Ubunut", "nginx" / "ngnix"; both 5 letters or
+/// more), or one letter left out ("Schwangerschaft" / "Schwangerschat"; 7 letters or more).
+/// A different letter is not a slip: "Austin" and "Austen" are two names.
+fn misspelt(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.first() != b.first() || a.iter().chain(&b).any(|c| !c.is_alphabetic()) {
+        return false;
+    }
+    if a.len() == b.len() {
+        let differ: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+        return a.len() >= 5
+            && differ.len() == 2
+            && differ[1] == differ[0] + 1
+            && a[differ[0]] == b[differ[1]]
+            && a[differ[1]] == b[differ[0]];
+    }
+    let (short, long) = if a.len() < b.len() {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    if long.len() != short.len() + 1 || short.len() < 7 {
+        return false;
+    }
+    let skip = (0..short.len())
+        .find(|&i| short[i] != long[i])
+        .unwrap_or(short.len());
+    short[skip..] == long[skip + 1..]
+}
+
+/// A quotation compared by its words: lower case, punctuation at the ends and repeated
+/// spaces dropped ("The committee approved the budget." / "the committee approved the budget").
+fn quoted_words(quote: &str) -> String {
+    quote
+        .split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The operators of arithmetic written between numbers, in order. An operator counts when
+/// the tokens on both sides are operands (letters, digits, brackets) and one of them holds a
+/// digit, so a dash in prose ("Terraform - add a tag") or "C++" is not one.
+fn operators(text: &str) -> String {
+    const OPERATORS: &str = "+-−*×÷/=<>≤≥^";
+    let chars: Vec<char> = text.chars().collect();
+    let operand = |range: &mut dyn Iterator<Item = &char>| -> Option<bool> {
+        // the token next to the operator: (is an operand, has a digit)
+        let token: Vec<char> = range
+            .skip_while(|c| c.is_whitespace())
+            .take_while(|c| c.is_alphanumeric() || matches!(c, '(' | ')' | '.'))
+            .copied()
+            .collect();
+        (!token.is_empty()).then(|| token.iter().any(char::is_ascii_digit))
+    };
+    let mut out = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if !OPERATORS.contains(c) {
+            continue;
+        }
+        let left = operand(&mut chars[..i].iter().rev());
+        let right = operand(&mut chars[i + 1..].iter());
+        if let (Some(l), Some(r)) = (left, right) {
+            let glued_hyphen = c == '-'
+                && !(chars
+                    .get(i.wrapping_sub(1))
+                    .is_some_and(|c| c.is_whitespace())
+                    && chars.get(i + 1).is_some_and(|c| c.is_whitespace()));
+            if (l || r) && !glued_hyphen {
+                out.push(if c == '−' { '-' } else { c });
+            }
+        }
+    }
+    out
 }
 
 /// Splits "10gb" into ("10", "gb"), "3.5" into ("3.5", ""), "abc" into ("", "").
@@ -1038,5 +1148,82 @@ mod tests {
             "Send a reminder 2 days before",
             "Send a reminder two days before"
         ));
+    }
+
+    #[test]
+    fn operators_between_numbers_are_compared() {
+        assert_eq!(operators("Solve for x: 3x + 7 = 22."), "+=");
+        assert_eq!(operators("Solve for x: 3x - 7 = 22."), "-=");
+        assert_eq!(operators("Terraform - add a tag"), "");
+        assert_eq!(operators("Is C++ faster than Rust?"), "");
+        assert_eq!(operators("the us-east-1 region"), "");
+        assert!(!compatible(
+            "Solve for x: 3x + 7 = 22.",
+            "Solve for x: 3x - 7 = 22."
+        ));
+        assert!(compatible(
+            "Solve for x: 3x + 7 = 22.",
+            "What is x if 3x + 7 = 22?"
+        ));
+    }
+
+    #[test]
+    fn a_misspelt_name_is_the_same_name() {
+        assert!(misspelt("ubuntu", "ubunut"));
+        assert!(misspelt("nginx", "ngnix"));
+        assert!(misspelt("schwangerschaft", "schwangerschat"));
+        assert!(!misspelt("austin", "austen")); // a different letter: two names
+        assert!(!misspelt("albert", "alberta")); // too short to be a slip
+        assert!(!misspelt("java", "jaav"));
+        assert!(!misspelt("okta", "otka")); // first letter kept, but under 5 letters
+        assert!(compatible(
+            "How do I add a user to the sudoers group on Ubuntu?",
+            "How do I add a user to the sudoers group on Ubunut?"
+        ));
+        assert!(!compatible(
+            "How do I install Ubuntu?",
+            "How do I install Debian?"
+        ));
+    }
+
+    #[test]
+    fn surface_forms_agree() {
+        for (a, b) in [
+            (
+                "Which AWS region is cheapest for storing 50 TB in S3 Standard?",
+                "which AWS region is cheapest for storing 50TB in S3 standard",
+            ),
+            (
+                "How much paracetamol can I give my 6-month-old baby?",
+                "how much paracetamol can I give my 6 month old baby",
+            ),
+            (
+                "Tax on stocks held for more than one year?",
+                "tax on stocks held for more than 1 year",
+            ),
+            (
+                "Rewrite in the passive voice: \"The committee approved the budget.\"",
+                "rewrite in the passive voice: \"the committee approved the budget\"",
+            ),
+            (
+                "Add a tag \"owner=finance\" to every EC2 instance.",
+                "add a tag owner=finance to every ec2 instance",
+            ),
+        ] {
+            assert!(compatible(a, b), "{a} / {b}");
+        }
+        for (a, b) in [
+            (
+                "Rotate the API keys for the payments service.",
+                "Rotate the API keys for services other than payments.",
+            ),
+            ("Is one year enough?", "Is 2 years enough?"),
+            (
+                "Add the tag \"owner=finance\".",
+                "Add the tag \"owner=legal\".",
+            ),
+        ] {
+            assert!(!compatible(a, b), "{a} / {b}");
+        }
     }
 }

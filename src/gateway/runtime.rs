@@ -320,6 +320,11 @@ impl Snapshot {
         self.by_id.get(&format!("{namespace}/{name}")).cloned()
     }
 
+    /// Every gateway, in no particular order.
+    pub fn gateways(&self) -> impl Iterator<Item = &Arc<Gateway>> {
+        self.by_id.values()
+    }
+
     pub fn len(&self) -> usize {
         self.by_id.len()
     }

@@ -163,6 +163,14 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
             "/metrics",
             get(|State(state): State<Arc<AppState>>| async move {
                 state.metrics.sync_process(state.process_counts());
+                // cache sizes change after the request that stored the answer: read them now
+                for gateway in state.snapshot.load().gateways() {
+                    if let Some(policy) = &gateway.cache {
+                        state
+                            .metrics
+                            .cache_stats(&gateway.id, &policy.cache.stats());
+                    }
+                }
                 (
                     [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
                     state.metrics.render(),

