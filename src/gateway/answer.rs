@@ -1,0 +1,194 @@
+//! The answer stage: what the winning backend's answer goes through before it reaches the
+//! client, in one place and outside the failover loop. A whole answer settles its tokens, is
+//! scanned by the response guard, and is stored in the cache; a stream is relayed, scanned
+//! chunk by chunk, and settles and fills the cache when it ends ([`Relay`], [`UsageTap`]).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::HeaderValue;
+
+use super::accounting::{answer_text, estimate_tokens, usage_of, Accounting};
+use super::admission::{total_tokens, Reservation};
+use super::cache_stage::CacheFill;
+use super::content_filter::{scan_response, GuardPolicy, StreamGuard};
+use super::guard_events::Stage;
+use super::outcome::{Answered, RequestOutcome};
+use super::pipeline::RequestContext;
+use super::relay::{Relay, RelayParts};
+use super::route::{UpstreamAnswer, UpstreamBody};
+use super::usage::{UsagePlan, UsageTap};
+use super::{AiRequest, Endpoint};
+use crate::error::ApiError;
+
+/// What an answer settles: the token reservation, the token and latency metrics, and the
+/// cache entry it may become.
+pub struct Settlement {
+    pub usage: UsagePlan,
+    pub reservation: Option<Reservation>,
+    pub accounting: Option<Accounting>,
+    /// Where to store the answer in the semantic cache, if it qualifies.
+    pub fill: Option<CacheFill>,
+}
+
+/// Turns the upstream answer into the client's response.
+pub fn answer(
+    ctx: &RequestContext<'_>,
+    request: &AiRequest,
+    upstream: UpstreamAnswer,
+    mut settlement: Settlement,
+    outcome: &mut RequestOutcome,
+) -> Answered {
+    let UpstreamAnswer {
+        backend,
+        fallback,
+        status,
+        body,
+    } = upstream;
+    outcome.fallback = fallback;
+    if let Some(accounting) = settlement.accounting.as_mut() {
+        accounting.tokenizer.clone_from(&backend.tokenizer);
+    }
+    // only the first-priority backends' answers are cached
+    let fill = settlement
+        .fill
+        .take()
+        .filter(|_| backend.priority == ctx.gateway.primary_priority);
+    let response = match body {
+        UpstreamBody::Refused(error) => error.into_response(),
+        UpstreamBody::Stream {
+            first,
+            rest,
+            in_flight,
+        } => {
+            let guard = ctx
+                .gateway
+                .guard
+                .as_ref()
+                .filter(|g| g.scan_responses)
+                .map(|g| {
+                    (
+                        StreamGuard::new(Arc::clone(&g.set), request.endpoint),
+                        ctx.reporter(),
+                    )
+                });
+            let relay = Relay::new(RelayParts {
+                first,
+                upstream: rest,
+                idle_timeout: ctx.gateway.settings.stream_idle_timeout,
+                shutdown: ctx.shutdown.clone(),
+                gateway: ctx.gateway.id.clone(),
+                metrics: Arc::clone(ctx.metrics),
+                in_flight,
+                guard,
+                usage: UsageTap::new(
+                    settlement.usage,
+                    settlement.reservation,
+                    settlement.accounting,
+                )
+                .with_access_line(Some(outcome.access_line.clone())),
+                fill,
+            });
+            let mut response = Response::new(Body::from_stream(relay.into_stream()));
+            *response.status_mut() = status;
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            response
+        }
+        UpstreamBody::Whole {
+            bytes,
+            content_type,
+        } => {
+            // parsed once for usage, the guard and the cache
+            let mut json = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+            outcome.usage = settle_whole(&mut settlement, json.as_ref(), bytes.len());
+            let policy = ctx.gateway.guard.as_ref().filter(|g| g.scan_responses);
+            let scanned = match policy {
+                Some(policy) if status.is_success() && request.endpoint != Endpoint::Embeddings => {
+                    guard_answer(ctx, policy, json.as_mut())
+                }
+                _ => Ok(bytes),
+            };
+            match scanned {
+                Err(refused) => refused.into_response(),
+                Ok(bytes) => {
+                    if let (Some(fill), Some(json)) = (fill.filter(|_| status.is_success()), &json)
+                    {
+                        fill.store_whole(json, &bytes);
+                    }
+                    let mut response = Response::new(Body::from(bytes));
+                    *response.status_mut() = status;
+                    response.headers_mut().insert(
+                        CONTENT_TYPE,
+                        content_type.unwrap_or(HeaderValue::from_static("application/json")),
+                    );
+                    response
+                }
+            }
+        }
+    };
+    Answered {
+        response,
+        backend: backend.name.clone(),
+    }
+}
+
+/// Settles from a whole (non-streamed) answer: the reservation with the tokens used, and the
+/// token metrics. Returns the answer's usage.
+fn settle_whole(
+    settlement: &mut Settlement,
+    json: Option<&serde_json::Value>,
+    len: usize,
+) -> Option<super::accounting::Usage> {
+    let usage = json.and_then(usage_of);
+    if let Some(reservation) = settlement.reservation.take() {
+        let reserved = reservation.reserved();
+        reservation.settle(json.and_then(total_tokens).unwrap_or(reserved));
+    }
+    if let Some(accounting) = settlement.accounting.take() {
+        let text = json
+            .filter(|_| usage.is_none() && accounting.tokenizer.is_some())
+            .map(answer_text);
+        accounting.finish(usage, estimate_tokens(len), text.as_deref(), None);
+    }
+    usage
+}
+
+/// Scans a whole answer (`scanResponses`) before any byte of it is sent, and returns the bytes
+/// to send: the scanned answer, re-serialised. A refused choice is cut and marked
+/// `finish_reason: content_filter`; an answer that is not JSON cannot be scanned and is refused
+/// (fail closed).
+fn guard_answer(
+    ctx: &RequestContext<'_>,
+    policy: &GuardPolicy,
+    json: Option<&mut serde_json::Value>,
+) -> Result<bytes::Bytes, ApiError> {
+    let unscannable = || ApiError::Upstream {
+        status: 502,
+        body: crate::openai::ErrorBody {
+            error: crate::openai::ErrorObject::new(
+                "The backend's answer could not be scanned by the content guard",
+                "server_error",
+                Some("unscannable_answer"),
+            ),
+        },
+    };
+    let json = json.ok_or_else(unscannable)?;
+    let mut budget = policy.set.budget();
+    let scan = scan_response(&policy.set, json, &mut budget);
+    let reporter = ctx.reporter();
+    reporter.findings(Stage::Response, &scan.findings);
+    if let Some(refusal) = &scan.refusal {
+        reporter.refusal(Stage::Response, refusal);
+    }
+    // What was scanned is what is sent, never the original bytes: JSON with a duplicate key
+    // parses to its last value, and a client whose parser keeps the first would display text
+    // the guard never saw.
+    serde_json::to_vec(json)
+        .map(bytes::Bytes::from)
+        .map_err(|_| unscannable())
+}
