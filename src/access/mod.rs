@@ -15,13 +15,15 @@
 //! after the answer [`RateLimiter::settle_tokens`] with the real usage.
 
 pub mod client_ip;
+pub mod ipnet;
 pub mod jwt;
 pub mod limiter;
 pub mod redis_store;
 pub mod rules;
 pub mod settings;
 
-pub use client_ip::{client_ip, client_ip_from_headers, IpNet, IpNetParseError};
+pub use client_ip::{client_ip, client_ip_from_headers};
+pub use ipnet::{IpNet, IpNetParseError};
 pub use jwt::{ApprovalRule, AuthError, Identity, JwtSettings, JwtVerifier, KeyError};
 pub use limiter::{Check, Decision, Limit, LimitKey, LimiterError, RateLimiter};
 pub use redis_store::{FailureHook, FailurePolicy, RedisFailure, RedisOptions};

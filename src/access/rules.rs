@@ -70,10 +70,12 @@
 //! [Traefik's v3 rule syntax]: https://doc.traefik.io/traefik/routing/routers/#rule
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use http::header::HeaderName;
+
+use super::ipnet::IpNet;
 use regex::{Regex, RegexBuilder};
 
 #[cfg(test)]
@@ -297,87 +299,6 @@ impl Pattern {
 
     fn is_match(&self, s: &str) -> bool {
         self.regex.is_match(s)
-    }
-}
-
-/// An IP network: address with the host bits cleared, and prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum IpNet {
-    V4(u32, u8),
-    V6(u128, u8),
-}
-
-impl IpNet {
-    fn parse(text: &str) -> Result<IpNet, String> {
-        let (addr_text, prefix_text) = match text.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr_text
-            .parse()
-            .map_err(|_| format!("{} is not an IPv4 or IPv6 address", quote(addr_text)))?;
-        let max = match addr {
-            IpAddr::V4(_) => 32,
-            IpAddr::V6(_) => 128,
-        };
-        let prefix = match prefix_text {
-            None => max,
-            Some(p) => parse_prefix(p, max)?,
-        };
-        Ok(match addr {
-            IpAddr::V4(v4) => IpNet::V4(mask_v4(v4, prefix), prefix),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                // `::ffff:a.b.c.d/n` with n >= 96 is an IPv4 network.
-                Some(v4) if prefix >= 96 => IpNet::V4(mask_v4(v4, prefix - 96), prefix - 96),
-                _ => IpNet::V6(mask_v6(v6, prefix), prefix),
-            },
-        })
-    }
-
-    fn contains(&self, ip: IpAddr) -> bool {
-        match (*self, ip.to_canonical()) {
-            (IpNet::V4(net, prefix), IpAddr::V4(v4)) => mask_v4(v4, prefix) == net,
-            (IpNet::V6(net, prefix), IpAddr::V6(v6)) => mask_v6(v6, prefix) == net,
-            _ => false,
-        }
-    }
-}
-
-fn parse_prefix(text: &str, max: u8) -> Result<u8, String> {
-    let bad = || {
-        format!(
-            "invalid prefix length {}; expected a number from 0 to {max}",
-            quote(text)
-        )
-    };
-    if text.is_empty() || text.len() > 3 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let mut value: u16 = 0;
-    for b in text.bytes() {
-        value = value * 10 + u16::from(b - b'0');
-    }
-    match u8::try_from(value) {
-        Ok(v) if v <= max => Ok(v),
-        _ => Err(bad()),
-    }
-}
-
-fn mask_v4(addr: Ipv4Addr, prefix: u8) -> u32 {
-    let bits = u32::from(addr);
-    match prefix {
-        0 => 0,
-        p if p >= 32 => bits,
-        p => bits & (u32::MAX << (32 - u32::from(p))),
-    }
-}
-
-fn mask_v6(addr: Ipv6Addr, prefix: u8) -> u128 {
-    let bits = u128::from(addr);
-    match prefix {
-        0 => 0,
-        p if p >= 128 => bits,
-        p => bits & (u128::MAX << (128 - u32::from(p))),
     }
 }
 
@@ -610,7 +531,10 @@ impl Matcher {
             }
             Kind::ClientIp => Matcher::ClientIp {
                 raw: first.value.clone(),
-                net: IpNet::parse(&first.value).map_err(|m| RuleError::new(first.pos, m))?,
+                net: first
+                    .value
+                    .parse::<IpNet>()
+                    .map_err(|e| RuleError::new(first.pos, e.reason))?,
             },
         })
     }
