@@ -66,6 +66,16 @@ pub enum ApiError {
     /// A backend's own non-retriable error answer, normalised, with its status.
     #[error("{}", body.error.message)]
     Upstream { status: u16, body: ErrorBody },
+    /// The gateway's own 502: a backend answered something it cannot pass on (a redirect, an
+    /// answer the guard cannot scan) or could not be reached.
+    #[error("{message}")]
+    BadGateway { message: String, code: &'static str },
+    /// The gateway's own 504: a service did not answer in time.
+    #[error("{message}")]
+    GatewayTimeout { message: String, code: &'static str },
+    /// The path exists, the method does not.
+    #[error("Method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
     /// The process-wide memory budget for buffered request bodies is used up.
     #[error("The gateway is at its memory budget for request bodies; retry shortly")]
     Overloaded,
@@ -126,6 +136,9 @@ impl ApiError {
             ApiError::Upstream { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
+            ApiError::BadGateway { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -145,6 +158,9 @@ impl ApiError {
             ApiError::NoBackendAvailable { .. } => "no_backend_available",
             ApiError::UpstreamRateLimited { .. } => "upstream_rate_limited",
             ApiError::Upstream { .. } => "upstream_error",
+            ApiError::BadGateway { .. } => "bad_gateway",
+            ApiError::GatewayTimeout { .. } => "gateway_timeout",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::ShuttingDown => "gateway_shutdown",
             ApiError::Overloaded => "gateway_overloaded",
             ApiError::Internal(_) => "internal",
@@ -207,6 +223,12 @@ impl ApiError {
                 Some("upstream_rate_limited"),
             ),
             ApiError::Upstream { body, .. } => body.error.clone(),
+            ApiError::BadGateway { message, code } | ApiError::GatewayTimeout { message, code } => {
+                ErrorObject::new(message.clone(), "server_error", Some(code))
+            }
+            ApiError::MethodNotAllowed { .. } => {
+                ErrorObject::new(self.to_string(), "invalid_request_error", None)
+            }
             ApiError::Overloaded => {
                 ErrorObject::new(self.to_string(), "server_error", Some("gateway_overloaded"))
             }

@@ -17,7 +17,6 @@ use crate::telemetry::log_rate::LogRate;
 
 /// Lines per second about services that failed (a client decides how often it asks).
 static PROXY_LOG: LogRate = LogRate::new(5);
-use crate::openai::{ErrorBody, ErrorObject};
 use crate::server::AppState;
 
 /// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1).
@@ -71,11 +70,11 @@ pub async fn forward(
         .send();
     let upstream = match tokio::time::timeout(route.timeout, send).await {
         Err(_) => {
-            return gateway_error(
-                504,
-                "The service did not answer in time",
-                "upstream_timeout",
-            )
+            return ApiError::GatewayTimeout {
+                message: "The service did not answer in time".into(),
+                code: "upstream_timeout",
+            }
+            .into_response()
         }
         Ok(Err(error)) if error.is_body() || error.is_request() && is_too_large(&error) => {
             return ApiError::PayloadTooLarge {
@@ -87,11 +86,11 @@ pub async fn forward(
             if let Some(suppressed) = PROXY_LOG.admit() {
                 tracing::warn!(api = %route.id, error = %error, suppressed_since_last = suppressed, "API service unreachable");
             }
-            return gateway_error(
-                502,
-                "The service could not be reached",
-                "upstream_unreachable",
-            );
+            return ApiError::BadGateway {
+                message: "The service could not be reached".into(),
+                code: "upstream_unreachable",
+            }
+            .into_response();
         }
         Ok(Ok(upstream)) => upstream,
     };
@@ -102,11 +101,11 @@ pub async fn forward(
         if let Some(suppressed) = PROXY_LOG.admit() {
             tracing::warn!(api = %route.id, status = status.as_u16(), suppressed_since_last = suppressed, "API service answered 1xx");
         }
-        return gateway_error(
-            502,
-            "The service answered with an informational status",
-            "upstream_protocol_error",
-        );
+        return ApiError::BadGateway {
+            message: "The service answered with an informational status".into(),
+            code: "upstream_protocol_error",
+        }
+        .into_response();
     }
     let response_headers = strip_hop_by_hop(upstream.headers());
     let stream = upstream.bytes_stream().map_err(std::io::Error::other);
@@ -125,16 +124,6 @@ fn is_too_large(error: &reqwest::Error) -> bool {
         source = inner.source();
     }
     false
-}
-
-fn gateway_error(status: u16, message: &str, code: &str) -> Response {
-    ApiError::Upstream {
-        status,
-        body: ErrorBody {
-            error: ErrorObject::new(message, "server_error", Some(code)),
-        },
-    }
-    .into_response()
 }
 
 /// A copy without hop-by-hop headers, nor those the `Connection` header names.

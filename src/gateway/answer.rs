@@ -167,15 +167,9 @@ fn guard_answer(
     policy: &GuardPolicy,
     json: Option<&mut serde_json::Value>,
 ) -> Result<bytes::Bytes, ApiError> {
-    let unscannable = || ApiError::Upstream {
-        status: 502,
-        body: crate::openai::ErrorBody {
-            error: crate::openai::ErrorObject::new(
-                "The backend's answer could not be scanned by the content guard",
-                "server_error",
-                Some("unscannable_answer"),
-            ),
-        },
+    let unscannable = || ApiError::BadGateway {
+        message: "The backend's answer could not be scanned by the content guard".into(),
+        code: "unscannable_answer",
     };
     let json = json.ok_or_else(unscannable)?;
     let mut budget = policy.set.budget();

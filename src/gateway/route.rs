@@ -206,15 +206,11 @@ fn upstream_error(backend: &str, error: AttemptError) -> ApiError {
             status,
             body: crate::openai::normalize_upstream_error(status, &body),
         },
-        AttemptError::Redirect(status) => ApiError::Upstream {
-            status: 502,
-            body: crate::openai::ErrorBody {
-                error: crate::openai::ErrorObject::new(
-                    format!("The backend `{backend}` answered a redirect (HTTP {status}), which AirGate does not follow"),
-                    "server_error",
-                    Some("upstream_redirect"),
-                ),
-            },
+        AttemptError::Redirect(status) => ApiError::BadGateway {
+            message: format!(
+                "The backend `{backend}` answered a redirect (HTTP {status}), which AirGate does not follow"
+            ),
+            code: "upstream_redirect",
         },
         other => ApiError::Internal(format!("non-retriable attempt error: {other}")),
     }

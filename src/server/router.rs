@@ -147,13 +147,11 @@ fn client_ip_of(state: &AppState, request: &Request) -> IpAddr {
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    let mut response = ApiError::invalid(
-        format!("Method {method} is not allowed on {}", uri.path()),
-        None,
-    )
-    .into_response();
-    *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
-    response
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+    .into_response()
 }
 
 /// The admin listener: metrics and probes, never exposed with the public routes.
