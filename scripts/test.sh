@@ -40,6 +40,9 @@ cargo clippy --all-targets --locked -- -D warnings
 step "Rust tests (cargo nextest)"
 cargo nextest run --locked --no-fail-fast
 
+step "binaries the Python tests run (airgate, and airgate-mock from crates/test-support)"
+cargo build --locked --bins
+
 step "validate example configurations"
 ./target/debug/airgate validate config/demo config/seed
 # The committed CRDs must be the ones the code generates.

@@ -16,7 +16,6 @@
 //! - [`telemetry`]: Prometheus metrics and logging setup.
 //! - [`tls`]: TLS building blocks shared by the listener, the backend clients and syslog: the
 //!   crypto provider, protocol versions, PEM reading.
-//! - [`mock`]: an OpenAI-compatible demo backend with fault modes (tests, benchmark, demo).
 //! - [`error`]: the one error type that becomes an HTTP answer.
 
 pub mod access;
@@ -27,12 +26,9 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod guard;
-pub mod mock;
 pub mod openai;
 pub mod redact;
 pub mod routing;
 pub mod server;
 pub mod telemetry;
-#[doc(hidden)]
-pub mod testing;
 pub mod tls;

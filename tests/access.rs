@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use airgate::access::{FailurePolicy, RateLimiter, RedisOptions};
-use airgate::mock::{MockConfig, MockServer};
-use airgate::testing::RedisServer;
+use airgate_test_support::mock::{MockConfig, MockServer};
+use airgate_test_support::testing::RedisServer;
 use common::{chat_body, closed_port_url, BackendYaml, GatewayOptions, GatewayYaml, TestGateway};
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};

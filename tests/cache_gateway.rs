@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use airgate::mock::{MockConfig, MockServer};
+use airgate_test_support::mock::{MockConfig, MockServer};
 use common::{
     closed_port_url, embedder, sse_data, BackendYaml, GatewayOptions, GatewayYaml, TestGateway,
 };

@@ -4,7 +4,7 @@
 
 mod common;
 
-use airgate::mock::{MockConfig, MockServer};
+use airgate_test_support::mock::{MockConfig, MockServer};
 use common::{stream_text, BackendYaml, GatewayYaml, ScriptedBackend, TestGateway};
 use serde_json::{json, Value};
 

@@ -7,7 +7,7 @@
 
 mod common;
 
-use airgate::mock::{MockConfig, MockServer};
+use airgate_test_support::mock::{MockConfig, MockServer};
 use common::{BackendYaml, GatewayYaml, TestGateway};
 use serde_json::{json, Value};
 

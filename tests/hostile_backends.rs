@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 
-use airgate::mock::{MockConfig, MockServer};
+use airgate_test_support::mock::{MockConfig, MockServer};
 use axum::response::IntoResponse;
 use common::{chat_body, BackendYaml, GatewayYaml, ScriptedBackend, TestGateway};
 use serde_json::Value;

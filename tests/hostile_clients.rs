@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use airgate::mock::{MockConfig, MockServer};
+use airgate_test_support::mock::{MockConfig, MockServer};
 use common::{BackendYaml, GatewayYaml, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use airgate::mock::{MockConfig, MockServer};
 use airgate::server::ServerLimits;
+use airgate_test_support::mock::{MockConfig, MockServer};
 use common::{chat_body, BackendYaml, GatewayYaml, TestGateway};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use airgate::mock::{MockConfig, MockServer};
+use airgate_test_support::mock::{MockConfig, MockServer};
 use common::process::{gateway_yaml, GatewayProcess};
 
 const GUARD: &str = "  contentGuard:\n    enabled: true\n    scanPrompts: true\n    blockPatterns:\n      - name: secrets\n        regex: \"(?i)confidential\"\n        action: block\n";

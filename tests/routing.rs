@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use airgate::mock::{ErrorBody, Fault, MockConfig, MockServer};
+use airgate_test_support::mock::{ErrorBody, Fault, MockConfig, MockServer};
 use common::{
     chat_body, closed_port_url, sse_data, BackendYaml, GatewayYaml, ScriptedBackend, TestGateway,
 };

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use airgate::mock::{MockConfig, MockServer};
+use airgate_test_support::mock::{MockConfig, MockServer};
 use common::process::{gateway_yaml, GatewayProcess as Gateway};
 use serde_json::Value;
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use airgate::mock::{MockConfig, MockServer};
+use airgate_test_support::mock::{MockConfig, MockServer};
 use common::{chat_body, sse_data, BackendYaml, GatewayYaml, TestGateway};
 use serde_json::Value;
 

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use airgate::config;
-use airgate::mock::{MockConfig, MockServer};
 use airgate::routing::BackendTrust;
 use airgate::server::tls::ServerTlsSettings;
 use airgate::server::ServerLimits;
+use airgate_test_support::mock::{MockConfig, MockServer};
 use common::{
     chat_body, echo_service, GatewayOptions, HttpsBackend, Issued, TestCa, TestGateway, TlsOptions,
 };

@@ -8,8 +8,8 @@ mod otlp_support;
 
 use std::time::Duration;
 
-use airgate::mock::{MockConfig, MockServer};
 use airgate::telemetry::tracing::{self as otel, OtlpProtocol, TracingSettings};
+use airgate_test_support::mock::{MockConfig, MockServer};
 use common::{chat_body, closed_port_url, BackendYaml, GatewayYaml, TestGateway};
 use otlp_support::{attr_int, attr_str, hex};
 use tracing_subscriber::layer::SubscriberExt;

@@ -260,7 +260,7 @@ mod redis_backend {
     use super::*;
     use crate::access::{FailurePolicy, RedisFailure, RedisOptions};
 
-    use crate::testing::RedisServer;
+    use airgate_test_support::testing::RedisServer;
 
     /// Generous timeout: the point of these tests is exactness, not latency, and the machine
     /// may be busy.
@@ -554,7 +554,7 @@ async fn memory_batches_are_all_or_nothing() {
 
 #[tokio::test]
 async fn redis_batches_are_all_or_nothing_in_one_round_trip() {
-    let Some(server) = crate::testing::RedisServer::start().unwrap() else {
+    let Some(server) = airgate_test_support::testing::RedisServer::start().unwrap() else {
         return;
     };
     let mut options = crate::access::RedisOptions::new(crate::access::FailurePolicy::FailClosed);

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use airgate::mock::{Fault, MockConfig, MockServer};
+use airgate_test_support::mock::{Fault, MockConfig, MockServer};
 use clap::Parser;
 
 /// OpenAI-compatible mock backend (behaves like vLLM's OpenAI server as seen by clients).

@@ -1,0 +1,9 @@
+//! What AirGate's tests, benchmark and demo use and the gateway itself does not. Kept out of the
+//! production library (`airgate`), which never depends on this crate.
+//!
+//! - [`mock`]: an OpenAI-compatible backend with fault modes, behaving like vLLM's server as
+//!   clients see it; `airgate-mock` runs it standalone for the demo and the load test.
+//! - [`testing`]: a throwaway `redis-server` on a free loopback port.
+
+pub mod mock;
+pub mod testing;
