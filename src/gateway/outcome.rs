@@ -209,7 +209,7 @@ fn served_event(
     record: &AccessRecord,
     outcome: &RequestOutcome,
 ) -> AuditEvent {
-    let mut event = AuditEvent::new(
+    let event = AuditEvent::new(
         "request_served",
         ctx.request_id,
         &ctx.gateway.id,
@@ -222,16 +222,12 @@ fn served_event(
     .detail("prompt_scanned", record.prompt_scanned)
     .detail("answer_scanned", record.answer_scanned)
     .detail("fallback", outcome.fallback);
-    if let Some(model) = &record.model {
-        event = event.detail("model", model.clone());
-    }
+    let mut event = with_who(event, record, outcome);
     if let Some(usage) = outcome.usage {
         event = event
             .detail("prompt_tokens", usage.prompt)
             .detail("completion_tokens", usage.completion);
     }
-    event.user.clone_from(&outcome.user);
-    event.source_ip = Some(record.client_ip.clone());
     event
 }
 
@@ -241,7 +237,7 @@ fn interrupted_event(
     record: &AccessRecord,
     outcome: &RequestOutcome,
 ) -> AuditEvent {
-    let mut event = AuditEvent::new(
+    let event = AuditEvent::new(
         "request_interrupted",
         ctx.request_id,
         &ctx.gateway.id,
@@ -251,6 +247,11 @@ fn interrupted_event(
     .detail("status", record.status)
     .detail("stream", record.stream)
     .detail("cut_by_shutdown", true);
+    with_who(event, record, outcome)
+}
+
+/// The model, the user and the client address, on either record.
+fn with_who(mut event: AuditEvent, record: &AccessRecord, outcome: &RequestOutcome) -> AuditEvent {
     if let Some(model) = &record.model {
         event = event.detail("model", model.clone());
     }
