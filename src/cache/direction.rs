@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use super::verify::NUMBER_WORDS;
+use super::verify::number_word;
 
 const TARGET: &[&str] = &["to", "into", "onto", "toward", "towards"];
 const SOURCE: &[&str] = &["from"];
@@ -80,10 +80,7 @@ fn words(text: &str) -> Vec<String> {
             if w == "one" {
                 return "1".to_string();
             }
-            NUMBER_WORDS
-                .iter()
-                .find(|(word, _)| *word == w)
-                .map_or(w, |(_, digits)| (*digits).to_string())
+            number_word(&w).map_or(w, str::to_string)
         })
         .collect()
 }

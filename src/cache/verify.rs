@@ -20,6 +20,8 @@
 //!   names even in lower case): each entity of one prompt must occur in the other, or a
 //!   slip of the keyboard of it (two letters swapped, one left out of a long word).
 //!
+//! The word lists are data (`signature_words.txt`, compiled in), not code.
+//!
 //! It is a lexical filter: it cannot see a different lower-case common noun ("refund" vs
 //! "exchange"); the similarity threshold has to.
 
@@ -80,612 +82,80 @@ fn patterns() -> Option<&'static Patterns> {
     .as_ref()
 }
 
-const NEGATIONS: &[&str] = &[
-    "not",
-    "no",
-    "never",
-    "none",
-    "nobody",
-    "nothing",
-    "nowhere",
-    "neither",
-    "nor",
-    "without",
-    "cannot",
-    "except",
-    "excluding",
-    "exclude",
-    "lack",
-    "lacks",
-    "lacking",
-    "unless",
-    "non",
-];
+/// The word lists (`signature_words.txt`): data, not code.
+struct Words {
+    negations: Vec<&'static str>,
+    stopwords: Vec<&'static str>,
+    /// Names that are entities even in lower case.
+    known_entities: Vec<&'static str>,
+    /// Number words and their digits.
+    number_words: Vec<(&'static str, &'static str)>,
+    /// Units that are unambiguous as words.
+    unit_words: Vec<(&'static str, &'static str)>,
+    /// Short units that count only right after a number.
+    unit_after_number: Vec<(&'static str, &'static str)>,
+    date_words: Vec<&'static str>,
+    /// Relative periods: "last month" vs "next month" is a date difference.
+    relative: Vec<(&'static str, &'static str)>,
+    periods: Vec<&'static str>,
+    /// Opposites: (group, side, word).
+    sides: Vec<(&'static str, &'static str, &'static str)>,
+}
 
-const STOPWORDS: &[&str] = &[
-    "a",
-    "an",
-    "the",
-    "what",
-    "whats",
-    "what's",
-    "which",
-    "who",
-    "whom",
-    "whose",
-    "where",
-    "when",
-    "why",
-    "how",
-    "is",
-    "are",
-    "was",
-    "were",
-    "be",
-    "do",
-    "does",
-    "did",
-    "can",
-    "could",
-    "should",
-    "would",
-    "will",
-    "shall",
-    "may",
-    "might",
-    "must",
-    "i",
-    "i'm",
-    "we",
-    "you",
-    "they",
-    "he",
-    "she",
-    "it",
-    "my",
-    "our",
-    "your",
-    "their",
-    "please",
-    "tell",
-    "show",
-    "give",
-    "list",
-    "explain",
-    "describe",
-    "and",
-    "or",
-    "but",
-    "if",
-    "then",
-    "for",
-    "to",
-    "of",
-    "in",
-    "on",
-    "at",
-    "by",
-    "with",
-    "from",
-    "about",
-    "into",
-    "this",
-    "that",
-    "these",
-    "those",
-    "hi",
-    "hello",
-    "hey",
-    "thanks",
-    "ok",
-    "okay",
-    "yes",
-    "also",
-    "any",
-    "all",
-    "some",
-    "summarize",
-    "summarise",
-    "find",
-    "get",
-    "let",
-    "let's",
-    "help",
-    "need",
-    "want",
-    "draft",
-    "write",
-    "create",
-    "compare",
-];
+const WORDS_FILE: &str = include_str!("signature_words.txt");
 
-/// Names that are entities even in lower case.
-const KNOWN_ENTITIES: &[&str] = &[
-    "python",
-    "java",
-    "javascript",
-    "typescript",
-    "golang",
-    "rust",
-    "ruby",
-    "php",
-    "kotlin",
-    "scala",
-    "perl",
-    "c++",
-    "c#",
-    "haskell",
-    "elixir",
-    "aws",
-    "azure",
-    "gcp",
-    "kubernetes",
-    "k8s",
-    "docker",
-    "linux",
-    "windows",
-    "macos",
-    "ubuntu",
-    "debian",
-    "postgres",
-    "postgresql",
-    "mysql",
-    "mongodb",
-    "redis",
-    "kafka",
-    "react",
-    "angular",
-    "vue",
-    "excel",
-    "salesforce",
-    "sap",
-    "oracle",
-    "jira",
-    "slack",
-    "zoom",
-    "outlook",
-    "gmail",
-    "github",
-    "gitlab",
-    "jenkins",
-    "terraform",
-    "ansible",
-    "nginx",
-    "okta",
-    "snowflake",
-    "tableau",
-    "workday",
-    "servicenow",
-    "android",
-    "ios",
-    "iphone",
-    "chrome",
-    "firefox",
-    "safari",
-    "teams",
-    "sharepoint",
-    "confluence",
-    "bitbucket",
-];
+/// The lists, parsed once. `None` only if the compiled-in file were malformed (a test reads
+/// it); `Signature::of` then fails closed.
+fn words() -> Option<&'static Words> {
+    static W: OnceLock<Option<Words>> = OnceLock::new();
+    W.get_or_init(|| parse_words(WORDS_FILE)).as_ref()
+}
 
-/// Number words and their digits ("one" is left out: it is also a pronoun).
-pub(super) const NUMBER_WORDS: &[(&str, &str)] = &[
-    ("two", "2"),
-    ("three", "3"),
-    ("four", "4"),
-    ("five", "5"),
-    ("six", "6"),
-    ("seven", "7"),
-    ("eight", "8"),
-    ("nine", "9"),
-    ("ten", "10"),
-    ("eleven", "11"),
-    ("twelve", "12"),
-    ("thirteen", "13"),
-    ("fourteen", "14"),
-    ("fifteen", "15"),
-    ("sixteen", "16"),
-    ("seventeen", "17"),
-    ("eighteen", "18"),
-    ("nineteen", "19"),
-    ("twenty", "20"),
-    ("thirty", "30"),
-    ("forty", "40"),
-    ("fifty", "50"),
-    ("sixty", "60"),
-    ("seventy", "70"),
-    ("eighty", "80"),
-    ("ninety", "90"),
-    ("hundred", "100"),
-    ("thousand", "1000"),
-    ("million", "1000000"),
-    ("billion", "1000000000"),
-    ("half", "0.5"),
-    ("double", "x2"),
-    ("twice", "x2"),
-    ("triple", "x3"),
-    ("first", "ord1"),
-    ("second", "ord2"),
-    ("third", "ord3"),
-    ("fourth", "ord4"),
-    ("fifth", "ord5"),
-    ("sixth", "ord6"),
-    ("seventh", "ord7"),
-    ("eighth", "ord8"),
-    ("ninth", "ord9"),
-    ("tenth", "ord10"),
-];
+fn parse_words(text: &'static str) -> Option<Words> {
+    let mut lists: BTreeMap<&str, Vec<Vec<&'static str>>> = BTreeMap::new();
+    let mut current = None;
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = Some(name);
+            lists.entry(name).or_default();
+            continue;
+        }
+        lists.get_mut(current?)?.push(line.split('\t').collect());
+    }
+    let mut take = |name: &str, fields: usize| -> Option<Vec<Vec<&'static str>>> {
+        let rows = lists.remove(name)?;
+        rows.iter().all(|r| r.len() == fields).then_some(rows)
+    };
+    let singles = |rows: Vec<Vec<&'static str>>| rows.into_iter().map(|r| r[0]).collect();
+    let pairs = |rows: Vec<Vec<&'static str>>| rows.into_iter().map(|r| (r[0], r[1])).collect();
+    let words = Words {
+        negations: singles(take("negations", 1)?),
+        stopwords: singles(take("stopwords", 1)?),
+        known_entities: singles(take("known_entities", 1)?),
+        number_words: pairs(take("number_words", 2)?),
+        unit_words: pairs(take("unit_words", 2)?),
+        unit_after_number: pairs(take("unit_after_number", 2)?),
+        date_words: singles(take("date_words", 1)?),
+        relative: pairs(take("relative", 2)?),
+        periods: singles(take("periods", 1)?),
+        sides: take("sides", 3)?
+            .into_iter()
+            .map(|r| (r[0], r[1], r[2]))
+            .collect(),
+    };
+    // a list nobody reads is a misspelt name
+    lists.is_empty().then_some(words)
+}
 
-/// Units that are unambiguous as words.
-const UNIT_WORDS: &[(&str, &str)] = &[
-    ("km", "km"),
-    ("kilometer", "km"),
-    ("kilometers", "km"),
-    ("kilometre", "km"),
-    ("kilometres", "km"),
-    ("mile", "mi"),
-    ("miles", "mi"),
-    ("meter", "m"),
-    ("meters", "m"),
-    ("metre", "m"),
-    ("metres", "m"),
-    ("cm", "cm"),
-    ("mm", "mm"),
-    ("feet", "ft"),
-    ("foot", "ft"),
-    ("ft", "ft"),
-    ("inch", "in"),
-    ("inches", "in"),
-    ("kg", "kg"),
-    ("kilogram", "kg"),
-    ("kilograms", "kg"),
-    ("kilos", "kg"),
-    ("lb", "lb"),
-    ("lbs", "lb"),
-    ("pound", "lb"),
-    ("pounds", "lb"),
-    ("gram", "g"),
-    ("grams", "g"),
-    ("ounce", "oz"),
-    ("ounces", "oz"),
-    ("oz", "oz"),
-    ("liter", "l"),
-    ("liters", "l"),
-    ("litre", "l"),
-    ("litres", "l"),
-    ("gallon", "gal"),
-    ("gallons", "gal"),
-    ("kb", "kb"),
-    ("mb", "mb"),
-    ("gb", "gb"),
-    ("tb", "tb"),
-    ("kib", "kb"),
-    ("mib", "mb"),
-    ("gib", "gb"),
-    ("tib", "tb"),
-    ("kilobytes", "kb"),
-    ("megabytes", "mb"),
-    ("gigabytes", "gb"),
-    ("terabytes", "tb"),
-    ("megabyte", "mb"),
-    ("gigabyte", "gb"),
-    ("terabyte", "tb"),
-    ("ms", "ms"),
-    ("millisecond", "ms"),
-    ("milliseconds", "ms"),
-    ("seconds", "s"),
-    ("sec", "s"),
-    ("secs", "s"),
-    ("minute", "min"),
-    ("minutes", "min"),
-    ("mins", "min"),
-    ("hour", "h"),
-    ("hours", "h"),
-    ("hr", "h"),
-    ("hrs", "h"),
-    ("day", "day"),
-    ("days", "day"),
-    ("week", "week"),
-    ("weeks", "week"),
-    ("month", "month"),
-    ("months", "month"),
-    ("year", "year"),
-    ("years", "year"),
-    ("yr", "year"),
-    ("yrs", "year"),
-    ("%", "pct"),
-    ("percent", "pct"),
-    ("percentage", "pct"),
-    ("$", "usd"),
-    ("usd", "usd"),
-    ("dollar", "usd"),
-    ("dollars", "usd"),
-    ("€", "eur"),
-    ("eur", "eur"),
-    ("euro", "eur"),
-    ("euros", "eur"),
-    ("£", "gbp"),
-    ("gbp", "gbp"),
-    ("yen", "jpy"),
-    ("jpy", "jpy"),
-    ("celsius", "c"),
-    ("fahrenheit", "f"),
-    ("kelvin", "k"),
-    ("ghz", "ghz"),
-    ("mhz", "mhz"),
-    ("kw", "kw"),
-    ("kwh", "kwh"),
-    ("watts", "w"),
-    ("mph", "mph"),
-    ("kmh", "kmh"),
-    ("vcpu", "cpu"),
-    ("vcpus", "cpu"),
-    ("cores", "cpu"),
-    ("core", "cpu"),
-];
+/// The digits of a number word ("two" is `2`, "half" is `0.5`), for the direction check too.
+pub(super) fn number_word(word: &str) -> Option<&'static str> {
+    lookup(&words()?.number_words, word)
+}
 
-/// Short units that count only right after a number ("5 s", "10m", "2h").
-const UNIT_AFTER_NUMBER: &[(&str, &str)] = &[
-    ("s", "s"),
-    ("m", "m"),
-    ("g", "g"),
-    ("h", "h"),
-    ("l", "l"),
-    ("min", "min"),
-    ("second", "s"),
-    ("k", "k"),
-    ("d", "day"),
-    ("w", "week"),
-    ("c", "c"),
-    ("f", "f"),
-];
-
-const DATE_WORDS: &[&str] = &[
-    "january",
-    "february",
-    "march",
-    "april",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-    "jan",
-    "feb",
-    "mar",
-    "apr",
-    "jun",
-    "jul",
-    "aug",
-    "sep",
-    "sept",
-    "oct",
-    "nov",
-    "dec",
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-    "today",
-    "tomorrow",
-    "yesterday",
-    "tonight",
-    "weekend",
-    "weekday",
-    "weekdays",
-    "q1",
-    "q2",
-    "q3",
-    "q4",
-    "h1",
-    "h2",
-    "ytd",
-    "mtd",
-];
-
-/// Relative periods: "last month" vs "next month" is a date difference.
-const RELATIVE: &[(&str, &str)] = &[
-    ("last", "rel:prev"),
-    ("previous", "rel:prev"),
-    ("past", "rel:prev"),
-    ("prior", "rel:prev"),
-    ("this", "rel:this"),
-    ("current", "rel:this"),
-    ("next", "rel:next"),
-    ("upcoming", "rel:next"),
-    ("coming", "rel:next"),
-    ("following", "rel:next"),
-];
-const PERIODS: &[&str] = &[
-    "day",
-    "days",
-    "night",
-    "week",
-    "weeks",
-    "weekend",
-    "month",
-    "months",
-    "quarter",
-    "quarters",
-    "year",
-    "years",
-    "sprint",
-    "release",
-    "season",
-    "fiscal",
-    "semester",
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-];
-
-/// Opposites: (group, side, word).
-const SIDES: &[(&str, &str, &str)] = &[
-    ("meridiem", "am", "morning"),
-    ("meridiem", "pm", "afternoon"),
-    ("meridiem", "pm", "evening"),
-    ("meridiem", "pm", "tonight"),
-    ("meridiem", "am", "noon"),
-    ("meridiem", "pm", "midnight"),
-    ("change", "up", "increase"),
-    ("change", "up", "raise"),
-    ("change", "up", "increased"),
-    ("change", "up", "grow"),
-    ("change", "up", "growth"),
-    ("change", "down", "decrease"),
-    ("change", "down", "reduce"),
-    ("change", "down", "decreased"),
-    ("change", "down", "drop"),
-    ("change", "down", "decline"),
-    ("change", "down", "reduced"),
-    ("change", "down", "lower"),
-    ("cmp", "more", "more"),
-    ("cmp", "more", "greater"),
-    ("cmp", "more", "higher"),
-    ("cmp", "more", "above"),
-    ("cmp", "more", "larger"),
-    ("cmp", "more", "bigger"),
-    ("cmp", "more", "longer"),
-    ("cmp", "more", "faster"),
-    ("cmp", "more", "exceeds"),
-    ("cmp", "more", "exceed"),
-    ("cmp", "less", "less"),
-    ("cmp", "less", "fewer"),
-    ("cmp", "less", "below"),
-    ("cmp", "less", "smaller"),
-    ("cmp", "less", "shorter"),
-    ("cmp", "less", "slower"),
-    ("cmp", "less", "cheaper"),
-    ("cmp", "more", "pricier"),
-    ("ext", "max", "max"),
-    ("ext", "max", "maximum"),
-    ("ext", "max", "highest"),
-    ("ext", "max", "largest"),
-    ("ext", "max", "most"),
-    ("ext", "max", "biggest"),
-    ("ext", "max", "top"),
-    ("ext", "max", "best"),
-    ("ext", "min", "min"),
-    ("ext", "min", "minimum"),
-    ("ext", "min", "lowest"),
-    ("ext", "min", "smallest"),
-    ("ext", "min", "least"),
-    ("ext", "min", "bottom"),
-    ("ext", "min", "worst"),
-    ("ext", "min", "cheapest"),
-    ("ext", "max", "oldest"),
-    ("ext", "min", "newest"),
-    ("order", "before", "before"),
-    ("order", "after", "after"),
-    ("order", "before", "earlier"),
-    ("order", "after", "later"),
-    ("order", "before", "until"),
-    ("order", "after", "since"),
-    ("switch", "on", "enable"),
-    ("switch", "on", "activate"),
-    ("switch", "on", "allow"),
-    ("switch", "on", "unblock"),
-    ("switch", "on", "unlock"),
-    ("switch", "off", "disable"),
-    ("switch", "off", "deactivate"),
-    ("switch", "off", "block"),
-    ("switch", "off", "deny"),
-    ("switch", "off", "lock"),
-    ("switch", "off", "prevent"),
-    ("switch", "on", "enabled"),
-    ("switch", "off", "disabled"),
-    ("switch", "on", "grant"),
-    ("switch", "off", "revoke"),
-    ("add", "add", "add"),
-    ("add", "add", "install"),
-    ("add", "add", "insert"),
-    ("add", "del", "remove"),
-    ("add", "del", "delete"),
-    ("add", "del", "uninstall"),
-    ("add", "del", "drop"),
-    ("trade", "buy", "buy"),
-    ("trade", "buy", "purchase"),
-    ("trade", "sell", "sell"),
-    ("io", "in", "import"),
-    ("io", "out", "export"),
-    ("io", "in", "upload"),
-    ("io", "out", "download"),
-    ("io", "in", "inbound"),
-    ("io", "out", "outbound"),
-    ("io", "in", "ingress"),
-    ("io", "out", "egress"),
-    ("io", "in", "incoming"),
-    ("io", "out", "outgoing"),
-    ("io", "in", "input"),
-    ("io", "out", "output"),
-    ("crypt", "enc", "encrypt"),
-    ("crypt", "dec", "decrypt"),
-    ("run", "start", "start"),
-    ("run", "stop", "stop"),
-    ("run", "start", "resume"),
-    ("run", "stop", "pause"),
-    ("run", "start", "open"),
-    ("run", "stop", "close"),
-    ("ledger", "debit", "debit"),
-    ("ledger", "credit", "credit"),
-    ("verdict", "yes", "approve"),
-    ("verdict", "yes", "accept"),
-    ("verdict", "no", "reject"),
-    ("verdict", "no", "decline"),
-    ("verdict", "yes", "approved"),
-    ("verdict", "no", "rejected"),
-    ("vis", "pub", "public"),
-    ("vis", "priv", "private"),
-    ("where", "int", "internal"),
-    ("where", "ext", "external"),
-    ("rw", "r", "read"),
-    ("rw", "w", "write"),
-    ("compass", "n", "north"),
-    ("compass", "s", "south"),
-    ("compass", "e", "east"),
-    ("compass", "w", "west"),
-    ("hand", "l", "left"),
-    ("hand", "r", "right"),
-    ("freq", "h", "hourly"),
-    ("freq", "d", "daily"),
-    ("freq", "w", "weekly"),
-    ("freq", "m", "monthly"),
-    ("freq", "q", "quarterly"),
-    ("freq", "y", "yearly"),
-    ("freq", "y", "annual"),
-    ("freq", "y", "annually"),
-    ("truth", "t", "true"),
-    ("truth", "f", "false"),
-    ("old", "old", "old"),
-    ("old", "new", "new"),
-    ("sex", "m", "male"),
-    ("sex", "f", "female"),
-    ("sex", "m", "men"),
-    ("sex", "f", "women"),
-    ("win", "w", "win"),
-    ("win", "l", "lose"),
-    ("win", "w", "profit"),
-    ("win", "l", "loss"),
-    ("temp", "hot", "hot"),
-    ("temp", "cold", "cold"),
-    ("temp", "hot", "warm"),
-    ("temp", "cold", "cool"),
-    ("speed", "up", "upgrade"),
-    ("speed", "down", "downgrade"),
-    ("min", "in", "login"),
-    ("min", "out", "logout"),
-];
-
-fn lookup<'a>(table: &'a [(&'a str, &'a str)], word: &str) -> Option<&'a str> {
+fn lookup(table: &[(&'static str, &'static str)], word: &str) -> Option<&'static str> {
     table.iter().find(|(w, _)| *w == word).map(|(_, v)| *v)
 }
 
@@ -701,7 +171,7 @@ impl Signature {
     pub fn of(text: &str) -> Signature {
         let text = &*canonical(text);
         let mut sig = Signature::default();
-        let Some(p) = patterns() else {
+        let (Some(p), Some(w)) = (patterns(), words()) else {
             sig.unverifiable = true; // fail closed: never matches anything
             return sig;
         };
@@ -752,11 +222,10 @@ impl Signature {
             let next = tokens.get(i + 1).map(|t| t.1.to_lowercase());
             let unit_after = next
                 .as_deref()
-                .and_then(|n| lookup(UNIT_WORDS, n).or_else(|| lookup(UNIT_AFTER_NUMBER, n)));
-            let currency_before = i
-                .checked_sub(1)
-                .and_then(|j| tokens.get(j))
-                .and_then(|t| lookup(UNIT_WORDS, t.1).filter(|_| ["$", "€", "£"].contains(&t.1)));
+                .and_then(|n| lookup(&w.unit_words, n).or_else(|| lookup(&w.unit_after_number, n)));
+            let currency_before = i.checked_sub(1).and_then(|j| tokens.get(j)).and_then(|t| {
+                lookup(&w.unit_words, t.1).filter(|_| ["$", "€", "£"].contains(&t.1))
+            });
             let sentence_start = i == 0 || {
                 let before = text[..start].trim_end();
                 before.ends_with(['.', '!', '?', ':', '\n', ';', '(', '-', '"', '*', '#', '>'])
@@ -777,8 +246,8 @@ impl Signature {
                         }
                         sig.numbers.insert(norm.clone());
                         if !suffix.is_empty() {
-                            if let Some(u) = lookup(UNIT_WORDS, suffix)
-                                .or_else(|| lookup(UNIT_AFTER_NUMBER, suffix))
+                            if let Some(u) = lookup(&w.unit_words, suffix)
+                                .or_else(|| lookup(&w.unit_after_number, suffix))
                             {
                                 sig.units.insert(u);
                                 sig.quantities.insert(format!("{norm} {u}"));
@@ -804,9 +273,9 @@ impl Signature {
                 {
                     sig.numbers.insert(d.trim_end_matches('.').to_string());
                 }
-                if DATE_WORDS.contains(&lower.as_str()) {
+                if w.date_words.contains(&lower.as_str()) {
                     sig.dates.insert(
-                        DATE_WORDS
+                        w.date_words
                             .iter()
                             .copied()
                             .find(|d| *d == lower)
@@ -818,18 +287,18 @@ impl Signature {
             }
             // "one" is a pronoun ("which one") unless a unit follows ("one year")
             let one = (lower == "one" && unit_after.is_some()).then_some("1");
-            if let Some(n) = lookup(NUMBER_WORDS, &lower).or(one) {
+            if let Some(n) = lookup(&w.number_words, &lower).or(one) {
                 sig.numbers.insert(n.to_string());
                 if let Some(u) = unit_after {
                     sig.quantities.insert(format!("{n} {u}"));
                 }
             }
-            if let Some((_, rel)) = RELATIVE.iter().find(|(w, _)| *w == lower) {
-                if next.as_deref().is_some_and(|n| PERIODS.contains(&n)) {
+            if let Some((_, rel)) = w.relative.iter().find(|(w, _)| *w == lower) {
+                if next.as_deref().is_some_and(|n| w.periods.contains(&n)) {
                     sig.dates.insert(rel);
                 }
             }
-            if NEGATIONS.contains(&lower.as_str())
+            if w.negations.contains(&lower.as_str())
                 || lower.ends_with("n't")
                 || [
                     "dont", "doesnt", "didnt", "isnt", "arent", "wasnt", "werent", "cant", "wont",
@@ -839,24 +308,24 @@ impl Signature {
             {
                 sig.negated = true;
             }
-            if let Some(u) = lookup(UNIT_WORDS, &lower) {
+            if let Some(u) = lookup(&w.unit_words, &lower) {
                 sig.units.insert(u);
             } else if prev_number {
-                if let Some(u) = lookup(UNIT_AFTER_NUMBER, &lower) {
+                if let Some(u) = lookup(&w.unit_after_number, &lower) {
                     sig.units.insert(u);
                 }
             }
-            if let Some(d) = DATE_WORDS.iter().copied().find(|d| *d == lower) {
+            if let Some(d) = w.date_words.iter().copied().find(|d| *d == lower) {
                 sig.dates.insert(d);
             } else if raw == "May" && !sentence_start {
                 sig.dates.insert("may");
             }
-            for (group, side, _) in SIDES.iter().filter(|(_, _, w)| *w == lower) {
+            for (group, side, _) in w.sides.iter().filter(|(_, _, w)| *w == lower) {
                 sig.sides.entry(group).or_default().insert(side);
             }
             // entities
-            let is_stop = STOPWORDS.contains(&lower.as_str());
-            if KNOWN_ENTITIES.contains(&lower.as_str())
+            let is_stop = w.stopwords.contains(&lower.as_str());
+            if w.known_entities.contains(&lower.as_str())
                 || lower.contains('@')
                 || lower.contains("://")
                 || (lower.contains(['.', '_', '/'])
@@ -1050,6 +519,8 @@ fn split_number(token: &str) -> (&str, &str) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -1225,5 +696,23 @@ mod tests {
         ] {
             assert!(!compatible(a, b), "{a} / {b}");
         }
+    }
+
+    #[test]
+    fn the_word_lists_parse_from_their_file() {
+        let w = words().unwrap();
+        assert!(w.negations.contains(&"not"));
+        assert!(w.known_entities.contains(&"c#"));
+        assert_eq!(lookup(&w.number_words, "half"), Some("0.5"));
+        assert_eq!(lookup(&w.unit_words, "km"), Some("km"));
+        assert!(w.sides.contains(&("meridiem", "am", "morning")));
+        for list in [&w.stopwords, &w.date_words, &w.periods] {
+            assert!(!list.is_empty());
+        }
+        assert!(!w.unit_after_number.is_empty() && !w.relative.is_empty());
+        // malformed files are refused, never half-read
+        assert!(parse_words("[negations]\nnot\n[sides]\nmeridiem\tam\n").is_none());
+        assert!(parse_words("not\n").is_none());
+        assert!(parse_words(format!("{WORDS_FILE}\n[unknown]\nx\n").leak()).is_none());
     }
 }
