@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{closed_port_url, echo_service, GatewayOptions, TestGateway};
 use jsonwebtoken::{encode, EncodingKey, Header};
@@ -193,4 +193,52 @@ async fn an_unreachable_service_is_a_502_and_unknown_paths_stay_404() {
     assert_eq!(body["error"]["code"], "upstream_unreachable");
     assert_eq!(get(&gw, "/paymentsx").send().await.unwrap().status(), 404);
     assert_eq!(get(&gw, "/elsewhere").send().await.unwrap().status(), 404);
+}
+
+/// An `API` request writes an access-log line like an AI request: status, route, client, and
+/// the headers with credentials redacted.
+#[tokio::test]
+async fn an_api_request_writes_an_access_log_line() {
+    use airgate::telemetry::access_log::{HeaderMode, HeaderRules};
+    let service = echo_service().await;
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(secrets.path().join("payment-jwt-secret")).unwrap();
+    std::fs::write(secrets.path().join("payment-jwt-secret/secret"), SECRET).unwrap();
+    let log = secrets.path().join("access.jsonl");
+    let rules = HeaderRules {
+        default: HeaderMode::Keep,
+        ..HeaderRules::default()
+    };
+    let gw = TestGateway::start_with(
+        &seed_api(&service.url),
+        GatewayOptions {
+            secrets_dir: Some(secrets.path().to_path_buf()),
+            access_log: Some((log.clone(), rules)),
+            ..GatewayOptions::default()
+        },
+    )
+    .await;
+    let response = get(&gw, "/payments/v3/charges")
+        .bearer_auth("not-a-valid-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !text.is_empty() || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!text.contains("not-a-valid-token"), "{text}");
+    let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["status"], 401, "{line}");
+    assert_eq!(line["path"], "/payments/v3/charges");
+    assert!(
+        line["gateway"].as_str().unwrap().contains("payment"),
+        "{line}"
+    );
+    assert_eq!(line["headers"]["authorization"], "REDACTED");
 }

@@ -253,6 +253,20 @@ async fn access_log_and_request_served_audit_carry_the_outcome_without_secrets()
         served[1]
     );
     assert!(!events.iter().any(|e| e.to_string().contains("Say hello")));
+    // A path nothing serves is logged too, with its credentials redacted.
+    let missing = reqwest::Client::new()
+        .get(gw.url("/wp-admin/setup.php"))
+        .bearer_auth("sk-very-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let lines = lines_once(&log, 3).await;
+    assert!(!lines[2].contains("sk-very-secret"), "{}", lines[2]);
+    let line: Value = serde_json::from_str(&lines[2]).unwrap();
+    assert_eq!(line["status"], 404, "{line}");
+    assert_eq!(line["path"], "/wp-admin/setup.php");
+    assert_eq!(line["backend"], "none");
 }
 
 #[tokio::test]

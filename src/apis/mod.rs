@@ -23,6 +23,7 @@ use crate::access::{JwtVerifier, Limit, LimitKey};
 use crate::config::{Api, RateLimitStrategy};
 use crate::error::ApiError;
 use crate::server::AppState;
+use crate::telemetry::access_log::AccessRecord;
 use crate::telemetry::audit::AuditEvent;
 use crate::telemetry::metrics::RequestLabels;
 use cors::{Cors, CorsVerdict};
@@ -138,6 +139,14 @@ pub async fn handle(
 ) -> Response {
     let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
+    // what the access-log line needs once the request is forwarded
+    let logged = state.access_log.is_enabled().then(|| {
+        (
+            parts.method.to_string(),
+            parts.uri.path().to_string(),
+            parts.headers.clone(),
+        )
+    });
     let response = match admit(state, route, request_id, client_ip, &parts).await {
         Ok(Err(early)) => early,
         Err(error) => error.into_response(),
@@ -171,6 +180,20 @@ pub async fn handle(
         response.status().as_u16(),
         Some(started.elapsed().as_secs_f64()),
     );
+    if let Some((method, path, headers)) = logged {
+        let record = AccessRecord {
+            request_id: request_id.to_string(),
+            method,
+            path,
+            status: response.status().as_u16(),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            gateway: route.id.clone(),
+            backend: route.id.clone(),
+            client_ip: client_ip.to_string(),
+            ..AccessRecord::default()
+        };
+        state.access_log.write(record, &headers);
+    }
     response
 }
 

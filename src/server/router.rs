@@ -17,6 +17,7 @@ use crate::apis;
 use crate::error::ApiError;
 use crate::gateway::pipeline::{self, RequestContext};
 use crate::gateway::{models, Endpoint, Gateway};
+use crate::telemetry::access_log::AccessRecord;
 
 const NAMED_PREFIX: &str = "/gateways/{namespace}/{name}";
 
@@ -130,11 +131,23 @@ async fn api_or_not_found(
         apis::find(&snapshot.apis, request.uri().path()).map(|(r, rest)| (Arc::clone(r), rest))
     };
     let Some((route, rest)) = found else {
-        return ApiError::RouteNotFound {
+        let response = ApiError::RouteNotFound {
             method: request.method().to_string(),
             path: request.uri().path().to_string(),
         }
         .into_response();
+        // a 404 is logged too: scanners and misconfigured clients show up in the access log
+        let record = AccessRecord {
+            request_id: id.0.clone(),
+            method: request.method().to_string(),
+            path: request.uri().path().to_string(),
+            status: response.status().as_u16(),
+            backend: "none".into(),
+            client_ip: client_ip_of(&state, &request).to_string(),
+            ..AccessRecord::default()
+        };
+        state.access_log.write(record, request.headers());
+        return response;
     };
     let client_ip = client_ip_of(&state, &request);
     apis::handle(&state, &route, rest, &id.0, client_ip, request).await
