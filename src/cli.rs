@@ -17,9 +17,9 @@ use crate::gateway::runtime::BuildContext;
 use crate::gateway::runtime::{check_secrets, compile_guard};
 use crate::gateway::Snapshot;
 use crate::routing::BackendTrust;
-use crate::server::shutdown::WRITER_FLUSH;
 use crate::server::tls::{ServerTls, ServerTlsSettings};
 use crate::server::{self, AppState, ServerLimits, Shutdown};
+use crate::shutdown::WRITER_FLUSH;
 use crate::telemetry::access_log::{AccessLog, AccessTarget, HeaderMode, HeaderRules};
 use crate::telemetry::audit::{
     self, AuditConfig, AuditEvent, AuditFormat, AuditLog, AuditTarget, SyslogConfig, TlsConfig,

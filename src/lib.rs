@@ -1,8 +1,10 @@
 //! AirGate: an OpenAI-compatible AI gateway for air-gapped Kubernetes clusters.
 //!
 //! # Layout
-//! - [`access`]: JWT verification, rate limits and token budgets (memory or Redis), client IP.
-//! - [`apis`]: general REST APIs from `API` resources: access stages, then a reverse proxy.
+//! - [`access`]: JWT verification, rate limits and token budgets (memory or Redis), client IP,
+//!   the mTLS peer identity.
+//! - [`apis`]: general REST APIs from `API` resources: access stages, then a reverse proxy; it
+//!   takes an `ApiContext`, not the server's state.
 //! - [`cache`]: the semantic cache: MiniLM embedder (candle), HNSW index per scope, verification.
 //! - [`cli`]: the `airgate` command (`serve`, `validate`, `crds`).
 //! - [`config`]: the `AIGateway` and `API` resources, loading a folder of YAML, validation.
@@ -14,6 +16,11 @@
 //! - [`guard`]: the content guard: compiled pattern sets, built-in detectors, the streaming scanner.
 //! - [`routing`]: backends, priority groups, balancing, health, the upstream attempts.
 //! - [`telemetry`]: Prometheus metrics and logging setup.
+//! - [`shutdown`]: the signals of a graceful shutdown (drain, cut), shared by the listeners and
+//!   the request paths.
+//!
+//! Dependencies point one way: `cli` builds `server`, which calls `gateway` and `apis`; no
+//! module below `server` uses it.
 //! - [`tls`]: TLS building blocks shared by the listener, the backend clients and syslog: the
 //!   crypto provider, protocol versions, PEM reading.
 //! - [`error`]: the one error type that becomes an HTTP answer.
@@ -30,5 +37,6 @@ pub mod openai;
 pub mod redact;
 pub mod routing;
 pub mod server;
+pub mod shutdown;
 pub mod telemetry;
 pub mod tls;

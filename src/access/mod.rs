@@ -18,6 +18,7 @@ pub mod client_ip;
 pub mod ipnet;
 pub mod jwt;
 pub mod limiter;
+pub mod peer;
 pub mod redis_store;
 pub mod rules;
 pub mod settings;

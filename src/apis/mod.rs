@@ -19,13 +19,15 @@ use http::{HeaderValue, Request, StatusCode};
 
 use crate::access::rules::{RequestFacts, Rule};
 use crate::access::settings::load_verifier;
+use crate::access::RateLimiter;
 use crate::access::{JwtVerifier, Limit, LimitKey};
 use crate::config::{Api, RateLimitStrategy};
 use crate::error::ApiError;
-use crate::server::AppState;
-use crate::telemetry::access_log::AccessRecord;
+use crate::telemetry::access_log::{AccessLog, AccessRecord};
 use crate::telemetry::audit::AuditEvent;
+use crate::telemetry::audit::AuditLog;
 use crate::telemetry::metrics::RequestLabels;
+use crate::telemetry::Metrics;
 use cors::{Cors, CorsVerdict};
 
 /// Default time for the service's response head.
@@ -128,9 +130,21 @@ struct Admitted {
     rate_headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
+/// What serving an `API` request needs from the process: its records, the limiter and the
+/// client towards services. Not the whole server state: `apis` does not depend on `server`.
+#[derive(Clone, Copy)]
+pub struct ApiContext<'a> {
+    pub metrics: &'a Metrics,
+    pub audit: &'a AuditLog,
+    pub access_log: &'a AccessLog,
+    pub limiter: &'a RateLimiter,
+    /// The snapshot's client towards `API` services.
+    pub client: &'a reqwest::Client,
+}
+
 /// Serves one request to an API route, stage by stage.
 pub async fn handle(
-    state: &Arc<AppState>,
+    ctx: ApiContext<'_>,
     route: &Arc<ApiRoute>,
     rest: String,
     request_id: &str,
@@ -140,14 +154,14 @@ pub async fn handle(
     let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     // what the access-log line needs once the request is forwarded
-    let logged = state.access_log.is_enabled().then(|| {
+    let logged = ctx.access_log.is_enabled().then(|| {
         (
             parts.method.to_string(),
             parts.uri.path().to_string(),
             parts.headers.clone(),
         )
     });
-    let response = match admit(state, route, request_id, client_ip, &parts).await {
+    let response = match admit(ctx, route, request_id, client_ip, &parts).await {
         Ok(Err(early)) => early,
         Err(error) => error.into_response(),
         Ok(Ok(admitted)) => {
@@ -156,7 +170,7 @@ pub async fn handle(
                 request_id,
                 client_ip,
             };
-            let mut response = proxy::forward(state, route, exchange, parts, body).await;
+            let mut response = proxy::forward(ctx, route, exchange, parts, body).await;
             let headers = response.headers_mut();
             for (name, value) in admitted.cors_headers.into_iter().flatten() {
                 if let Some(name) = name {
@@ -175,7 +189,7 @@ pub async fn handle(
         model: "",
         backend: &route.id,
     };
-    state.metrics.observe_request(
+    ctx.metrics.observe_request(
         &labels,
         response.status().as_u16(),
         Some(started.elapsed().as_secs_f64()),
@@ -192,7 +206,7 @@ pub async fn handle(
             client_ip: client_ip.to_string(),
             ..AccessRecord::default()
         };
-        state.access_log.write(record, &headers);
+        ctx.access_log.write(record, &headers);
     }
     response
 }
@@ -200,7 +214,7 @@ pub async fn handle(
 /// CORS, authentication, rate limit and access rules. `Ok(Err(response))` is an answer the
 /// gateway gives itself (a preflight).
 async fn admit(
-    state: &Arc<AppState>,
+    ctx: ApiContext<'_>,
     route: &ApiRoute,
     request_id: &str,
     client_ip: IpAddr,
@@ -209,7 +223,7 @@ async fn admit(
     let audit = |event: &'static str, reason: String| {
         let mut e = AuditEvent::new(event, request_id, &route.id, "denied", reason);
         e.source_ip = Some(client_ip.to_string());
-        state.audit.record(e);
+        ctx.audit.record(e);
     };
     let mut cors_headers = None;
     if let Some(cors) = &route.cors {
@@ -227,7 +241,7 @@ async fn admit(
         }
     }
     // The user of the `user` rate-limit strategy: the JWT's, else the mTLS client's subject.
-    let mut user = crate::server::tls::peer_identity(&request.extensions).map(str::to_string);
+    let mut user = crate::access::peer::peer_identity(&request.extensions).map(str::to_string);
     if let Some(verifier) = &route.verifier {
         let authorization = request
             .headers
@@ -236,7 +250,7 @@ async fn admit(
         match verifier.verify(authorization) {
             Ok(identity) => user = Some(identity.user),
             Err(error) => {
-                state.metrics.auth_failure(&route.id, "api", error.reason());
+                ctx.metrics.auth_failure(&route.id, "api", error.reason());
                 audit("auth_failure", error.reason().to_string());
                 return Err(ApiError::Unauthorized);
             }
@@ -264,9 +278,9 @@ async fn admit(
                 }
             }
         };
-        let decision = state.limiter.check(&key.render(&route.id), *limit, 1).await;
+        let decision = ctx.limiter.check(&key.render(&route.id), *limit, 1).await;
         if !decision.allowed {
-            state.metrics.rate_limited(&route.id, "api", "api");
+            ctx.metrics.rate_limited(&route.id, "api", "api");
             audit("rate_limited", "api limit".into());
             return Err(ApiError::RateLimited {
                 message: "Rate limit exceeded; retry later".into(),

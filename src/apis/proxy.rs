@@ -2,7 +2,6 @@
 //! without the hop-by-hop headers, with `X-Forwarded-*` and `x-request-id` added.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -17,7 +16,7 @@ use crate::telemetry::log_rate::LogRate;
 
 /// Lines per second about services that failed (a client decides how often it asks).
 static PROXY_LOG: LogRate = LogRate::new(5);
-use crate::server::AppState;
+use super::ApiContext;
 
 /// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -41,7 +40,7 @@ pub struct Exchange<'a> {
 }
 
 pub async fn forward(
-    state: &Arc<AppState>,
+    ctx: ApiContext<'_>,
     route: &ApiRoute,
     exchange: Exchange<'_>,
     parts: http::request::Parts,
@@ -62,7 +61,7 @@ pub async fn forward(
     add_forwarded(&mut headers, &parts.headers, client_ip, request_id);
     let limit = usize::try_from(max_body_bytes()).unwrap_or(usize::MAX);
     let body = Limited::new(body, limit).into_data_stream();
-    let client = state.snapshot.load().api_client.clone();
+    let client = ctx.client.clone();
     let send = client
         .request(parts.method, &url)
         .headers(headers)

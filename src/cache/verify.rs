@@ -3,7 +3,7 @@
 //! Sentence embeddings are nearly blind to the details that decide an answer: MiniLM puts
 //! "Approve the refund for order 48213" and "... 48214" at cosine 0.986, "9 am" and "9 pm"
 //! close together. So a candidate above the threshold is served only when both prompts,
-//! written one way first ([`super::canonical`]: "50TB" is "50 TB", "under 50" is "less than
+//! written one way first (`canonical.rs`: "50TB" is "50 TB", "under 50" is "less than
 //! 50"), agree on:
 //! - **numbers** (digits, decimals, `1,000`, number words `two`..`billion` and `one` before a
 //!   unit, ordinals `1st`/`first`) and the **operators** between them (`3x + 7` / `3x - 7`),

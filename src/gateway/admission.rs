@@ -4,7 +4,7 @@
 //!
 //! The caller's user, for per-user limits, budgets and audit, is the verified JWT's user claim
 //! when the gateway has `authentication`; otherwise the verified client certificate's subject
-//! when the connection is mTLS ([`crate::server::tls::PeerIdentity`]); otherwise none, and
+//! when the connection is mTLS ([`crate::access::peer::PeerIdentity`]); otherwise none, and
 //! per-user limits count against the client IP.
 
 use std::net::IpAddr;
@@ -16,10 +16,10 @@ use serde_json::Value;
 
 use super::request::count_param;
 use super::AiRequest;
+use crate::access::peer::peer_identity;
 use crate::access::settings::TokenBudget;
 use crate::access::{Check, Decision, LimitKey, RateLimiter};
 use crate::error::ApiError;
-use crate::server::tls::peer_identity;
 use crate::telemetry::audit::{AuditEvent, AuditLog};
 use crate::telemetry::Metrics;
 

@@ -29,7 +29,7 @@ use super::usage::UsagePlan;
 use super::{body, AiRequest, Endpoint, Gateway};
 use crate::access::RateLimiter;
 use crate::error::ApiError;
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::audit::AuditLog;
 use crate::telemetry::tracing::{self as otel, spans};

@@ -19,7 +19,7 @@ use super::usage::UsageTap;
 use crate::openai::sse::{done_event, encode_data, string_values, SseDecoder, SseEvent};
 use crate::openai::{ErrorBody, ErrorObject};
 use crate::routing::InFlight;
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::telemetry::log_rate::LogRate;
 use crate::telemetry::Metrics;
 

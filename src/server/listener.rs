@@ -21,8 +21,8 @@ use tower::ServiceExt;
 
 use super::first_byte::FirstByteDeadline;
 use super::framing::{InspectedIo, Taint};
-use super::shutdown::{Shutdown, CUT_FLUSH};
 use super::tls::ServerTls;
+use crate::shutdown::{Shutdown, CUT_FLUSH};
 use crate::telemetry::log_rate::LogRate;
 
 #[derive(Debug, Clone)]
@@ -89,7 +89,7 @@ impl Default for ServerLimits {
 }
 
 /// Serves `app` on `listener` until `shutdown` drains, then lets open connections finish for
-/// the grace period, then cuts what is left (see [`super::shutdown`]).
+/// the grace period, then cuts what is left (see [`crate::shutdown`]).
 pub async fn serve(
     listener: TcpListener,
     app: Router,

@@ -45,11 +45,10 @@ pub mod framing;
 pub mod listener;
 pub mod middleware;
 pub mod router;
-pub mod shutdown;
 pub mod state;
 pub mod tls;
 
+pub use crate::shutdown::Shutdown;
 pub use listener::{serve, serve_with_tls, ListenerStats, ServerLimits};
 pub use router::{admin_router, public_router};
-pub use shutdown::Shutdown;
 pub use state::AppState;

@@ -150,7 +150,15 @@ async fn api_or_not_found(
         return response;
     };
     let client_ip = client_ip_of(&state, &request);
-    apis::handle(&state, &route, rest, &id.0, client_ip, request).await
+    let client = state.snapshot.load().api_client.clone();
+    let ctx = apis::ApiContext {
+        metrics: &state.metrics,
+        audit: &state.audit,
+        access_log: &state.access_log,
+        limiter: &state.limiter,
+        client: &client,
+    };
+    apis::handle(ctx, &route, rest, &id.0, client_ip, request).await
 }
 
 /// The client's address: the socket peer, or `X-Forwarded-For` from a trusted proxy.

@@ -23,6 +23,7 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::peer::PeerIdentity;
 use crate::tls::{self, TlsError};
 use reload::{CertStore, PairFiles, Reloader};
 
@@ -105,23 +106,6 @@ impl ServerTls {
     }
 }
 
-/// The verified subject of the client's certificate (its Common Name, else the RFC 4514
-/// subject), in the extensions of every request of an mTLS connection. It is the caller's user
-/// for per-user limits, budgets and audit when no JWT names one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerIdentity(Arc<str>);
-
-impl PeerIdentity {
-    pub fn subject(&self) -> &str {
-        &self.0
-    }
-}
-
-/// The peer identity of a request, when it came over mTLS.
-pub fn peer_identity(extensions: &http::Extensions) -> Option<&str> {
-    extensions.get::<PeerIdentity>().map(PeerIdentity::subject)
-}
-
 /// Turns an accepted TCP connection into the IO to serve: as it is without TLS, else after a
 /// handshake that must finish within `handshake_timeout`.
 pub async fn accept(
@@ -141,7 +125,7 @@ pub async fn accept(
         .peer_certificates()
         .and_then(|chain| chain.first())
         .and_then(|leaf| subject::identity_of(leaf))
-        .map(|subject| PeerIdentity(subject.into()));
+        .map(|subject| PeerIdentity::new(subject.into()));
     Ok((ServerIo::Tls(Box::new(stream)), identity))
 }
 
