@@ -33,6 +33,50 @@ const GENAI_TPOT_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
 ];
 
+/// Creates a metric and registers it in one step, so each is written once.
+struct Registrar<'a>(&'a Registry);
+
+impl Registrar<'_> {
+    fn register<M: prometheus::core::Collector + Clone + 'static>(
+        &self,
+        metric: M,
+    ) -> Result<M, prometheus::Error> {
+        self.0.register(Box::new(metric.clone()))?;
+        Ok(metric)
+    }
+
+    fn counters(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, prometheus::Error> {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn gauges(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntGaugeVec, prometheus::Error> {
+        self.register(IntGaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn histograms(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+        labels: &[&str],
+    ) -> Result<HistogramVec, prometheus::Error> {
+        self.register(HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            labels,
+        )?)
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     cache_requests: IntCounterVec,
@@ -85,17 +129,9 @@ struct ProcessMetrics {
 }
 
 impl ProcessMetrics {
-    fn try_new(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
-            let gauge = IntGauge::new(name, help)?;
-            registry.register(Box::new(gauge.clone()))?;
-            Ok(gauge)
-        };
-        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
-            let counter = IntCounter::new(name, help)?;
-            registry.register(Box::new(counter.clone()))?;
-            Ok(counter)
-        };
+    fn try_new(r: &Registrar<'_>) -> Result<Self, prometheus::Error> {
+        let gauge = |name: &str, help: &str| r.register(IntGauge::new(name, help)?);
+        let counter = |name: &str, help: &str| r.register(IntCounter::new(name, help)?);
         Ok(Self {
             connections_open: gauge(
                 "airgate_connections_open",
@@ -117,14 +153,10 @@ impl ProcessMetrics {
                 "airgate_access_log_dropped_total",
                 "Access-log lines dropped because the access-log queue was full.",
             )?,
-            cache_warmup: {
-                let gauge = Gauge::new(
-                    "airgate_cache_warmup_seconds",
-                    "Time the embedding model took to warm up at start (before /readyz said ready).",
-                )?;
-                registry.register(Box::new(gauge.clone()))?;
-                gauge
-            },
+            cache_warmup: r.register(Gauge::new(
+                "airgate_cache_warmup_seconds",
+                "Time the embedding model took to warm up at start (before /readyz said ready).",
+            )?)?,
         })
     }
 }
@@ -137,256 +169,172 @@ fn catch_up(counter: &IntCounter, value: u64) {
 impl Metrics {
     pub fn try_new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new("airgate_requests_total", "Requests answered, by outcome."),
-            &["gateway", "route", "model", "backend", "status_class"],
-        )?;
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "airgate_request_duration_seconds",
-                "Time from request to response head (streams: to the first byte).",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["gateway", "route"],
-        )?;
-        let upstream_attempts = IntCounterVec::new(
-            Opts::new(
-                "airgate_upstream_attempts_total",
-                "Attempts at backends, by outcome.",
-            ),
-            &["gateway", "backend", "outcome"],
-        )?;
-        let failovers = IntCounterVec::new(
-            Opts::new(
-                "airgate_failovers_total",
-                "Attempts that failed and moved on to the next candidate backend.",
-            ),
-            &["gateway", "backend", "reason"],
-        )?;
-        let backend_up = IntGaugeVec::new(
-            Opts::new(
-                "airgate_backend_up",
-                "1 when the backend passes its active health probe.",
-            ),
-            &["gateway", "backend"],
-        )?;
-        let stream_terminations = IntCounterVec::new(
-            Opts::new(
-                "airgate_stream_terminations_total",
-                "Streams the gateway ended with an error event, by reason.",
-            ),
-            &["gateway", "reason"],
-        )?;
-        let guard_events = IntCounterVec::new(
-            Opts::new(
-                "airgate_guard_events_total",
-                "Content-guard matches and refusals, by stage (prompt/response), rule and action (block, redact, audit, fail_closed_*).",
-            ),
-            &["gateway", "stage", "rule", "action"],
-        )?;
-        let auth_failures = IntCounterVec::new(
-            Opts::new(
-                "airgate_auth_failures_total",
-                "Requests refused by authentication, by reason.",
-            ),
-            &["gateway", "route", "reason"],
-        )?;
-        let rate_limited = IntCounterVec::new(
-            Opts::new(
-                "airgate_rate_limited_total",
-                "Requests refused by a rate limit or token budget, by limit (global, user, ip, header, tokens).",
-            ),
-            &["gateway", "route", "limit"],
-        )?;
-        let rate_limit_store_errors = IntCounterVec::new(
-            Opts::new(
-                "airgate_rate_limit_store_errors_total",
-                "Rate-limit decisions made without Redis (error, timeout, skipped while it recovers).",
-            ),
-            &["kind"],
-        )?;
-        let cache_requests = IntCounterVec::new(
-            Opts::new(
-                "airgate_cache_requests_total",
-                "Semantic-cache outcomes of chat completions (hit, miss, bypass).",
-            ),
-            &["gateway", "result"],
-        )?;
-        let cache_lookup = HistogramVec::new(
-            HistogramOpts::new(
-                "airgate_cache_lookup_seconds",
-                "Semantic-cache lookup time: embedding plus index search.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-            ]),
-            &["gateway"],
-        )?;
-        let cache_stage = |name: &str, help: &str| {
-            HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(vec![
-                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                ]),
-                &["gateway"],
-            )
-        };
-        let cache_embed = cache_stage(
-            "airgate_cache_embed_seconds",
-            "Semantic cache: time to embed the prompt (queue wait included).",
-        )?;
-        let cache_search = cache_stage(
-            "airgate_cache_search_seconds",
-            "Semantic cache: time to search the scope's index and verify candidates.",
-        )?;
-        let cache_gauge =
-            |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["gateway"]);
-        let cache_entries = cache_gauge("airgate_cache_entries", "Entries in the semantic cache.")?;
-        let cache_bytes = cache_gauge(
-            "airgate_cache_bytes",
-            "Bytes of entries and vectors in the semantic cache.",
-        )?;
-        let cache_evictions = cache_gauge(
-            "airgate_cache_evictions",
-            "Entries evicted (LRU by bytes) since start, as last seen at a lookup.",
-        )?;
-        let cache_rejected = cache_gauge(
-            "airgate_cache_verification_rejections",
-            "Candidates above the threshold that verification turned down since start.",
-        )?;
-        let cache_rejected_by = IntCounterVec::new(
-            Opts::new(
-                "airgate_cache_rejections_total",
-                "Semantic cache: candidates above the threshold that verification turned down, by reason (what a hit would have got wrong).",
-            ),
-            &["gateway", "reason"],
-        )?;
-        let tokens = IntCounterVec::new(
-            Opts::new(
-                "airgate_tokens_total",
-                "Tokens by model and type (prompt, completion); estimated=true when the backend reported no usage.",
-            ),
-            &["gateway", "model", "type", "estimated"],
-        )?;
-        let time_to_first_token = HistogramVec::new(
-            HistogramOpts::new(
-                "airgate_time_to_first_token_seconds",
-                "Streams: time from the request to the first generated token reaching the client.",
-            )
-            .buckets(GENAI_TTFT_BUCKETS.to_vec()),
-            &["gateway", "model"],
-        )?;
-        let time_per_output_token = HistogramVec::new(
-            HistogramOpts::new(
-                "airgate_time_per_output_token_seconds",
-                "Streams: time per completion token after the first.",
-            )
-            .buckets(GENAI_TPOT_BUCKETS.to_vec()),
-            &["gateway", "model"],
-        )?;
-        let genai = |name: &str, help: &str, buckets: &[f64], labels: &[&str]| {
-            HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-                labels,
-            )
-        };
-        let genai_labels = [
-            "gen_ai_operation_name",
-            "gen_ai_request_model",
-            "gen_ai_system",
-        ];
-        let genai_token_usage = genai(
-            "gen_ai_client_token_usage",
-            "OpenTelemetry GenAI: tokens per operation, by gen_ai_token_type (input, output).",
-            GENAI_TOKEN_BUCKETS,
-            &[
-                "gen_ai_operation_name",
-                "gen_ai_request_model",
-                "gen_ai_system",
-                "gen_ai_token_type",
-            ],
-        )?;
-        let genai_operation_duration = genai(
-            "gen_ai_client_operation_duration_seconds",
-            "OpenTelemetry GenAI: operation duration as the client sees it.",
-            GENAI_DURATION_BUCKETS,
-            &genai_labels,
-        )?;
-        let genai_ttft = genai(
-            "gen_ai_server_time_to_first_token_seconds",
-            "OpenTelemetry GenAI: time to the first token of a streamed answer.",
-            GENAI_TTFT_BUCKETS,
-            &genai_labels,
-        )?;
-        let genai_tpot = genai(
-            "gen_ai_server_time_per_output_token_seconds",
-            "OpenTelemetry GenAI: time per output token after the first.",
-            GENAI_TPOT_BUCKETS,
-            &genai_labels,
-        )?;
-        let build_info = IntGaugeVec::new(
-            Opts::new("airgate_build_info", "Build information; always 1."),
+        let r = Registrar(&registry);
+        let gateway = &["gateway"];
+        let build_info = r.gauges(
+            "airgate_build_info",
+            "Build information; always 1.",
             &["version"],
         )?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(request_duration.clone()))?;
-        registry.register(Box::new(upstream_attempts.clone()))?;
-        registry.register(Box::new(failovers.clone()))?;
-        registry.register(Box::new(backend_up.clone()))?;
-        registry.register(Box::new(stream_terminations.clone()))?;
-        registry.register(Box::new(guard_events.clone()))?;
-        registry.register(Box::new(auth_failures.clone()))?;
-        registry.register(Box::new(rate_limited.clone()))?;
-        registry.register(Box::new(rate_limit_store_errors.clone()))?;
-        registry.register(Box::new(cache_requests.clone()))?;
-        registry.register(Box::new(cache_lookup.clone()))?;
-        registry.register(Box::new(cache_embed.clone()))?;
-        registry.register(Box::new(cache_search.clone()))?;
-        registry.register(Box::new(cache_entries.clone()))?;
-        registry.register(Box::new(cache_bytes.clone()))?;
-        registry.register(Box::new(cache_evictions.clone()))?;
-        registry.register(Box::new(cache_rejected.clone()))?;
-        registry.register(Box::new(cache_rejected_by.clone()))?;
-        registry.register(Box::new(tokens.clone()))?;
-        registry.register(Box::new(time_to_first_token.clone()))?;
-        registry.register(Box::new(time_per_output_token.clone()))?;
-        registry.register(Box::new(genai_token_usage.clone()))?;
-        registry.register(Box::new(genai_operation_duration.clone()))?;
-        registry.register(Box::new(genai_ttft.clone()))?;
-        registry.register(Box::new(genai_tpot.clone()))?;
-        registry.register(Box::new(build_info))?;
-        let process = ProcessMetrics::try_new(&registry)?;
+        let cache_stage_buckets = &[
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+        ];
+        let genai_labels = &[
+            "gen_ai_operation_name",
+            "gen_ai_request_model",
+            "gen_ai_system",
+        ];
         Ok(Self {
-            process,
+            requests: r.counters(
+                "airgate_requests_total",
+                "Requests answered, by outcome.",
+                &["gateway", "route", "model", "backend", "status_class"],
+            )?,
+            request_duration: r.histograms(
+                "airgate_request_duration_seconds",
+                "Time from request to response head (streams: to the first byte).",
+                DURATION_BUCKETS,
+                &["gateway", "route"],
+            )?,
+            upstream_attempts: r.counters(
+                "airgate_upstream_attempts_total",
+                "Attempts at backends, by outcome.",
+                &["gateway", "backend", "outcome"],
+            )?,
+            failovers: r.counters(
+                "airgate_failovers_total",
+                "Attempts that failed and moved on to the next candidate backend.",
+                &["gateway", "backend", "reason"],
+            )?,
+            backend_up: r.gauges(
+                "airgate_backend_up",
+                "1 when the backend passes its active health probe.",
+                &["gateway", "backend"],
+            )?,
+            stream_terminations: r.counters(
+                "airgate_stream_terminations_total",
+                "Streams the gateway ended with an error event, by reason.",
+                &["gateway", "reason"],
+            )?,
+            guard_events: r.counters(
+                "airgate_guard_events_total",
+                "Content-guard matches and refusals, by stage (prompt/response), rule and action (block, redact, audit, fail_closed_*).",
+                &["gateway", "stage", "rule", "action"],
+            )?,
+            auth_failures: r.counters(
+                "airgate_auth_failures_total",
+                "Requests refused by authentication, by reason.",
+                &["gateway", "route", "reason"],
+            )?,
+            rate_limited: r.counters(
+                "airgate_rate_limited_total",
+                "Requests refused by a rate limit or token budget, by limit (global, user, ip, header, tokens).",
+                &["gateway", "route", "limit"],
+            )?,
+            rate_limit_store_errors: r.counters(
+                "airgate_rate_limit_store_errors_total",
+                "Rate-limit decisions made without Redis (error, timeout, skipped while it recovers).",
+                &["kind"],
+            )?,
+            cache_requests: r.counters(
+                "airgate_cache_requests_total",
+                "Semantic-cache outcomes of chat completions (hit, miss, bypass).",
+                &["gateway", "result"],
+            )?,
+            cache_lookup: r.histograms(
+                "airgate_cache_lookup_seconds",
+                "Semantic-cache lookup time: embedding plus index search.",
+                &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+                gateway,
+            )?,
+            cache_embed: r.histograms(
+                "airgate_cache_embed_seconds",
+                "Semantic cache: time to embed the prompt (queue wait included).",
+                cache_stage_buckets,
+                gateway,
+            )?,
+            cache_search: r.histograms(
+                "airgate_cache_search_seconds",
+                "Semantic cache: time to search the scope's index and verify candidates.",
+                cache_stage_buckets,
+                gateway,
+            )?,
+            cache_entries: r.gauges(
+                "airgate_cache_entries",
+                "Entries in the semantic cache.",
+                gateway,
+            )?,
+            cache_bytes: r.gauges(
+                "airgate_cache_bytes",
+                "Bytes of entries and vectors in the semantic cache.",
+                gateway,
+            )?,
+            cache_evictions: r.gauges(
+                "airgate_cache_evictions",
+                "Entries evicted (LRU by bytes) since start, as last seen at a lookup.",
+                gateway,
+            )?,
+            cache_rejected: r.gauges(
+                "airgate_cache_verification_rejections",
+                "Candidates above the threshold that verification turned down since start.",
+                gateway,
+            )?,
+            cache_rejected_by: r.counters(
+                "airgate_cache_rejections_total",
+                "Semantic cache: candidates above the threshold that verification turned down, by reason (what a hit would have got wrong).",
+                &["gateway", "reason"],
+            )?,
+            tokens: r.counters(
+                "airgate_tokens_total",
+                "Tokens by model and type (prompt, completion); estimated=true when the backend reported no usage.",
+                &["gateway", "model", "type", "estimated"],
+            )?,
+            time_to_first_token: r.histograms(
+                "airgate_time_to_first_token_seconds",
+                "Streams: time from the request to the first generated token reaching the client.",
+                GENAI_TTFT_BUCKETS,
+                &["gateway", "model"],
+            )?,
+            time_per_output_token: r.histograms(
+                "airgate_time_per_output_token_seconds",
+                "Streams: time per completion token after the first.",
+                GENAI_TPOT_BUCKETS,
+                &["gateway", "model"],
+            )?,
+            genai_token_usage: r.histograms(
+                "gen_ai_client_token_usage",
+                "OpenTelemetry GenAI: tokens per operation, by gen_ai_token_type (input, output).",
+                GENAI_TOKEN_BUCKETS,
+                &[
+                    "gen_ai_operation_name",
+                    "gen_ai_request_model",
+                    "gen_ai_system",
+                    "gen_ai_token_type",
+                ],
+            )?,
+            genai_operation_duration: r.histograms(
+                "gen_ai_client_operation_duration_seconds",
+                "OpenTelemetry GenAI: operation duration as the client sees it.",
+                GENAI_DURATION_BUCKETS,
+                genai_labels,
+            )?,
+            genai_ttft: r.histograms(
+                "gen_ai_server_time_to_first_token_seconds",
+                "OpenTelemetry GenAI: time to the first token of a streamed answer.",
+                GENAI_TTFT_BUCKETS,
+                genai_labels,
+            )?,
+            genai_tpot: r.histograms(
+                "gen_ai_server_time_per_output_token_seconds",
+                "OpenTelemetry GenAI: time per output token after the first.",
+                GENAI_TPOT_BUCKETS,
+                genai_labels,
+            )?,
+            process: ProcessMetrics::try_new(&r)?,
             registry,
-            cache_requests,
-            cache_lookup,
-            cache_embed,
-            cache_search,
-            cache_entries,
-            cache_bytes,
-            cache_evictions,
-            cache_rejected,
-            cache_rejected_by,
-            tokens,
-            time_to_first_token,
-            time_per_output_token,
-            genai_token_usage,
-            genai_operation_duration,
-            genai_ttft,
-            genai_tpot,
-            requests,
-            request_duration,
-            upstream_attempts,
-            failovers,
-            backend_up,
-            stream_terminations,
-            guard_events,
-            auth_failures,
-            rate_limited,
-            rate_limit_store_errors,
         })
     }
 
