@@ -139,6 +139,17 @@ async fn allowed_context_redaction_and_audit_let_the_prompt_through() {
         rules.contains(&"watch") && rules.contains(&"emails"),
         "{events:?}"
     );
+    // the redaction is a named rewrite on the request's record
+    let served = gw.audit_events_of("request_served", 1).await;
+    let served = served
+        .iter()
+        .find(|e| e["event"] == "request_served")
+        .unwrap();
+    assert_eq!(
+        served["details"]["rewrites"],
+        json!(["prompt_redacted"]),
+        "{served}"
+    );
 }
 
 #[tokio::test]

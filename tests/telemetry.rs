@@ -6,7 +6,7 @@ mod common;
 
 use airgate_test_support::mock::{MockConfig, MockServer};
 use common::{chat_body, sse_data, BackendYaml, GatewayYaml, TestGateway};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn sample(metrics: &str, prefix: &str) -> f64 {
     metrics
@@ -221,6 +221,7 @@ async fn access_log_and_request_served_audit_carry_the_outcome_without_secrets()
     );
     let line: Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(line["status"], 200);
+    assert!(line.get("rewrites").is_none(), "{line}");
     assert_eq!(line["backend"], "m");
     assert_eq!(line["completion_tokens"], 10);
     assert_eq!(line["prompt_scanned"], true);
@@ -237,6 +238,12 @@ async fn access_log_and_request_served_audit_carry_the_outcome_without_secrets()
     let line: Value = serde_json::from_str(&lines[1]).unwrap();
     assert_eq!(line["stream"], true);
     assert_eq!(line["completion_tokens"], 10, "{line}");
+    // the gateway asked the stream for its usage, and says so
+    assert_eq!(
+        line["rewrites"],
+        json!(["stream_usage_requested"]),
+        "{line}"
+    );
     let events = gw.audit_events_of("request_served", 2).await;
     let served: Vec<&Value> = events
         .iter()
@@ -247,6 +254,10 @@ async fn access_log_and_request_served_audit_carry_the_outcome_without_secrets()
     assert_eq!(served[0]["details"]["completion_tokens"], 10);
     // The streamed answer's event is written when the stream ends, with its tokens.
     assert_eq!(served[1]["details"]["stream"], true);
+    assert_eq!(
+        served[1]["details"]["rewrites"],
+        json!(["stream_usage_requested"])
+    );
     assert_eq!(
         served[1]["details"]["completion_tokens"], 10,
         "{}",

@@ -263,6 +263,7 @@ fn token_estimate(budget: &TokenBudget, request: &mut AiRequest, body_len: usize
             request
                 .body
                 .insert("max_tokens".into(), Value::from(budget.default_max_tokens));
+            request.rewrote(super::request::Rewrite::DefaultMaxTokens);
             budget.default_max_tokens
         }
     };

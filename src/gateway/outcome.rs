@@ -52,6 +52,8 @@ pub struct RequestOutcome {
     pub usage: Option<Usage>,
     /// Answered by a backend of a lower priority than the first.
     pub fallback: bool,
+    /// The names of the changes the gateway made to the request ([`super::request::Rewrite`]).
+    pub rewrites: Vec<&'static str>,
     /// The shutdown grace ended before the request was answered.
     cut_by_shutdown: bool,
     /// The access-log line a streamed answer completes.
@@ -72,6 +74,7 @@ impl RequestOutcome {
             cache: None,
             usage: None,
             fallback: false,
+            rewrites: Vec::new(),
             cut_by_shutdown: false,
             access_line: DeferredLine::default(),
         }
@@ -187,6 +190,7 @@ impl RequestOutcome {
             client_ip: ctx.client_ip.to_string(),
             user: self.user.clone(),
             cut_by_shutdown: self.cut_by_shutdown,
+            rewrites: self.rewrites.clone(),
             ..AccessRecord::default()
         }
     }
@@ -223,6 +227,9 @@ fn served_event(
     .detail("answer_scanned", record.answer_scanned)
     .detail("fallback", outcome.fallback);
     let mut event = with_who(event, record, outcome);
+    if !outcome.rewrites.is_empty() {
+        event = event.detail("rewrites", outcome.rewrites.clone());
+    }
     if let Some(usage) = outcome.usage {
         event = event
             .detail("prompt_tokens", usage.prompt)

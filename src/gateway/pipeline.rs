@@ -24,11 +24,13 @@ use super::cache_stage::{self, CacheContext, CacheFill, Lookup};
 use super::content_filter::scan_request;
 use super::guard_events::{GuardReporter, Stage};
 use super::outcome::{Answered, RequestOutcome, CACHE_BACKEND};
+use super::request::Rewrite;
 use super::route::route;
 use super::usage::UsagePlan;
 use super::{body, AiRequest, Endpoint, Gateway};
 use crate::access::RateLimiter;
 use crate::error::ApiError;
+use crate::guard::Action;
 use crate::shutdown::Shutdown;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::audit::AuditLog;
@@ -161,6 +163,7 @@ async fn serve(
         &mut request,
         reservation.is_some() || (flags.enabled && flags.token_count),
     );
+    outcome.rewrites = request.rewrites.iter().map(|r| r.name()).collect();
     let accounting = accounting(&ctx, &request, outcome, bytes.len());
     let fill = match cache_lookup(&ctx, &request, parts, outcome).await {
         Ok(hit) => return Ok(hit),
@@ -274,6 +277,9 @@ async fn guard_prompt(
         let mut budget = policy.set.budget();
         scan_request(&policy.set, endpoint, &mut request.body, &mut budget)
     };
+    if scan.refusal.is_none() && scan.findings.iter().any(|f| f.action == Action::Redact) {
+        request.rewrote(Rewrite::PromptRedacted);
+    }
     let reporter = ctx.reporter();
     reporter.findings(Stage::Prompt, &scan.findings);
     match scan.refusal {

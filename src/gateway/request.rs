@@ -59,6 +59,35 @@ pub struct AiRequest {
     pub body: Map<String, Value>,
     pub model: String,
     pub stream: bool,
+    /// What the gateway changed in the body, in order ([`Rewrite`]).
+    pub rewrites: Vec<Rewrite>,
+}
+
+/// A change the gateway makes to a request before a backend sees it. The body changes only
+/// through these: each is named, kept on the request ([`AiRequest::rewrote`]), logged at debug
+/// level, and listed in the access-log line and the `request_served` audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewrite {
+    /// Fields that would let the caller choose the upstream were dropped ([`REDIRECT_FIELDS`]).
+    RedirectFieldsDropped,
+    /// A token budget applies and the request had no `max_tokens`: the budget's default was set.
+    DefaultMaxTokens,
+    /// The content guard redacted part of the prompt.
+    PromptRedacted,
+    /// A stream was asked to report its usage (`stream_options.include_usage`) for metrics or
+    /// the budget; the usage chunk is not shown to a client that did not ask.
+    StreamUsageRequested,
+}
+
+impl Rewrite {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rewrite::RedirectFieldsDropped => "redirect_fields_dropped",
+            Rewrite::DefaultMaxTokens => "default_max_tokens",
+            Rewrite::PromptRedacted => "prompt_redacted",
+            Rewrite::StreamUsageRequested => "stream_usage_requested",
+        }
+    }
 }
 
 impl AiRequest {
@@ -108,15 +137,27 @@ impl AiRequest {
         }
         validate_input(endpoint, &body)?;
         validate_counts(&body)?;
-        for field in REDIRECT_FIELDS {
-            body.remove(*field);
-        }
-        Ok(Self {
+        let dropped = REDIRECT_FIELDS
+            .iter()
+            .filter(|field| body.remove(**field).is_some())
+            .count();
+        let mut request = Self {
             endpoint,
             body,
             model,
             stream,
-        })
+            rewrites: Vec::new(),
+        };
+        if dropped > 0 {
+            request.rewrote(Rewrite::RedirectFieldsDropped);
+        }
+        Ok(request)
+    }
+
+    /// Records a change the gateway made to the body.
+    pub fn rewrote(&mut self, rewrite: Rewrite) {
+        tracing::debug!(rewrite = rewrite.name(), "request rewritten");
+        self.rewrites.push(rewrite);
     }
 
     /// The JSON sent to a backend, with `model` set to the name that backend knows.
@@ -233,6 +274,9 @@ mod tests {
         assert_eq!(r.body["seed"], 7);
         assert!(!r.body.contains_key("api_base"));
         assert!(!r.body.contains_key("base_url"));
+        assert_eq!(r.rewrites, [Rewrite::RedirectFieldsDropped]);
+        let clean = AiRequest::parse(Endpoint::Completions, br#"{"model":"m","prompt":"x"}"#);
+        assert!(clean.unwrap().rewrites.is_empty());
         let up: Value = serde_json::from_slice(&r.upstream_body("real").unwrap()).unwrap();
         assert_eq!(up["model"], "real");
         assert_eq!(up["tools"][0]["type"], "function");

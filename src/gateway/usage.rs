@@ -40,6 +40,7 @@ impl UsagePlan {
             }
             other => *other = json!({"include_usage": true}),
         }
+        request.rewrote(super::request::Rewrite::StreamUsageRequested);
         Self {
             strip_usage_chunk: true,
         }

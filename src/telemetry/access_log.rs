@@ -128,6 +128,10 @@ pub struct AccessRecord {
     /// request a 503.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cut_by_shutdown: bool,
+    /// The changes the gateway made to the request (`default_max_tokens`, `prompt_redacted`,
+    /// ...), absent when there were none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
