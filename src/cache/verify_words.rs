@@ -661,14 +661,15 @@ fn analyse(text: &str, wn: &WordNet) -> Analysis {
         if is_function(t) || t.chars().any(|c| c.is_ascii_digit()) || t.len() < 2 {
             continue;
         }
+        let lemmas = wn.lemmas(t);
         a.words.push(Word {
             text: t.to_string(),
-            lemmas: wn.lemmas(t),
+            past: past_tense_verb(&toks, i, &lemmas, wn),
+            lemmas,
             at: i,
             before_function: toks
                 .get(i + 1)
                 .is_some_and(|n| is_closed_class(n) || NUMBER_WORDS.contains(&n.as_str())),
-            past: past_tense_verb(&toks, i, wn),
         });
     }
     a.quantifiers.sort_unstable();
@@ -682,10 +683,14 @@ fn analyse(text: &str, wn: &WordNet) -> Analysis {
 /// followed by "by": "damage *caused* by hail"), or a base form after "did" in its clause
 /// ("why *did* the build *fail*"). Never a word just after a determiner ("a *damaged* item",
 /// "the *build*").
-fn past_tense_verb(toks: &[String], i: usize, wn: &WordNet) -> bool {
+fn past_tense_verb(toks: &[String], i: usize, lemmas: &[(Pos, u32)], wn: &WordNet) -> bool {
     let t = toks[i].as_str();
-    let lemmas = wn.morphy(t, Pos::Verb);
-    if lemmas.is_empty()
+    let verbs: Vec<u32> = lemmas
+        .iter()
+        .filter(|(pos, _)| *pos == Pos::Verb)
+        .map(|&(_, id)| id)
+        .collect();
+    if verbs.is_empty()
         || is_closed_class(t)
         || (i > 0 && DETERMINERS.contains(&toks[i - 1].as_str()))
     {
@@ -695,7 +700,7 @@ fn past_tense_verb(toks: &[String], i: usize, wn: &WordNet) -> bool {
         .iter()
         .rev()
         .take_while(|w| w.as_str() != BOUNDARY);
-    if lemmas.iter().any(|&id| wn.name(id) == t) {
+    if verbs.iter().any(|&id| wn.name(id) == t) {
         return before.clone().any(|w| w == "did");
     }
     !(t.len() < 3
@@ -978,11 +983,7 @@ fn direction(aa: &Analysis, bb: &Analysis, wn: &WordNet) -> Result<(), Rejection
         x.words.iter().any(|w| same_word(&w.text, o, wn))
             || x.directions.iter().any(|(_, d)| same_word(d, o, wn))
     };
-    let has = |x: &Analysis, p: &str, o: &str| {
-        x.directions
-            .iter()
-            .any(|(q, d)| *q == p && same_word(d, o, wn))
-    };
+    let has = |x: &Analysis, p: &str, o: &str| holds(&x.directions, p, o, wn);
     // the same numbers in another order, bound to other words: "a recipe for 4 people to
     // serve 10" against "for 10 people to serve 4"
     let seq = |x: &Analysis| x.numbers.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
@@ -1014,9 +1015,9 @@ fn direction(aa: &Analysis, bb: &Analysis, wn: &WordNet) -> Result<(), Rejection
             let moved = y
                 .times
                 .iter()
-                .find(|(q, d)| q != p && same_word(o, d, wn) && !has_time(x, q, d, wn));
+                .find(|(q, d)| q != p && same_word(o, d, wn) && !holds(&x.times, q, d, wn));
             if let Some((q, _)) = moved {
-                if !has_time(y, p, o, wn) {
+                if !holds(&y.times, p, o, wn) {
                     return reject("date", format!("{p} {o}/{q} {o}"));
                 }
             }
@@ -1098,8 +1099,9 @@ fn swapped_around_pivot(aa: &Analysis, bb: &Analysis) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn has_time(x: &Analysis, p: &str, o: &str, wn: &WordNet) -> bool {
-    x.times.iter().any(|(q, d)| *q == p && same_word(d, o, wn))
+/// Whether `list` (directions or times) has preposition `p` with object `o`.
+fn holds(list: &[(&'static str, String)], p: &str, o: &str, wn: &WordNet) -> bool {
+    list.iter().any(|(q, d)| *q == p && same_word(d, o, wn))
 }
 
 fn opposite(p: &str, q: &str) -> bool {
