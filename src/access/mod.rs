@@ -9,11 +9,15 @@
 //! - [`redis_store`]: the Redis backend of the limiter (Lua scripts, failure policy).
 //! - [`client_ip`]: the client address behind trusted proxies, CIDR parsing.
 //!
-//! The gateway calls, in order: [`JwtVerifier::verify`] (401 on error, `reason()` as the metric
-//! label), [`RateLimiter::check`] for each configured limit (429 with
-//! [`Decision::headers`] when refused), [`RateLimiter::reserve_tokens`] for the token budget, and
-//! after the answer [`RateLimiter::settle_tokens`] with the real usage.
+//! - [`admission`]: the one gate of every route, AI and `API` alike: authenticate, limit,
+//!   authorize, each refusal answered, counted and audited the same way.
+//! - [`rules`]: access rules in Traefik's rule language (`API` `accessControl`).
+//! - [`ipnet`], [`peer`]: CIDR ranges; the verified mTLS client identity.
+//!
+//! After the answer, the AI path settles the token reservation with the real usage
+//! ([`RateLimiter::settle_tokens`]).
 
+pub mod admission;
 pub mod client_ip;
 pub mod ipnet;
 pub mod jwt;

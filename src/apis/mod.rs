@@ -17,14 +17,13 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Request, StatusCode};
 
-use crate::access::rules::{RequestFacts, Rule};
+use crate::access::admission::{Admission, AdmissionContext, Caller, Limited};
+use crate::access::rules::Rule;
 use crate::access::settings::load_verifier;
-use crate::access::RateLimiter;
-use crate::access::{JwtVerifier, Limit, LimitKey};
+use crate::access::{Check, JwtVerifier, Limit, LimitKey, RateLimiter};
 use crate::config::{Api, RateLimitStrategy};
 use crate::error::ApiError;
 use crate::telemetry::access_log::{AccessLog, AccessRecord};
-use crate::telemetry::audit::AuditEvent;
 use crate::telemetry::audit::AuditLog;
 use crate::telemetry::metrics::RequestLabels;
 use crate::telemetry::Metrics;
@@ -32,6 +31,8 @@ use cors::{Cors, CorsVerdict};
 
 /// Default time for the service's response head.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The metric label of every `API` route, and the label of its rate limit.
+const API_ROUTE: &str = "api";
 /// Largest request body proxied to a service.
 const MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 
@@ -102,6 +103,43 @@ impl ApiRoute {
         self.prefixes.iter().find_map(|prefix| {
             let rest = path.strip_prefix(prefix.as_str())?;
             (rest.is_empty() || rest.starts_with('/')).then_some((prefix.len(), rest))
+        })
+    }
+}
+
+impl ApiRoute {
+    /// What this API asks of its callers ([`Admission`]).
+    fn admission(&self) -> Admission<'_> {
+        Admission {
+            verifier: self.verifier.as_deref(),
+            policies: &self.policies,
+        }
+    }
+
+    /// The API's one rate limit, keyed by its strategy: the client address, the user (the JWT's,
+    /// else the mTLS client's subject; the address without one), or a header's value.
+    fn rate_limit(
+        &self,
+        caller: &Caller,
+        client_ip: IpAddr,
+        request: &http::request::Parts,
+    ) -> Option<Limited> {
+        let (limit, strategy) = self.rate_limit.as_ref()?;
+        let key = match strategy {
+            RateLimitStrategy::Ip => LimitKey::Ip(client_ip).render(&self.id),
+            RateLimitStrategy::User => caller.limit_key(client_ip).render(&self.id),
+            RateLimitStrategy::Header(name) => {
+                let value = request
+                    .headers
+                    .get(name.as_str())
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                LimitKey::Header { name, value }.render(&self.id)
+            }
+        };
+        Some(Limited {
+            label: API_ROUTE,
+            check: Check::requests(key, *limit, 1),
         })
     }
 }
@@ -185,7 +223,7 @@ pub async fn handle(
     };
     let labels = RequestLabels {
         gateway: &route.id,
-        route: "api",
+        route: API_ROUTE,
         model: "",
         backend: &route.id,
     };
@@ -211,8 +249,9 @@ pub async fn handle(
     response
 }
 
-/// CORS, authentication, rate limit and access rules. `Ok(Err(response))` is an answer the
-/// gateway gives itself (a preflight).
+/// CORS, then the one admission every route passes ([`Admission`]): authentication, the rate
+/// limit and access rules. `Ok(Err(response))` is an answer the gateway gives itself (a
+/// preflight).
 async fn admit(
     ctx: ApiContext<'_>,
     route: &ApiRoute,
@@ -220,11 +259,6 @@ async fn admit(
     client_ip: IpAddr,
     request: &http::request::Parts,
 ) -> Result<Result<Admitted, Response>, ApiError> {
-    let audit = |event: &'static str, reason: String| {
-        let mut e = AuditEvent::new(event, request_id, &route.id, "denied", reason);
-        e.source_ip = Some(client_ip.to_string());
-        ctx.audit.record(e);
-    };
     let mut cors_headers = None;
     if let Some(cors) = &route.cors {
         match cors.verdict(&request.method, &request.headers) {
@@ -240,80 +274,26 @@ async fn admit(
             CorsVerdict::Denied | CorsVerdict::NotCors => {}
         }
     }
-    // The user of the `user` rate-limit strategy: the JWT's, else the mTLS client's subject.
-    let mut user = crate::access::peer::peer_identity(&request.extensions).map(str::to_string);
-    if let Some(verifier) = &route.verifier {
-        let authorization = request
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        match verifier.verify(authorization) {
-            Ok(identity) => user = Some(identity.user),
-            Err(error) => {
-                ctx.metrics.auth_failure(&route.id, "api", error.reason());
-                audit("auth_failure", error.reason().to_string());
-                return Err(ApiError::Unauthorized);
-            }
-        }
-    }
-    let mut rate_headers = Vec::new();
-    if let Some((limit, strategy)) = &route.rate_limit {
-        let header_value;
-        let key = match strategy {
-            RateLimitStrategy::Ip => LimitKey::Ip(client_ip),
-            RateLimitStrategy::User => match &user {
-                Some(user) => LimitKey::User(user),
-                None => LimitKey::Ip(client_ip),
-            },
-            RateLimitStrategy::Header(name) => {
-                header_value = request
-                    .headers
-                    .get(name.as_str())
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                LimitKey::Header {
-                    name,
-                    value: &header_value,
-                }
-            }
-        };
-        let decision = ctx.limiter.check(&key.render(&route.id), *limit, 1).await;
-        if !decision.allowed {
-            ctx.metrics.rate_limited(&route.id, "api", "api");
-            audit("rate_limited", "api limit".into());
-            return Err(ApiError::RateLimited {
-                message: "Rate limit exceeded; retry later".into(),
-                code: "rate_limit_exceeded",
-                headers: decision.headers(),
-            });
-        }
-        rate_headers = decision.headers();
-    }
-    let facts = RequestFacts {
-        method: &request.method,
-        host: request
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok()),
-        path: request.uri.path(),
-        query: request.uri.query(),
-        headers: &request.headers,
-        client_ip: Some(client_ip),
+    let admission_ctx = AdmissionContext {
+        scope: &route.id,
+        route: API_ROUTE,
+        request_id,
+        client_ip,
+        limiter: ctx.limiter,
+        metrics: ctx.metrics,
+        audit: ctx.audit,
     };
-    if let Some((name, _)) = route
-        .policies
-        .iter()
-        .find(|(_, rule)| !rule.evaluate(&facts))
-    {
-        audit("access_denied", format!("policy {name}"));
-        return Err(ApiError::PermissionDenied(format!(
-            "Access denied by policy `{name}`"
-        )));
-    }
+    let admission = route.admission();
+    let mut caller = admission.authenticate(&admission_ctx, request)?;
+    let limits = route
+        .rate_limit(&caller, client_ip, request)
+        .into_iter()
+        .collect();
+    admission.limit(&admission_ctx, &mut caller, limits).await?;
+    admission.authorize(&admission_ctx, &caller, request)?;
     Ok(Ok(Admitted {
         cors_headers,
-        rate_headers,
+        rate_headers: caller.rate_headers,
     }))
 }
 

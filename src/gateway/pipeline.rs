@@ -18,7 +18,7 @@ use http::Request;
 use tracing::Instrument;
 
 use super::accounting::{estimate_tokens, operation_name, prompt_text, Accounting};
-use super::admission::{admit, authenticate, AdmissionContext};
+use super::admission::admit;
 use super::answer::{answer, Settlement};
 use super::cache_stage::{self, CacheContext, CacheFill, Lookup};
 use super::content_filter::scan_request;
@@ -28,6 +28,7 @@ use super::request::Rewrite;
 use super::route::route;
 use super::usage::UsagePlan;
 use super::{body, AiRequest, Endpoint, Gateway};
+use crate::access::admission::AdmissionContext;
 use crate::access::RateLimiter;
 use crate::error::ApiError;
 use crate::guard::Action;
@@ -66,7 +67,7 @@ pub struct RequestContext<'a> {
 impl RequestContext<'_> {
     fn admission(&self, route: &'static str) -> AdmissionContext<'_> {
         AdmissionContext {
-            gateway: &self.gateway.id,
+            scope: &self.gateway.id,
             route,
             request_id: self.request_id,
             client_ip: self.client_ip,
@@ -122,7 +123,7 @@ async fn serve(
 ) -> Result<Answered, ApiError> {
     let admission = ctx.admission(endpoint.route());
     let mut caller = spans::stage(ctx.sampled, spans::auth_span)
-        .in_scope(|| authenticate(&admission, ctx.gateway, parts))?;
+        .in_scope(|| ctx.gateway.admission().authenticate(&admission, parts))?;
     outcome.user.clone_from(&caller.user);
     let user = caller.user.clone();
     let ctx = RequestContext {
