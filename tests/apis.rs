@@ -123,15 +123,29 @@ async fn the_seed_api_enforces_jwt_and_both_access_policies_then_proxies() {
         .await
         .unwrap();
     assert_eq!(canonical.status(), 200);
-    let events = gw.audit_events_of("access_denied", 2).await;
+    let events = gw.audit_events_of("request_served", 2).await;
     let kinds: Vec<&str> = events
         .iter()
         .map(|e| e["event"].as_str().unwrap())
         .collect();
     assert_eq!(
         kinds,
-        vec!["auth_failure", "access_denied", "access_denied"]
+        vec![
+            "auth_failure",
+            "access_denied",
+            "access_denied",
+            "request_served",
+            "request_served"
+        ]
     );
+    // Refusals and answers of an API carry who asked, like an AI request's.
+    assert_eq!(events[1]["user"], "teller-7", "{}", events[1]);
+    let served = &events[3];
+    assert_eq!(served["request_id"], "pay-1", "{served}");
+    assert_eq!(served["user"], "teller-7", "{served}");
+    assert_eq!(served["source_ip"], "127.0.0.1", "{served}");
+    assert_eq!(served["details"]["status"], 200, "{served}");
+    assert_eq!(served["reason"], "GET /payments/v3/charges", "{served}");
 }
 
 #[tokio::test]

@@ -278,6 +278,23 @@ async fn access_log_and_request_served_audit_carry_the_outcome_without_secrets()
     assert_eq!(line["status"], 404, "{line}");
     assert_eq!(line["path"], "/wp-admin/setup.php");
     assert_eq!(line["backend"], "none");
+    // So is a request refused before any route: two Authorization headers (which one counts
+    // depends on who reads them) get a 400 and a line, both credentials redacted.
+    let ambiguous = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .header("authorization", "Bearer sk-first-secret")
+        .header("authorization", "Bearer sk-second-secret")
+        .json(&chat_body("m", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ambiguous.status(), 400);
+    let lines = lines_once(&log, 4).await;
+    assert!(!lines[3].contains("-secret"), "{}", lines[3]);
+    let line: Value = serde_json::from_str(&lines[3]).unwrap();
+    assert_eq!(line["status"], 400, "{line}");
+    assert_eq!(line["path"], "/v1/chat/completions");
+    assert_eq!(line["backend"], "none");
 }
 
 #[tokio::test]

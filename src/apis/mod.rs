@@ -23,9 +23,9 @@ use crate::access::settings::load_verifier;
 use crate::access::{Check, JwtVerifier, Limit, LimitKey, RateLimiter};
 use crate::config::{Api, RateLimitStrategy};
 use crate::error::ApiError;
-use crate::telemetry::access_log::{AccessLog, AccessRecord};
-use crate::telemetry::audit::AuditLog;
-use crate::telemetry::metrics::RequestLabels;
+use crate::telemetry::access_log::AccessRecord;
+use crate::telemetry::audit::{AuditEvent, AuditLog};
+use crate::telemetry::outcome::{MetricLabels, Outcome};
 use crate::telemetry::Metrics;
 use cors::{Cors, CorsVerdict};
 
@@ -164,17 +164,20 @@ pub fn find<'a>(routes: &'a [Arc<ApiRoute>], path: &str) -> Option<(&'a Arc<ApiR
 
 /// What admission decided for one API request.
 struct Admitted {
+    /// The verified user, when there is one.
+    user: Option<String>,
     cors_headers: Option<http::HeaderMap>,
     rate_headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
-/// What serving an `API` request needs from the process: its records, the limiter and the
-/// client towards services. Not the whole server state: `apis` does not depend on `server`.
+/// What serving an `API` request needs from the process: the records admission writes, the
+/// limiter and the client towards services. Not the whole server state: `apis` does not depend
+/// on `server`. The request's own records are written by the records layer, from the
+/// [`Outcome`] put on the response.
 #[derive(Clone, Copy)]
 pub struct ApiContext<'a> {
     pub metrics: &'a Metrics,
     pub audit: &'a AuditLog,
-    pub access_log: &'a AccessLog,
     pub limiter: &'a RateLimiter,
     /// The snapshot's client towards `API` services.
     pub client: &'a reqwest::Client,
@@ -189,20 +192,14 @@ pub async fn handle(
     client_ip: IpAddr,
     request: Request<Body>,
 ) -> Response {
-    let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
-    // what the access-log line needs once the request is forwarded
-    let logged = ctx.access_log.is_enabled().then(|| {
-        (
-            parts.method.to_string(),
-            parts.uri.path().to_string(),
-            parts.headers.clone(),
-        )
-    });
-    let response = match admit(ctx, route, request_id, client_ip, &parts).await {
+    let served = format!("{} {}", parts.method, parts.uri.path());
+    let mut user = None;
+    let mut response = match admit(ctx, route, request_id, client_ip, &parts).await {
         Ok(Err(early)) => early,
         Err(error) => error.into_response(),
         Ok(Ok(admitted)) => {
+            user = admitted.user;
             let exchange = proxy::Exchange {
                 rest: &rest,
                 request_id,
@@ -221,32 +218,38 @@ pub async fn handle(
             response
         }
     };
-    let labels = RequestLabels {
-        gateway: &route.id,
-        route: API_ROUTE,
-        model: "",
-        backend: &route.id,
-    };
-    ctx.metrics.observe_request(
-        &labels,
-        response.status().as_u16(),
-        Some(started.elapsed().as_secs_f64()),
-    );
-    if let Some((method, path, headers)) = logged {
-        let record = AccessRecord {
-            request_id: request_id.to_string(),
-            method,
-            path,
-            status: response.status().as_u16(),
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    let status = response.status().as_u16();
+    let mut outcome = outcome(route, user.clone());
+    if (200..300).contains(&status) {
+        let mut event = AuditEvent::new("request_served", request_id, &route.id, "served", served)
+            .detail("backend", route.id.clone())
+            .detail("status", status);
+        event.user = user;
+        event.source_ip = Some(client_ip.to_string());
+        outcome.audit.push(event);
+    }
+    response.extensions_mut().insert(outcome);
+    response
+}
+
+/// What the records layer writes for an API request: the API is both the gateway and the
+/// backend of its line and metrics.
+fn outcome(route: &ApiRoute, user: Option<String>) -> Outcome {
+    Outcome {
+        record: AccessRecord {
             gateway: route.id.clone(),
             backend: route.id.clone(),
-            client_ip: client_ip.to_string(),
+            user,
             ..AccessRecord::default()
-        };
-        ctx.access_log.write(record, &headers);
+        },
+        metrics: Some(MetricLabels {
+            gateway: route.id.clone(),
+            route: API_ROUTE,
+            model: String::new(),
+            latency: true,
+        }),
+        ..Outcome::default()
     }
-    response
 }
 
 /// CORS, then the one admission every route passes ([`Admission`]): authentication, the rate
@@ -292,6 +295,7 @@ async fn admit(
     admission.limit(&admission_ctx, &mut caller, limits).await?;
     admission.authorize(&admission_ctx, &caller, request)?;
     Ok(Ok(Admitted {
+        user: caller.user,
         cors_headers,
         rate_headers: caller.rate_headers,
     }))

@@ -1,10 +1,11 @@
-//! What one AI request came to, finished once for every request, answered or refused: the
-//! response headers it owes (`x-airgate-backend`, rate-limit, cache), the request metrics, the
-//! span's status, the access-log line and the audit record.
+//! What one AI request came to, answered or refused: the response headers it owes
+//! (`x-airgate-backend`, rate-limit, cache), and the account of it the records layer writes
+//! ([`crate::telemetry::outcome`]: request metrics, span status, audit records, access-log
+//! line).
 //!
 //! The stages fill a [`RequestOutcome`] as they learn things (the user, the model, whether the
-//! prompt was scanned, the tokens); [`RequestOutcome::finish`] is the one place that writes the
-//! records. A streamed answer's access-log line is completed by its stream, when it ends
+//! prompt was scanned, the tokens); [`RequestOutcome::finish`] turns it into the response's
+//! [`Outcome`]. A streamed answer's access-log line is completed by its stream, when it ends
 //! ([`DeferredLine`]).
 
 use std::time::Instant;
@@ -20,7 +21,7 @@ use super::Endpoint;
 use crate::error::ApiError;
 use crate::telemetry::access_log::{AccessRecord, DeferredLine};
 use crate::telemetry::audit::AuditEvent;
-use crate::telemetry::metrics::RequestLabels;
+use crate::telemetry::outcome::{MetricLabels, Outcome};
 use crate::telemetry::tracing::spans;
 
 /// Response header naming the backend that answered.
@@ -91,12 +92,13 @@ impl RequestOutcome {
         Err(ApiError::ShuttingDown)
     }
 
-    /// Writes everything the request owes and returns its response.
+    /// Describes what the request owes (headers, metrics, span status, audit, access-log
+    /// line) and puts that [`Outcome`] on its response, for the records layer to write once.
     pub fn finish(
         self,
         ctx: &RequestContext<'_>,
         span: &tracing::Span,
-        parts: http::request::Parts,
+        parts: &http::request::Parts,
         result: Result<Answered, ApiError>,
     ) -> Response {
         let Answered {
@@ -108,25 +110,40 @@ impl RequestOutcome {
         });
         self.add_headers(&mut response, &backend);
         let status = response.status().as_u16();
-        self.observe(ctx, span, status, &backend);
-        let record = self.access_record(ctx, &parts, status, &backend);
+        if let Some(usage) = self.usage {
+            spans::record_usage(span, usage.prompt, usage.completion);
+        }
+        let record = self.access_record(ctx, parts, status, &backend);
+        let mut audit = Vec::new();
         if self.cut_by_shutdown {
-            ctx.audit.record(interrupted_event(ctx, &record, &self));
+            audit.push(interrupted_event(ctx, &record, &self));
         }
-        let served = (200..300)
-            .contains(&status)
-            .then(|| served_event(ctx, &record, &self));
-        if self.relays_stream(&response, &backend) {
-            let audit = served.map(|event| (ctx.audit.clone(), event));
-            self.access_line
-                .hand_over(ctx.access, record, parts.headers, self.started, audit);
-        } else {
-            if let Some(event) = served {
-                ctx.audit.record(event);
-            }
-            ctx.access.write(record, &parts.headers);
+        if (200..300).contains(&status) {
+            audit.push(served_event(ctx, &record, &self));
         }
+        let stream_line = self
+            .relays_stream(&response, &backend)
+            .then(|| self.access_line.clone());
+        let outcome = Outcome {
+            metrics: self.metric_labels(ctx),
+            record,
+            audit,
+            span: Some(span.clone()),
+            stream_line,
+        };
+        response.extensions_mut().insert(outcome);
         response
+    }
+
+    /// The request metrics' labels, when the gateway's metrics are on.
+    fn metric_labels(&self, ctx: &RequestContext<'_>) -> Option<MetricLabels> {
+        let flags = ctx.gateway.metrics;
+        flags.enabled.then(|| MetricLabels {
+            gateway: ctx.gateway.id.clone(),
+            route: self.endpoint.route(),
+            model: ctx.gateway.model_label(&self.model).to_string(),
+            latency: flags.latency,
+        })
     }
 
     fn add_headers(&self, response: &mut Response, backend: &str) {
@@ -141,26 +158,6 @@ impl RequestOutcome {
             headers
                 .entry(CACHE_HEADER)
                 .or_insert(HeaderValue::from_static(outcome));
-        }
-    }
-
-    /// The request metrics and the span's status.
-    fn observe(&self, ctx: &RequestContext<'_>, span: &tracing::Span, status: u16, backend: &str) {
-        spans::record_http_status(span, status, false);
-        span.record(spans::AIRGATE_BACKEND, backend);
-        if let Some(usage) = self.usage {
-            spans::record_usage(span, usage.prompt, usage.completion);
-        }
-        let flags = ctx.gateway.metrics;
-        if flags.enabled {
-            let labels = RequestLabels {
-                gateway: &ctx.gateway.id,
-                route: self.endpoint.route(),
-                model: ctx.gateway.model_label(&self.model),
-                backend,
-            };
-            let seconds = flags.latency.then(|| self.started.elapsed().as_secs_f64());
-            ctx.metrics.observe_request(&labels, status, seconds);
         }
     }
 

@@ -33,7 +33,6 @@ use crate::access::RateLimiter;
 use crate::error::ApiError;
 use crate::guard::Action;
 use crate::shutdown::Shutdown;
-use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::audit::AuditLog;
 use crate::telemetry::tracing::{self as otel, spans};
 use crate::telemetry::Metrics;
@@ -48,7 +47,6 @@ pub struct RequestContext<'a> {
     pub gateway: &'a Arc<Gateway>,
     pub metrics: &'a Arc<Metrics>,
     pub audit: &'a AuditLog,
-    pub access: &'a AccessLog,
     pub limiter: &'a RateLimiter,
     pub request_id: &'a str,
     pub client_ip: IpAddr,
@@ -110,7 +108,7 @@ pub async fn handle(
         _ = ctx.shutdown.cut_now() => None,
     };
     let result = served.unwrap_or_else(|| outcome.cut_by_shutdown());
-    outcome.finish(&ctx, &span, parts, result)
+    outcome.finish(&ctx, &span, &parts, result)
 }
 
 /// The stages, from the caller's credentials to the answer.

@@ -1,14 +1,23 @@
-//! Middleware shared by every public route: the request id and request-smuggling defences.
+//! The outermost layer of every public route: the request id, the client's address,
+//! request-smuggling defences, and the request's records, written once when the route has
+//! answered ([`crate::telemetry::outcome`]).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::HeaderValue;
 
 use super::framing::Taint;
+use super::AppState;
+use crate::access::client_ip_from_headers;
 use crate::error::ApiError;
+use crate::telemetry::outcome::{self, Outcome, RequestFacts, Sinks};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -17,7 +26,16 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-pub async fn request_context(mut request: Request, next: Next) -> Response {
+/// The client's address: the socket peer, or `X-Forwarded-For` from a trusted proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+pub async fn request_context(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
     let id = request
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -25,17 +43,52 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .filter(|v| is_sane_id(v))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let client_ip = client_ip_of(&state, &request);
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    // the access log's header rules read the request's headers after the route took them
+    let headers = state
+        .access_log
+        .is_enabled()
+        .then(|| request.headers().clone());
     let mut response = match smuggling_check(&request).or_else(|| ambiguous_credentials(&request)) {
         Some(rejection) => rejection,
         None => {
-            request.extensions_mut().insert(RequestId(id.clone()));
+            let extensions = request.extensions_mut();
+            extensions.insert(RequestId(id.clone()));
+            extensions.insert(ClientIp(client_ip));
             next.run(request).await
         }
     };
+    let facts = RequestFacts {
+        request_id: &id,
+        method: &method,
+        path: &path,
+        client_ip,
+        headers,
+        started,
+    };
+    let sinks = Sinks {
+        metrics: &state.metrics,
+        audit: &state.audit,
+        access_log: &state.access_log,
+    };
+    let status = response.status().as_u16();
+    outcome::finish(
+        sinks,
+        facts,
+        status,
+        response.extensions_mut().remove::<Outcome>(),
+    );
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
+}
+
+/// The client's address: the socket peer, or `X-Forwarded-For` from a trusted proxy.
+fn client_ip_of(state: &AppState, request: &Request) -> IpAddr {
+    let peer = super::listener::peer_of(request).map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip());
+    client_ip_from_headers(peer, request.headers(), &state.trusted_proxies)
 }
 
 fn is_sane_id(id: &str) -> bool {

@@ -1,7 +1,6 @@
 //! The route table. The default gateway answers at `/v1/...`; every gateway also answers at
 //! `/gateways/{namespace}/{name}/v1/...`. Anything else is a 404 in OpenAI's error shape.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
@@ -10,14 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
-use super::middleware::{request_context, RequestId};
+use super::middleware::{request_context, ClientIp, RequestId};
 use super::AppState;
-use crate::access::client_ip_from_headers;
 use crate::apis;
 use crate::error::ApiError;
 use crate::gateway::pipeline::{self, RequestContext};
 use crate::gateway::{models, Endpoint, Gateway};
-use crate::telemetry::access_log::AccessRecord;
 
 const NAMED_PREFIX: &str = "/gateways/{namespace}/{name}";
 
@@ -36,9 +33,12 @@ pub fn public_router(state: Arc<AppState>) -> Router {
                 post(
                     move |State(state): State<Arc<AppState>>,
                           Extension(id): Extension<RequestId>,
+                          Extension(ip): Extension<ClientIp>,
                           request: Request| async move {
                         let gateway = default_gateway(&state)?;
-                        Ok::<_, ApiError>(serve_ai(&state, &gateway, &id, endpoint, request).await)
+                        Ok::<_, ApiError>(
+                            serve_ai(&state, &gateway, (&id, ip), endpoint, request).await,
+                        )
                     },
                 ),
             )
@@ -48,9 +48,12 @@ pub fn public_router(state: Arc<AppState>) -> Router {
                     move |State(state): State<Arc<AppState>>,
                           Path((namespace, name)): Path<(String, String)>,
                           Extension(id): Extension<RequestId>,
+                          Extension(ip): Extension<ClientIp>,
                           request: Request| async move {
                         let gateway = named_gateway(&state, &namespace, &name)?;
-                        Ok::<_, ApiError>(serve_ai(&state, &gateway, &id, endpoint, request).await)
+                        Ok::<_, ApiError>(
+                            serve_ai(&state, &gateway, (&id, ip), endpoint, request).await,
+                        )
                     },
                 ),
             );
@@ -58,23 +61,24 @@ pub fn public_router(state: Arc<AppState>) -> Router {
     router
         .fallback(api_or_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(request_context))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            request_context,
+        ))
         .with_state(state)
 }
 
 async fn serve_ai(
     state: &Arc<AppState>,
     gateway: &Arc<Gateway>,
-    id: &RequestId,
+    (id, ClientIp(client_ip)): (&RequestId, ClientIp),
     endpoint: Endpoint,
     request: Request,
 ) -> Response {
-    let client_ip = client_ip_of(state, &request);
     let ctx = RequestContext {
         gateway,
         metrics: &state.metrics,
         audit: &state.audit,
-        access: &state.access_log,
         limiter: &state.limiter,
         request_id: &id.0,
         client_ip,
@@ -120,51 +124,35 @@ async fn list_models_named(
     Ok(Json(models::list(&gateway)).into_response())
 }
 
-/// Anything that is not an AI route: an `API` route when a prefix matches, else 404.
+/// Anything that is not an AI route: an `API` route when a prefix matches, else 404 (logged by
+/// the records layer all the same: scanners and misconfigured clients show up in the access
+/// log).
 async fn api_or_not_found(
     State(state): State<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
+    Extension(ClientIp(client_ip)): Extension<ClientIp>,
     request: Request,
 ) -> Response {
-    let found = {
+    let (found, client) = {
         let snapshot = state.snapshot.load();
-        apis::find(&snapshot.apis, request.uri().path()).map(|(r, rest)| (Arc::clone(r), rest))
+        let found =
+            apis::find(&snapshot.apis, request.uri().path()).map(|(r, rest)| (Arc::clone(r), rest));
+        (found, snapshot.api_client.clone())
     };
     let Some((route, rest)) = found else {
-        let response = ApiError::RouteNotFound {
+        return ApiError::RouteNotFound {
             method: request.method().to_string(),
             path: request.uri().path().to_string(),
         }
         .into_response();
-        // a 404 is logged too: scanners and misconfigured clients show up in the access log
-        let record = AccessRecord {
-            request_id: id.0.clone(),
-            method: request.method().to_string(),
-            path: request.uri().path().to_string(),
-            status: response.status().as_u16(),
-            backend: "none".into(),
-            client_ip: client_ip_of(&state, &request).to_string(),
-            ..AccessRecord::default()
-        };
-        state.access_log.write(record, request.headers());
-        return response;
     };
-    let client_ip = client_ip_of(&state, &request);
-    let client = state.snapshot.load().api_client.clone();
     let ctx = apis::ApiContext {
-        metrics: &state.metrics,
         audit: &state.audit,
-        access_log: &state.access_log,
         limiter: &state.limiter,
+        metrics: &state.metrics,
         client: &client,
     };
     apis::handle(ctx, &route, rest, &id.0, client_ip, request).await
-}
-
-/// The client's address: the socket peer, or `X-Forwarded-For` from a trusted proxy.
-fn client_ip_of(state: &AppState, request: &Request) -> IpAddr {
-    let peer = super::listener::peer_of(request).map_or(IpAddr::from([127, 0, 0, 1]), |p| p.ip());
-    client_ip_from_headers(peer, request.headers(), &state.trusted_proxies)
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {

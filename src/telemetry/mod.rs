@@ -5,6 +5,7 @@ pub mod audit;
 pub mod batching;
 pub mod log_rate;
 pub mod metrics;
+pub mod outcome;
 pub mod tracing;
 
 pub use metrics::Metrics;
