@@ -10,12 +10,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{FailurePolicy, IpNet, RateLimiter};
+use crate::app::{self, check_secrets, Models, Process};
 use crate::cache::Embedder;
 use crate::config::{self, Enforcement, LoadedConfig};
 use crate::gateway::body::BodyBudget;
-use crate::gateway::runtime::BuildContext;
-use crate::gateway::runtime::{check_secrets, compile_guard};
-use crate::gateway::Snapshot;
 use crate::routing::BackendTrust;
 use crate::server::tls::{ServerTls, ServerTlsSettings};
 use crate::server::{self, AppState, ServerLimits, Shutdown};
@@ -343,19 +341,7 @@ pub fn validate(paths: &[PathBuf], secrets_dir: Option<&Path>) -> i32 {
 /// reports it too, and adds the not-enforced warnings.
 fn load(path: &Path) -> Result<LoadedConfig, Vec<config::ConfigIssue>> {
     let mut loaded = config::load_path(path)?;
-    let pattern_errors: Vec<config::ConfigIssue> = loaded
-        .gateways
-        .iter()
-        .flat_map(|located| {
-            let errors = compile_guard(located.resource.spec.content_guard.as_ref()).err();
-            errors.unwrap_or_default().into_iter().map(move |e| {
-                let field = format!("spec.contentGuard.{}[{}]", e.list, e.index);
-                config::ConfigIssue::at(&located.source, e.to_string())
-                    .with_resource(located.resource.display_name())
-                    .with_field(field)
-            })
-        })
-        .collect();
+    let pattern_errors = app::compile::pattern_issues(&loaded);
     if !pattern_errors.is_empty() {
         return Err(pattern_errors);
     }
@@ -408,42 +394,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::try_new()?);
-    let needs_model = loaded.gateways.iter().any(|g| {
-        g.resource
-            .spec
-            .semantic_cache
-            .as_ref()
-            .is_some_and(|c| c.enabled)
-    });
-    let embedder = if needs_model {
-        let embedder = Embedder::load(&args.model_dir, args.embed_workers.max(1), EMBED_BATCH)
-            .map_err(|e| anyhow::anyhow!("semanticCache is enabled: {e}"))?;
-        tracing::info!(model_dir = %args.model_dir.display(), "embedding model loaded");
-        Some(Arc::new(embedder))
-    } else {
-        None
-    };
-    let wordnet = if needs_model {
-        let wordnet = crate::cache::wordnet::WordNet::load(&args.wordnet_dir)
-            .map_err(|e| anyhow::anyhow!("semanticCache is enabled: {e}"))?;
-        tracing::info!(wordnet_dir = %args.wordnet_dir.display(), "WordNet loaded");
-        Some(Arc::new(wordnet))
-    } else {
-        None
-    };
+    let models = Models::load_for(
+        &loaded,
+        &args.model_dir,
+        &args.wordnet_dir,
+        args.embed_workers,
+        EMBED_BATCH,
+    )?;
     let backend_trust = BackendTrust::load(&args.backend_ca).context("--backend-ca")?;
     let tls = server_tls(&args, &shutdown)?;
-    let to_warm = embedder.clone();
-    let build = BuildContext {
-        metrics: &metrics,
-        shutdown: &shutdown,
-        secrets_dir: &args.secrets_dir,
-        backend_trust: &backend_trust,
-        embedder,
-        wordnet,
-    };
-    let snapshot = Snapshot::build(&loaded, &build)
-        .map_err(|e| anyhow::anyhow!("{}", crate::redact::credentials(&e)))?;
     let limiter = match &args.redis_url {
         None => RateLimiter::memory(),
         Some(url) => {
@@ -454,26 +413,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             RateLimiter::redis_with(url, metrics.redis_options(policy)).await?
         }
     };
-    if snapshot.default.is_none() && snapshot.len() > 1 {
-        tracing::warn!("several AIGateways and none annotated airgate.io/default: \"true\"; /v1 is not served, use /gateways/{{namespace}}/{{name}}/v1");
-    }
     let audit_config = audit_config(&args)?;
     let audit = AuditLog::start_with(audit_config.clone())
         .with_context(|| format!("opening the audit log {:?}", audit_config.target))?;
     let access_log = AccessLog::start(&AccessTarget::parse(&args.access_log), header_rules(&args)?)
         .with_context(|| format!("opening the access log {}", args.access_log))?;
-    audit.record(
-        AuditEvent::new(
-            "config_loaded",
-            "",
-            "",
-            "success",
-            path.display().to_string(),
-        )
-        .detail("gateways", loaded.gateways.len())
-        .detail("apis", loaded.apis.len())
-        .detail("warnings", loaded.warnings.len()),
-    );
     let body_budget = args
         .body_memory_budget
         .parse::<config::ByteSize>()
@@ -485,13 +429,48 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections.max(1),
         ..ServerLimits::default()
     };
-    let state = Arc::new(
-        AppState::new(snapshot, Arc::clone(&metrics), audit)
-            .with_access(limiter, trusted_proxies)
-            .with_access_log(access_log)
-            .with_shutdown(public_shutdown.clone())
-            .with_listener_stats(Arc::clone(&public_limits.stats))
-            .with_body_budget(BodyBudget::new(body_budget)),
+    let to_warm = models.embedder.clone();
+    let process = Process {
+        metrics: Arc::clone(&metrics),
+        shutdown: shutdown.clone(),
+        secrets_dir: args.secrets_dir.clone(),
+        backend_trust,
+        models,
+        limiter,
+        trusted_proxies,
+        audit: audit.clone(),
+        access_log,
+        public_shutdown: public_shutdown.clone(),
+        listener_stats: Arc::clone(&public_limits.stats),
+        body_budget: BodyBudget::new(body_budget),
+    };
+    let state = match app::build(&loaded, process) {
+        Ok(state) => state,
+        Err(errors) => {
+            for error in &errors {
+                tracing::error!(problem = %error, "invalid configuration");
+            }
+            anyhow::bail!(
+                "{} configuration error(s) in {}",
+                errors.len(),
+                path.display()
+            );
+        }
+    };
+    if state.snapshot.load().default.is_none() && state.snapshot.load().len() > 1 {
+        tracing::warn!("several AIGateways and none annotated airgate.io/default: \"true\"; /v1 is not served, use /gateways/{{namespace}}/{{name}}/v1");
+    }
+    audit.record(
+        AuditEvent::new(
+            "config_loaded",
+            "",
+            "",
+            "success",
+            path.display().to_string(),
+        )
+        .detail("gateways", loaded.gateways.len())
+        .detail("apis", loaded.apis.len())
+        .detail("warnings", loaded.warnings.len()),
     );
     if let Some(embedder) = to_warm {
         spawn_warm_up(&state, embedder);

@@ -27,6 +27,7 @@
 
 pub mod access;
 pub mod apis;
+pub mod app;
 pub mod cache;
 pub mod cli;
 pub mod config;

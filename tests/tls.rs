@@ -763,25 +763,24 @@ fn invalid_tls_settings_are_reported_with_their_fields() {
 
 #[tokio::test]
 async fn missing_secrets_are_reported_at_load_with_the_field_path() {
-    use airgate::gateway::runtime::BuildContext;
-    use airgate::gateway::Snapshot;
     let secrets = tempfile::tempdir().unwrap();
     let build = |yaml: String| {
         let secrets = secrets.path().to_path_buf();
         async move {
             let loaded = config::parse_str(Path::new("test.yaml"), &yaml).unwrap();
-            let metrics = Arc::new(airgate::telemetry::Metrics::try_new().unwrap());
-            let shutdown = tokio_util::sync::CancellationToken::new();
             let trust = BackendTrust::default();
-            let ctx = BuildContext {
-                metrics: &metrics,
-                shutdown: &shutdown,
+            let ctx = airgate::app::CompileContext {
                 secrets_dir: &secrets,
                 backend_trust: &trust,
                 embedder: None,
                 wordnet: None,
             };
-            Snapshot::build(&loaded, &ctx).err().unwrap()
+            let issues = airgate::app::compile(&loaded, &ctx).err().unwrap();
+            issues
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
         }
     };
     let error = build(gateway_yaml(

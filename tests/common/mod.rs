@@ -9,9 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use airgate::access::RateLimiter;
+use airgate::app;
 use airgate::config;
-use airgate::gateway::runtime::BuildContext;
-use airgate::gateway::Snapshot;
 use airgate::server::{self, AppState, ServerLimits};
 use airgate::telemetry::audit::{AuditLog, AuditTarget};
 use airgate::telemetry::Metrics;
@@ -76,19 +75,6 @@ impl TestGateway {
         let loaded = config::parse_str(Path::new("test.yaml"), yaml)
             .unwrap_or_else(|errors| panic!("test config invalid: {errors:?}"));
         let shutdown = CancellationToken::new();
-        let metrics = Arc::new(Metrics::try_new().unwrap());
-        let secrets =
-            secrets_dir.unwrap_or_else(|| std::env::temp_dir().join("airgate-no-secrets"));
-        let build = BuildContext {
-            metrics: &metrics,
-            shutdown: &shutdown,
-            secrets_dir: &secrets,
-            backend_trust: &tls.backend_trust,
-            // The cache's word check comes with the model, as in `serve`.
-            wordnet: embedder.as_ref().map(|_| wordnet()),
-            embedder,
-        };
-        let snapshot = Snapshot::build(&loaded, &build).unwrap();
         let audit_dir = tempfile::tempdir().unwrap();
         let audit =
             AuditLog::start(&AuditTarget::File(audit_dir.path().join("audit.jsonl"))).unwrap();
@@ -101,13 +87,27 @@ impl TestGateway {
             None => airgate::telemetry::access_log::AccessLog::disabled(),
         };
         let public_shutdown = server::Shutdown::default();
-        let state = Arc::new(
-            AppState::new(snapshot, metrics, audit)
-                .with_access(limiter.unwrap_or_else(RateLimiter::memory), Vec::new())
-                .with_access_log(access_log)
-                .with_shutdown(public_shutdown.clone())
-                .with_body_budget(body_budget.unwrap_or_default()),
-        );
+        let process = app::Process {
+            metrics: Arc::new(Metrics::try_new().unwrap()),
+            shutdown: shutdown.clone(),
+            secrets_dir: secrets_dir
+                .unwrap_or_else(|| std::env::temp_dir().join("airgate-no-secrets")),
+            backend_trust: tls.backend_trust,
+            // The cache's word check comes with the model, as in `serve`.
+            models: app::Models {
+                wordnet: embedder.as_ref().map(|_| wordnet()),
+                embedder,
+            },
+            limiter: limiter.unwrap_or_else(RateLimiter::memory),
+            trusted_proxies: Vec::new(),
+            audit,
+            access_log,
+            public_shutdown: public_shutdown.clone(),
+            listener_stats: Arc::clone(&limits.stats),
+            body_budget: body_budget.unwrap_or_default(),
+        };
+        let state = app::build(&loaded, process)
+            .unwrap_or_else(|issues| panic!("test config does not compile: {issues:?}"));
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = public.local_addr().unwrap();

@@ -1,0 +1,439 @@
+//! Compiling validated resources into a [`Snapshot`]: every `AIGateway` into a [`Gateway`] and
+//! every `API` into an [`ApiRoute`], with their secrets, TLS clients, guard patterns and caches.
+//!
+//! Compiling has no side effects (no probe starts, no metric is set: [`Snapshot::start`] does
+//! that once a snapshot is chosen), so a reload can compile a candidate off the request path
+//! and throw it away. It does not stop at the first problem: every problem of every resource is
+//! collected as a [`ConfigIssue`] naming the file, the document and the field, the type
+//! `airgate validate` prints.
+//!
+//! It lives above `config` and `gateway` (not in `config`, which the compiled types depend on):
+//! the module map has no cycle between top-level modules.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::access::settings::{load_verifier, GatewayLimits};
+use crate::apis::ApiRoute;
+use crate::cache::wordnet::{WordNet, WORDNET_FETCH_HINT};
+use crate::cache::{CacheSettings, Embedder, SemanticCache, FETCH_HINT};
+use crate::config::{
+    AiGateway, AuditLevel as ConfigAuditLevel, CacheScope, ConfigIssue, ContentGuardSpec,
+    LoadedConfig, Located, MetricsSpec, PatternAction, PatternSpec,
+};
+use crate::gateway::cache_stage::CachePolicy;
+use crate::gateway::content_filter::GuardPolicy;
+use crate::gateway::runtime::{GatewaySettings, MetricsFlags, DEFAULT_ANNOTATION};
+use crate::gateway::{Gateway, Snapshot};
+use crate::guard::{self, GuardLimits, PatternError, PatternSet, RuleSpec};
+use crate::routing::{Backend, BackendTrust, HealthSettings, UpstreamClients};
+
+/// What compiling needs besides the resources.
+pub struct CompileContext<'a> {
+    /// Kubernetes-style secrets folder (one folder per secret, one file per key).
+    pub secrets_dir: &'a Path,
+    /// CAs trusted for every backend and `API` service (`--backend-ca`).
+    pub backend_trust: &'a BackendTrust,
+    /// The embedding model, loaded once per process when some gateway enables the cache.
+    pub embedder: Option<&'a Arc<Embedder>>,
+    /// WordNet for the cache's word check, loaded with the embedding model.
+    pub wordnet: Option<&'a Arc<WordNet>>,
+}
+
+/// A problem of one resource, before it is placed in its file and document.
+struct FieldIssue {
+    field: Option<String>,
+    message: String,
+}
+
+impl FieldIssue {
+    fn at(field: impl Into<String>, message: impl ToString) -> Self {
+        Self {
+            field: Some(field.into()),
+            message: message.to_string(),
+        }
+    }
+
+    /// A message that names its own field (TLS and backend errors start with it).
+    fn message(message: impl ToString) -> Self {
+        Self {
+            field: None,
+            message: message.to_string(),
+        }
+    }
+
+    fn located<T: ResourceName>(self, located: &Located<T>) -> ConfigIssue {
+        let issue = ConfigIssue::at(&located.source, self.message)
+            .with_resource(located.resource.display_name());
+        match self.field {
+            Some(field) => issue.with_field(field),
+            None => issue,
+        }
+    }
+}
+
+/// Resources that name themselves in an issue (`AIGateway ns/name`).
+trait ResourceName {
+    fn display_name(&self) -> String;
+}
+
+impl ResourceName for AiGateway {
+    fn display_name(&self) -> String {
+        AiGateway::display_name(self)
+    }
+}
+
+impl ResourceName for crate::config::Api {
+    fn display_name(&self) -> String {
+        crate::config::Api::display_name(self)
+    }
+}
+
+/// Compiles every resource; all of them or the list of every problem.
+pub fn compile(
+    config: &LoadedConfig,
+    ctx: &CompileContext<'_>,
+) -> Result<Snapshot, Vec<ConfigIssue>> {
+    let mut issues = Vec::new();
+    let mut clients = UpstreamClients::new(ctx.backend_trust, ctx.secrets_dir);
+    let api_client = match clients.default_client() {
+        Ok(client) => Some(client.inner().clone()),
+        Err(error) => {
+            let file = config.gateways.first().map(|g| g.source.file.clone());
+            issues.push(ConfigIssue::new(
+                file.unwrap_or_default(),
+                error.to_string(),
+            ));
+            None
+        }
+    };
+    let mut apis = Vec::new();
+    for located in &config.apis {
+        match ApiRoute::try_new(&located.resource, ctx.secrets_dir) {
+            Ok(route) => apis.push(Arc::new(route)),
+            Err(message) => issues.push(FieldIssue::message(message).located(located)),
+        }
+    }
+    let mut gateways = HashMap::new();
+    let mut marked_default = None;
+    for located in &config.gateways {
+        match compile_gateway(&located.resource, ctx, &mut clients) {
+            Ok(gateway) => {
+                let gateway = Arc::new(gateway);
+                if is_marked_default(&located.resource) {
+                    marked_default = Some(Arc::clone(&gateway));
+                }
+                gateways.insert(gateway.id.clone(), gateway);
+            }
+            Err(problems) => issues.extend(problems.into_iter().map(|p| p.located(located))),
+        }
+    }
+    match api_client {
+        Some(api_client) if issues.is_empty() => Ok(Snapshot::assemble(
+            gateways,
+            marked_default,
+            apis,
+            api_client,
+        )),
+        _ => Err(issues),
+    }
+}
+
+fn is_marked_default(resource: &AiGateway) -> bool {
+    resource
+        .metadata
+        .annotations
+        .get(DEFAULT_ANNOTATION)
+        .is_some_and(|v| v == "true")
+}
+
+/// Compiles one `AIGateway`; its backends' HTTP clients come from `clients`, shared across the
+/// snapshot by TLS configuration. Every problem of the resource, each with its field.
+fn compile_gateway(
+    resource: &AiGateway,
+    ctx: &CompileContext<'_>,
+    clients: &mut UpstreamClients<'_>,
+) -> Result<Gateway, Vec<FieldIssue>> {
+    let mut issues = Vec::new();
+    let routing = resource.spec.routing.clone().unwrap_or_default();
+    let health = HealthSettings {
+        failure_threshold: routing.failure_threshold.max(1),
+        cooldown: routing.cooldown.0,
+    };
+    let mut backends = Vec::new();
+    for (index, spec) in resource.spec.backends.iter().enumerate() {
+        let backend = clients
+            .for_backend(index, spec, routing.tls.as_ref())
+            .map_err(FieldIssue::message)
+            .and_then(|client| {
+                Backend::try_new(spec, health, client)
+                    .map_err(|e| FieldIssue::at(format!("spec.backends[{index}]"), e))
+            });
+        match backend {
+            Ok(backend) => backends.push(Arc::new(backend)),
+            Err(issue) => issues.push(issue),
+        }
+    }
+    let guard = compile_guard(resource.spec.content_guard.as_ref()).unwrap_or_else(|errors| {
+        issues.extend(errors.into_iter().map(pattern_issue));
+        None
+    });
+    let verifier = load_verifier(resource.spec.authentication.as_ref(), ctx.secrets_dir)
+        .unwrap_or_else(|e| {
+            issues.push(FieldIssue::at("spec.authentication.jwt", e));
+            None
+        });
+    let cache = compile_cache(resource, ctx).unwrap_or_else(|issue| {
+        issues.push(issue);
+        None
+    });
+    if !issues.is_empty() {
+        return Err(issues);
+    }
+    let metrics = resource.spec.metrics.clone().unwrap_or(MetricsSpec {
+        enabled: true,
+        include_model_name: true,
+        include_token_count: true,
+        include_latency: true,
+    });
+    Ok(Gateway {
+        id: format!(
+            "{}/{}",
+            resource.metadata.namespace(),
+            resource.metadata.name
+        ),
+        models: backends
+            .iter()
+            .flat_map(|b| b.models.iter().cloned())
+            .collect(),
+        backends,
+        settings: GatewaySettings::from(&routing),
+        guard,
+        verifier,
+        limits: GatewayLimits::from_spec(resource.spec.rate_limit.as_ref()),
+        cache,
+        primary_priority: resource
+            .spec
+            .backends
+            .iter()
+            .map(|b| b.priority)
+            .min()
+            .unwrap_or(1),
+        metrics: MetricsFlags {
+            enabled: metrics.enabled,
+            model_name: metrics.include_model_name,
+            token_count: metrics.include_token_count,
+            latency: metrics.include_latency,
+        },
+    })
+}
+
+/// A guard pattern that does not compile, at its place in the list.
+fn pattern_issue(error: PatternError) -> FieldIssue {
+    FieldIssue::at(
+        format!("spec.contentGuard.{}[{}]", error.list, error.index),
+        error,
+    )
+}
+
+/// `semanticCache`, when enabled: a cache of its own over the process's one embedding model.
+fn compile_cache(
+    resource: &AiGateway,
+    ctx: &CompileContext<'_>,
+) -> Result<Option<CachePolicy>, FieldIssue> {
+    let Some(spec) = resource.spec.semantic_cache.as_ref().filter(|c| c.enabled) else {
+        return Ok(None);
+    };
+    let field = "spec.semanticCache";
+    let embedder = ctx.embedder.ok_or_else(|| {
+        FieldIssue::at(
+            field,
+            format!("enabled but the embedding model is not loaded; {FETCH_HINT}"),
+        )
+    })?;
+    // Fail closed: without WordNet, verification would let antonyms and swapped entities
+    // through (docs/cache.md).
+    let wordnet = ctx.wordnet.ok_or_else(|| {
+        FieldIssue::at(
+            field,
+            format!("enabled but WordNet is not loaded; {WORDNET_FETCH_HINT}"),
+        )
+    })?;
+    let settings = CacheSettings {
+        ttl: spec.ttl.0,
+        similarity_threshold: spec.similarity_threshold,
+        max_bytes: spec.max_cache_size.0,
+        verify: true,
+    };
+    Ok(Some(CachePolicy {
+        cache: Arc::new(SemanticCache::with_words(
+            settings,
+            Arc::clone(embedder),
+            Some(Arc::clone(wordnet)),
+        )),
+        per_user: spec.scope == Some(CacheScope::User),
+    }))
+}
+
+/// Whether some gateway enables the semantic cache, so that the process must load the
+/// embedding model and WordNet (once: every snapshot shares them).
+pub fn needs_models(config: &LoadedConfig) -> bool {
+    config.gateways.iter().any(|g| {
+        g.resource
+            .spec
+            .semantic_cache
+            .as_ref()
+            .is_some_and(|c| c.enabled)
+    })
+}
+
+/// Every guard pattern that does not compile, as issues, for `validate` (which does not
+/// compile the rest: no secrets, no models).
+pub fn pattern_issues(config: &LoadedConfig) -> Vec<ConfigIssue> {
+    config
+        .gateways
+        .iter()
+        .flat_map(|located| {
+            let errors = compile_guard(located.resource.spec.content_guard.as_ref()).err();
+            errors
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |e| pattern_issue(e).located(located))
+        })
+        .collect()
+}
+
+/// Reads every secret the resources name from `secrets_dir` as `serve` would (JWT keys,
+/// backend CA and client certificates, `API` JWT keys) and reports each one that is missing or
+/// unusable, all of them, without starting anything. For `airgate validate --secrets-dir`.
+pub fn check_secrets(
+    config: &LoadedConfig,
+    secrets_dir: &Path,
+    trust: &BackendTrust,
+) -> Vec<ConfigIssue> {
+    let mut issues = Vec::new();
+    let mut clients = UpstreamClients::new(trust, secrets_dir);
+    for located in &config.gateways {
+        let resource = &located.resource;
+        if let Err(e) = load_verifier(resource.spec.authentication.as_ref(), secrets_dir) {
+            issues.push(FieldIssue::at("spec.authentication.jwt", e).located(located));
+        }
+        let defaults = resource.spec.routing.as_ref().and_then(|r| r.tls.as_ref());
+        for (index, backend) in resource.spec.backends.iter().enumerate() {
+            if let Err(e) = clients.for_backend(index, backend, defaults) {
+                issues.push(FieldIssue::message(e).located(located));
+            }
+        }
+    }
+    for located in &config.apis {
+        if let Err(e) = ApiRoute::try_new(&located.resource, secrets_dir) {
+            issues.push(FieldIssue::message(e).located(located));
+        }
+    }
+    issues
+}
+
+/// Compiles `contentGuard` into a pattern set; `None` when absent or disabled.
+pub fn compile_guard(
+    spec: Option<&ContentGuardSpec>,
+) -> Result<Option<GuardPolicy>, Vec<PatternError>> {
+    let Some(spec) = spec.filter(|s| s.enabled) else {
+        return Ok(None);
+    };
+    let mut limits = GuardLimits::default();
+    if let Some(cap) = spec.max_holdback_chars {
+        limits.max_holdback_chars = cap;
+    }
+    let block: Vec<RuleSpec> = spec.block_patterns.iter().map(rule_spec).collect();
+    let allow: Vec<RuleSpec> = spec.allow_patterns.iter().map(rule_spec).collect();
+    let set = PatternSet::compile(&block, &allow, limits)?
+        .match_confusables(spec.match_confusables.unwrap_or(false));
+    Ok(Some(GuardPolicy {
+        set: Arc::new(set),
+        scan_prompts: spec.scan_prompts,
+        scan_responses: spec.scan_responses,
+        pool: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, usize::from),
+        )),
+    }))
+}
+
+fn rule_spec(spec: &PatternSpec) -> RuleSpec {
+    RuleSpec {
+        name: spec.name.clone(),
+        regex: spec.regex.clone(),
+        detector: spec.detector.clone(),
+        action: match spec.action {
+            PatternAction::Block => guard::Action::Block,
+            PatternAction::Redact => guard::Action::Redact,
+            PatternAction::Audit => guard::Action::Audit,
+            PatternAction::Allow => guard::Action::Allow,
+        },
+        audit_level: spec.audit_level.map(|level| match level {
+            ConfigAuditLevel::Low => guard::AuditLevel::Low,
+            ConfigAuditLevel::Medium => guard::AuditLevel::Medium,
+            ConfigAuditLevel::High => guard::AuditLevel::High,
+            ConfigAuditLevel::Critical => guard::AuditLevel::Critical,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One file, three resources, four problems: compiling reports every one, each placed in
+    /// its document and field, instead of stopping at the first.
+    #[test]
+    fn every_problem_of_every_resource_is_reported_with_its_field() {
+        let yaml = format!(
+            "{}\n---\n{}",
+            r#"apiVersion: airgate.io/v1alpha1
+kind: AIGateway
+metadata: {name: first, namespace: ml}
+spec:
+  backends:
+    - {name: a, url: "http://a:8000", models: [m]}
+  authentication:
+    jwt: {secretName: missing-jwt, issuer: i, audience: a}
+  contentGuard:
+    enabled: true
+    blockPatterns:
+      - {name: ok, regex: "secret", action: block}
+      - {name: broken, regex: "(unclosed", action: block}
+"#,
+            include_str!("../../config/seed/payment-gateway.yaml")
+        );
+        let loaded =
+            crate::config::parse_str(Path::new("gw.yaml"), &yaml).expect("the YAML is valid");
+        let secrets = std::env::temp_dir().join("airgate-compile-test-no-secrets");
+        let ctx = CompileContext {
+            secrets_dir: &secrets,
+            backend_trust: &BackendTrust::default(),
+            embedder: None,
+            wordnet: None,
+        };
+        let Err(issues) = compile(&loaded, &ctx) else {
+            panic!("a configuration with missing secrets compiled");
+        };
+        let fields: Vec<(Option<usize>, Option<&str>)> = issues
+            .iter()
+            .map(|i| (i.document, i.field.as_deref()))
+            .collect();
+        assert!(
+            fields.contains(&(Some(1), Some("spec.contentGuard.blockPatterns[1]"))),
+            "{issues:?}"
+        );
+        assert!(
+            fields.contains(&(Some(1), Some("spec.authentication.jwt"))),
+            "{issues:?}"
+        );
+        let api = issues
+            .iter()
+            .find(|i| i.document == Some(2))
+            .unwrap_or_else(|| panic!("no issue for the API: {issues:?}"));
+        assert!(api.to_string().contains("payment-jwt-secret"), "{api}");
+        assert!(issues.iter().all(|i| i.file == Path::new("gw.yaml")));
+    }
+}

@@ -1,0 +1,104 @@
+//! The composition root: one [`build`] turns a loaded configuration and what the process
+//! provides ([`Process`]) into the running gateway's [`AppState`]. `airgate serve` and the
+//! tests both build through it, so a test gateway is the gateway users run (same compile, same
+//! checks, same start of the health probes); a configuration reload compiles through the same
+//! [`compile`] and swaps the result in.
+//!
+//! This module sits on top: it uses `config`, `gateway`, `apis`, `routing`, `server` and
+//! `telemetry`, and none of them uses it.
+
+pub mod compile;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+pub use compile::{check_secrets, compile, compile_guard, needs_models, CompileContext};
+
+use crate::access::{IpNet, RateLimiter};
+use crate::cache::wordnet::WordNet;
+use crate::cache::Embedder;
+use crate::config::{ConfigIssue, LoadedConfig};
+use crate::gateway::body::BodyBudget;
+use crate::routing::BackendTrust;
+use crate::server::{AppState, ListenerStats};
+use crate::shutdown::Shutdown;
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::audit::AuditLog;
+use crate::telemetry::Metrics;
+
+/// The models the semantic cache shares across every gateway and every snapshot: loaded once
+/// per process, never per compile.
+#[derive(Clone, Default)]
+pub struct Models {
+    pub embedder: Option<Arc<Embedder>>,
+    pub wordnet: Option<Arc<WordNet>>,
+}
+
+impl Models {
+    /// Loads the embedding model and WordNet when `config` enables the semantic cache.
+    pub fn load_for(
+        config: &LoadedConfig,
+        model_dir: &Path,
+        wordnet_dir: &Path,
+        workers: usize,
+        batch: usize,
+    ) -> anyhow::Result<Self> {
+        if !needs_models(config) {
+            return Ok(Self::default());
+        }
+        let embedder = Embedder::load(model_dir, workers.max(1), batch)
+            .map_err(|e| anyhow::anyhow!("semanticCache is enabled: {e}"))?;
+        tracing::info!(model_dir = %model_dir.display(), "embedding model loaded");
+        let wordnet = WordNet::load(wordnet_dir)
+            .map_err(|e| anyhow::anyhow!("semanticCache is enabled: {e}"))?;
+        tracing::info!(wordnet_dir = %wordnet_dir.display(), "WordNet loaded");
+        Ok(Self {
+            embedder: Some(Arc::new(embedder)),
+            wordnet: Some(Arc::new(wordnet)),
+        })
+    }
+}
+
+/// What the process provides beyond the configuration.
+pub struct Process {
+    pub metrics: Arc<Metrics>,
+    /// Ends the background tasks (health probes).
+    pub shutdown: CancellationToken,
+    /// Kubernetes-style secrets folder (one folder per secret, one file per key).
+    pub secrets_dir: PathBuf,
+    /// CAs trusted for every backend and `API` service (`--backend-ca`).
+    pub backend_trust: BackendTrust,
+    pub models: Models,
+    pub limiter: RateLimiter,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpNet>,
+    pub audit: AuditLog,
+    pub access_log: AccessLog,
+    /// The public listener's shutdown signals.
+    pub public_shutdown: Shutdown,
+    pub listener_stats: Arc<ListenerStats>,
+    pub body_budget: BodyBudget,
+}
+
+/// Compiles the configuration (every problem, or none) and puts it in service: the state
+/// every request reads, with the backends' health probes started.
+pub fn build(config: &LoadedConfig, process: Process) -> Result<Arc<AppState>, Vec<ConfigIssue>> {
+    let ctx = CompileContext {
+        secrets_dir: &process.secrets_dir,
+        backend_trust: &process.backend_trust,
+        embedder: process.models.embedder.as_ref(),
+        wordnet: process.models.wordnet.as_ref(),
+    };
+    let snapshot = compile(config, &ctx)?;
+    snapshot.start(&process.metrics, &process.shutdown);
+    Ok(Arc::new(
+        AppState::new(snapshot, process.metrics, process.audit)
+            .with_access(process.limiter, process.trusted_proxies)
+            .with_access_log(process.access_log)
+            .with_shutdown(process.public_shutdown)
+            .with_listener_stats(process.listener_stats)
+            .with_body_budget(process.body_budget),
+    ))
+}
