@@ -380,6 +380,7 @@ fn rule_spec(spec: &PatternSpec) -> RuleSpec {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 
