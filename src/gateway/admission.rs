@@ -14,12 +14,13 @@ use http::header::AUTHORIZATION;
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 
-use super::request::count_param;
 use super::AiRequest;
 use crate::access::peer::peer_identity;
 use crate::access::settings::TokenBudget;
 use crate::access::{Check, Decision, LimitKey, RateLimiter};
 use crate::error::ApiError;
+use crate::openai::answer::Answer;
+use crate::openai::request::Request;
 use crate::telemetry::audit::{AuditEvent, AuditLog};
 use crate::telemetry::Metrics;
 
@@ -248,14 +249,15 @@ pub async fn admit(
 /// no input can wrap it to a small number.
 fn token_estimate(budget: &TokenBudget, request: &mut AiRequest, body_len: usize) -> u64 {
     let prompt = (body_len as u64).div_ceil(BYTES_PER_TOKEN);
+    let body = Request::new(&request.body);
     let choices = ["n", "best_of"]
         .iter()
-        .filter_map(|k| count_param(&request.body, k))
+        .filter_map(|k| body.count(k))
         .max()
         .unwrap_or(1);
     let completion = match ["max_completion_tokens", "max_tokens"]
         .iter()
-        .find_map(|k| count_param(&request.body, k))
+        .find_map(|k| body.count(k))
     {
         Some(max) => max,
         None if request.endpoint == super::Endpoint::Embeddings => 0,
@@ -272,7 +274,7 @@ fn token_estimate(budget: &TokenBudget, request: &mut AiRequest, body_len: usize
 
 /// `usage.total_tokens` of an answer or a chunk, when present.
 pub fn total_tokens(json: &Value) -> Option<u64> {
-    super::accounting::reported_tokens(json.get("usage")?.get("total_tokens")?)
+    Answer::new(json).usage().total_tokens
 }
 
 /// Keeps a shared handle usable by a stream after the handler returned.
