@@ -505,8 +505,8 @@ fn guard_stream(set: &Arc<PatternSet>, field: Field, pieces: &[&str]) -> (bool, 
     for piece in pieces {
         let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
             "choices": [{"index": 0, "delta": field.delta(piece), "finish_reason": null}]});
-        match guard.on_event(&chunk.to_string()) {
-            StreamVerdict::Forward(event) => take(&event),
+        match guard.on_event(Some(chunk)) {
+            StreamVerdict::Forward(event) => take(&event.to_string()),
             StreamVerdict::Stop { final_chunk, .. } => {
                 take(&final_chunk);
                 return (true, received);
@@ -515,7 +515,7 @@ fn guard_stream(set: &Arc<PatternSet>, field: Field, pieces: &[&str]) -> (bool, 
         }
     }
     match guard.on_done() {
-        Some(StreamVerdict::Forward(event)) => take(&event),
+        Some(StreamVerdict::Forward(event)) => take(&event.to_string()),
         Some(StreamVerdict::Stop { final_chunk, .. }) => {
             take(&final_chunk);
             return (true, received);

@@ -4,6 +4,8 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::openai::request::{content_parts, Request, MESSAGES};
+
 /// SHA-256 over the canonical JSON of the request's context (see [`scope_key`]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ScopeKey(pub [u8; 32]);
@@ -41,8 +43,8 @@ pub fn scope_key(
     body: &Map<String, Value>,
     user: Option<&str>,
 ) -> Option<(ScopeKey, String)> {
-    let messages = body.get("messages")?.as_array()?;
-    let (last, history) = messages.split_last()?;
+    let request = Request::new(body);
+    let (last, history) = request.messages()?.split_last()?;
     let last = last.as_object()?;
     if last.get("role")?.as_str()? != "user" {
         return None;
@@ -51,18 +53,16 @@ pub fn scope_key(
     if text.trim().is_empty() {
         return None;
     }
-    if let Some(n) = body.get("n") {
-        if !n.is_null() && n.as_u64() != Some(1) {
-            return None;
-        }
+    if request.param("n").is_some_and(|n| n.as_u64() != Some(1)) {
+        return None;
     }
 
-    let mut request = Map::new();
+    let mut fields = Map::new();
     for (k, v) in body {
-        if k == "messages" || IGNORED_FIELDS.contains(&k.as_str()) {
+        if k == MESSAGES || IGNORED_FIELDS.contains(&k.as_str()) {
             continue;
         }
-        request.insert(k.clone(), canonical(v));
+        fields.insert(k.clone(), canonical(v));
     }
     let mut last_meta = Map::new();
     for (k, v) in last {
@@ -76,7 +76,7 @@ pub fn scope_key(
     if let Some(user) = user {
         scope.insert("user".into(), Value::from(user));
     }
-    scope.insert("request".into(), Value::Object(request));
+    scope.insert("request".into(), Value::Object(fields));
     scope.insert("history".into(), canonical(&Value::Array(history.to_vec())));
     scope.insert("last".into(), Value::Object(last_meta));
 
@@ -86,24 +86,14 @@ pub fn scope_key(
     Some((ScopeKey(digest.into()), text))
 }
 
-/// The text of a user message: a string, or the `text` parts of an array joined by newlines.
-/// Any other part (image, audio, file) makes the message uncacheable.
+/// The text of a user message: its [`content_parts`] joined by newlines, when every one is
+/// plain text. Any other part (image, audio, file) makes the message uncacheable.
 fn message_text(content: &Value) -> Option<String> {
-    match content {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(parts) => {
-            let mut texts = Vec::with_capacity(parts.len());
-            for p in parts {
-                let p = p.as_object()?;
-                if p.get("type")?.as_str()? != "text" {
-                    return None;
-                }
-                texts.push(p.get("text")?.as_str()?);
-            }
-            Some(texts.join("\n"))
-        }
-        _ => None,
-    }
+    let texts = content_parts(content)?
+        .into_iter()
+        .map(|part| part.text.filter(|_| part.plain))
+        .collect::<Option<Vec<&str>>>()?;
+    Some(texts.join("\n"))
 }
 
 /// Integral floats become integers so `1` and `1.0` give the same key.

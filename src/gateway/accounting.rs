@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use super::runtime::MetricsFlags;
 use super::Endpoint;
+use crate::openai::answer::Answer;
+use crate::openai::request::Request;
 use crate::openai::sse::string_values;
 use crate::telemetry::metrics::Generation;
 use crate::telemetry::Metrics;
@@ -23,25 +25,14 @@ pub struct Usage {
     pub completion: u64,
 }
 
-/// `usage.prompt_tokens` and `usage.completion_tokens` of an answer or chunk.
+/// `usage.prompt_tokens` and `usage.completion_tokens` of an answer or chunk: none without a
+/// prompt count, a missing completion count is 0.
 pub fn usage_of(json: &Value) -> Option<Usage> {
-    let usage = json.get("usage")?;
+    let counts = Answer::new(json).usage();
     Some(Usage {
-        prompt: reported_tokens(usage.get("prompt_tokens")?)?,
-        completion: usage
-            .get("completion_tokens")
-            .and_then(reported_tokens)
-            .unwrap_or(0),
+        prompt: counts.prompt_tokens?,
+        completion: counts.completion_tokens.unwrap_or(0),
     })
-}
-
-/// Most tokens one answer may report for one count. A backend is trusted for its counts, but
-/// not to the point of wrapping a counter or a budget: larger values are clamped.
-pub const MAX_REPORTED_TOKENS: u64 = u32::MAX as u64;
-
-/// A token count reported by a backend, clamped to [`MAX_REPORTED_TOKENS`].
-pub fn reported_tokens(value: &Value) -> Option<u64> {
-    value.as_u64().map(|n| n.min(MAX_REPORTED_TOKENS))
 }
 
 /// Estimates tokens from text length.
@@ -125,58 +116,25 @@ impl Accounting {
 /// Longest text kept for counting with a tokenizer.
 pub const MAX_COUNTED_TEXT: usize = 1024 * 1024;
 
-/// The texts of a request joined by newlines: messages' content, `prompt`, `input`.
+/// The prompt texts of a request ([`Request::prompt_texts`]), each followed by a newline, as
+/// long as they fit in [`MAX_COUNTED_TEXT`].
 pub fn prompt_text(body: &serde_json::Map<String, Value>) -> String {
     let mut out = String::new();
-    let mut push = |text: &str| {
+    for text in Request::new(body).prompt_texts() {
         if out.len() + text.len() <= MAX_COUNTED_TEXT {
             out.push_str(text);
             out.push('\n');
-        }
-    };
-    for message in body
-        .get("messages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        match message.get("content") {
-            Some(Value::String(text)) => push(text),
-            Some(Value::Array(parts)) => parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .for_each(&mut push),
-            _ => {}
-        }
-    }
-    for key in ["prompt", "input"] {
-        match body.get(key) {
-            Some(Value::String(text)) => push(text),
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).for_each(&mut push),
-            _ => {}
         }
     }
     out
 }
 
-/// The generated text of a whole answer: choices' message content or text.
+/// The generated text of a whole answer: each choice's message content or text.
 pub fn answer_text(json: &Value) -> String {
-    choice_texts(json, "/message/content").collect()
-}
-
-/// Each choice's text at `content` (`/message/content` of an answer, `/delta/content` of a
-/// stream chunk), or its `text` (completions).
-pub fn choice_texts<'a>(json: &'a Value, content: &'a str) -> impl Iterator<Item = &'a str> {
-    json.get("choices")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(move |choice| {
-            choice
-                .pointer(content)
-                .or_else(|| choice.get("text"))
-                .and_then(Value::as_str)
-        })
+    Answer::new(json)
+        .choices()
+        .filter_map(|choice| choice.content_text(false))
+        .collect()
 }
 
 /// `gen_ai.operation.name` of the semantic conventions.

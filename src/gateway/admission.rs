@@ -12,12 +12,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::request::count_param;
 use super::AiRequest;
 use crate::access::admission::{Admission, AdmissionContext, Caller, Limited, TOKENS};
 use crate::access::settings::TokenBudget;
 use crate::access::{Check, LimitKey, RateLimiter};
 use crate::error::ApiError;
+use crate::openai::answer::Answer;
+use crate::openai::request::Request;
 
 impl super::Gateway {
     /// What this gateway asks of its callers: its JWT verifier; AI gateways have no access
@@ -146,14 +147,15 @@ pub async fn admit(
 /// no input can wrap it to a small number.
 fn token_estimate(budget: &TokenBudget, request: &mut AiRequest, body_len: usize) -> u64 {
     let prompt = (body_len as u64).div_ceil(BYTES_PER_TOKEN);
+    let body = Request::new(&request.body);
     let choices = ["n", "best_of"]
         .iter()
-        .filter_map(|k| count_param(&request.body, k))
+        .filter_map(|k| body.count(k))
         .max()
         .unwrap_or(1);
     let completion = match ["max_completion_tokens", "max_tokens"]
         .iter()
-        .find_map(|k| count_param(&request.body, k))
+        .find_map(|k| body.count(k))
     {
         Some(max) => max,
         None if request.endpoint == super::Endpoint::Embeddings => 0,
@@ -170,7 +172,7 @@ fn token_estimate(budget: &TokenBudget, request: &mut AiRequest, body_len: usize
 
 /// `usage.total_tokens` of an answer or a chunk, when present.
 pub fn total_tokens(json: &Value) -> Option<u64> {
-    super::accounting::reported_tokens(json.get("usage")?.get("total_tokens")?)
+    Answer::new(json).usage().total_tokens
 }
 
 /// Keeps a shared handle usable by a stream after the handler returned.

@@ -18,6 +18,8 @@ use serde_json::{json, Map, Value};
 
 use super::{AiRequest, Endpoint};
 use crate::cache::{scope_key, ScopeKey, SemanticCache};
+use crate::openai::answer::{Answer, ChoiceBody};
+use crate::openai::request::Request;
 use crate::openai::sse::{done_event, encode_data};
 use crate::telemetry::audit::{AuditEvent, AuditLog};
 use crate::telemetry::log_rate::LogRate;
@@ -167,12 +169,7 @@ fn cache_control(headers: &HeaderMap) -> (bool, bool) {
 }
 
 fn include_usage(request: &AiRequest) -> bool {
-    request
-        .body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        == Some(true)
+    Request::new(&request.body).include_usage()
 }
 
 fn now_secs() -> u64 {
@@ -198,37 +195,28 @@ fn replay(stored: &Bytes, stream: bool, with_usage: bool) -> Option<Response> {
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         return Some(response);
     }
-    let model = answer.get("model").cloned().unwrap_or(Value::Null);
+    let answer = Value::Object(answer);
+    let view = Answer::new(&answer);
+    let model = view.model().cloned().unwrap_or(Value::Null);
     let chunk = |choices: Value| json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices});
     let mut out = Vec::new();
-    for choice in answer.get("choices")?.as_array()? {
-        let index = choice.get("index").cloned().unwrap_or(json!(0));
-        let message = choice.get("message")?;
+    for choice in view.choice_list()? {
+        let index = choice.index_value().cloned().unwrap_or(json!(0));
+        let message = choice.message()?;
         let mut delta = Map::new();
         delta.insert("role".into(), json!("assistant"));
         delta.insert(
             "content".into(),
-            message.get("content").cloned().unwrap_or(json!("")),
+            message.content().cloned().unwrap_or(json!("")),
         );
-        if let Some(Value::Array(calls)) = message.get("tool_calls") {
-            let indexed: Vec<Value> = calls
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let mut c = c.clone();
-                    if let Value::Object(m) = &mut c {
-                        m.insert("index".into(), json!(i));
-                    }
-                    c
-                })
-                .collect();
-            delta.insert("tool_calls".into(), Value::Array(indexed));
+        if let Some(Value::Array(calls)) = message.tool_calls() {
+            delta.insert("tool_calls".into(), Value::Array(indexed(calls)));
         }
         out.push(encode_data(
             &chunk(json!([{"index": index, "delta": delta, "finish_reason": null}])).to_string(),
         ));
         let finish = choice
-            .get("finish_reason")
+            .finish_reason_value()
             .cloned()
             .unwrap_or(json!("stop"));
         out.push(encode_data(
@@ -237,7 +225,7 @@ fn replay(stored: &Bytes, stream: bool, with_usage: bool) -> Option<Response> {
     }
     if with_usage {
         let mut usage = chunk(json!([]));
-        usage["usage"] = answer.get("usage").cloned().unwrap_or(Value::Null);
+        usage["usage"] = view.usage_value().cloned().unwrap_or(Value::Null);
         out.push(encode_data(&usage.to_string()));
     }
     out.push(done_event());
@@ -247,6 +235,21 @@ fn replay(stored: &Bytes, stream: bool, with_usage: bool) -> Option<Response> {
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Some(response)
+}
+
+/// A whole answer's tool calls as a stream's first delta carries them: each with its `index`.
+fn indexed(calls: &[Value]) -> Vec<Value> {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut c = c.clone();
+            if let Value::Object(m) = &mut c {
+                m.insert("index".into(), json!(i));
+            }
+            c
+        })
+        .collect()
 }
 
 /// What to store once the answer is known to qualify.
@@ -278,54 +281,47 @@ impl CacheFill {
 
     /// Stores a whole JSON answer (`json` is `body` parsed) when every choice completed.
     pub fn store_whole(self, json: &Value, body: &Bytes) {
-        let complete = json
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_some_and(|choices| {
-                !choices.is_empty() && choices.iter().all(|c| finished(c.get("finish_reason")))
-            });
+        let complete = Answer::new(json).choice_list().is_some_and(|choices| {
+            !choices.is_empty() && choices.iter().all(|c| finished(c.finish_reason()))
+        });
         if complete {
             self.spawn_store(body.clone());
         }
     }
 
-    /// Streams: takes one chunk as the client received it.
-    pub fn observe_chunk(&mut self, data: &str) {
+    /// Streams: whether chunks are still collected (not once the answer is known not to be
+    /// stored), so the relay parses an event for the cache only while it is.
+    pub fn wants_chunks(&self) -> bool {
+        !self.aborted
+    }
+
+    /// Streams: takes one chunk, parsed, as the client received it.
+    pub fn observe_chunk(&mut self, chunk: &Value) {
         if self.aborted {
             return;
         }
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            return;
-        };
-        if let Some(model) = chunk.get("model") {
+        let chunk = Answer::new(chunk);
+        if let Some(model) = chunk.model() {
             self.model = model.clone();
         }
-        if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
+        if let Some(usage) = chunk.usage_value() {
             self.usage = usage.clone();
         }
-        for choice in chunk
-            .get("choices")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
-            let delta = choice.get("delta");
-            let has_tools = delta
-                .and_then(|d| d.get("tool_calls"))
-                .is_some_and(|t| !t.is_null());
-            if index != 0 || has_tools {
+        for choice in chunk.choices() {
+            let delta = choice.delta();
+            let has_tools = delta.and_then(ChoiceBody::tool_calls).is_some();
+            if choice.index().unwrap_or(0) != 0 || has_tools {
                 // Several choices or streamed tool calls: not collected.
                 self.aborted = true;
                 return;
             }
-            if let Some(text) = delta.and_then(|d| d.get("content")).and_then(Value::as_str) {
+            if let Some(text) = delta.and_then(ChoiceBody::content_str) {
                 self.content.push_str(text);
                 if self.content.len() > MAX_COLLECTED_BYTES {
                     self.aborted = true;
                 }
             }
-            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+            if let Some(reason) = choice.finish_reason() {
                 self.finish = Some(reason.to_string());
             }
         }
@@ -338,8 +334,7 @@ impl CacheFill {
 
     /// Streams: stores the collected answer if the stream completed.
     pub fn complete(self) {
-        let finish = self.finish.clone().map(Value::String);
-        if self.aborted || !finished(finish.as_ref()) {
+        if self.aborted || !finished(self.finish.as_deref()) {
             return;
         }
         let answer = json!({
@@ -347,7 +342,7 @@ impl CacheFill {
             "object": "chat.completion",
             "created": now_secs(),
             "model": self.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": self.content}, "finish_reason": finish}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": self.content}, "finish_reason": self.finish}],
             "usage": self.usage,
         });
         let body = Bytes::from(answer.to_string());
@@ -359,6 +354,7 @@ impl CacheFill {
     }
 }
 
-fn finished(reason: Option<&Value>) -> bool {
-    matches!(reason.and_then(Value::as_str), Some("stop" | "length"))
+/// A complete answer, as the cache stores it: `stop` or `length`.
+fn finished(reason: Option<&str>) -> bool {
+    matches!(reason, Some("stop" | "length"))
 }

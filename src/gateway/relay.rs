@@ -16,6 +16,7 @@ use super::cache_stage::CacheFill;
 use super::content_filter::{StreamGuard, StreamVerdict};
 use super::guard_events::{GuardReporter, Stage};
 use super::usage::UsageTap;
+use crate::openai::answer::EventJson;
 use crate::openai::sse::{done_event, encode_data, string_values, SseDecoder, SseEvent};
 use crate::openai::{ErrorBody, ErrorObject};
 use crate::routing::InFlight;
@@ -137,7 +138,9 @@ impl Relay {
             }
             let mut out = BytesMut::new();
             for event in events {
-                if !self.usage.observe(&event.data) {
+                // Parsed at most once, on the first consumer's demand, for all of them.
+                let mut json = EventJson::new(&event.data);
+                if !self.usage.observe(&mut json) {
                     continue;
                 }
                 self.saw_finish = self.saw_finish || has_finish_reason(&event.data);
@@ -148,7 +151,7 @@ impl Relay {
                     ));
                     break;
                 }
-                self.forward(&event, &mut out);
+                self.forward(&event, json, &mut out);
                 if self.finished {
                     break;
                 }
@@ -160,14 +163,16 @@ impl Relay {
     /// Appends what the client gets for one upstream event: the raw event, or with the guard on,
     /// the event rewritten to the text the guard releases (and at a refusal, a final
     /// `content_filter` chunk and `[DONE]`).
-    fn forward(&mut self, event: &SseEvent, out: &mut BytesMut) {
+    fn forward(&mut self, event: &SseEvent, mut json: EventJson<'_>, out: &mut BytesMut) {
         let Some((guard, reporter)) = self.guard.as_mut() else {
             out.extend_from_slice(&event.raw);
             if event.is_done() {
                 self.finished = true;
                 self.complete_fill();
-            } else if let Some(fill) = self.fill.as_mut() {
-                fill.observe_chunk(&event.data);
+            } else if let Some(fill) = self.fill.as_mut().filter(|f| f.wants_chunks()) {
+                if let Some(chunk) = json.json() {
+                    fill.observe_chunk(chunk);
+                }
             }
             return;
         };
@@ -178,7 +183,7 @@ impl Relay {
             // guard can vouch for either, so it is not forwarded.
             return;
         } else {
-            Some(guard.on_event(&event.data))
+            Some(guard.on_event(json.take()))
         };
         match verdict {
             None => {}
@@ -191,10 +196,10 @@ impl Relay {
                 self.fill = None;
                 return;
             }
-            Some(StreamVerdict::Forward(json)) => {
-                out.extend_from_slice(&encode_data(&json));
+            Some(StreamVerdict::Forward(chunk)) => {
+                out.extend_from_slice(&encode_data(&chunk.to_string()));
                 if let Some(fill) = self.fill.as_mut() {
-                    fill.observe_chunk(&json);
+                    fill.observe_chunk(&chunk);
                 }
             }
             Some(StreamVerdict::Stop {

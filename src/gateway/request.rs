@@ -5,6 +5,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+use crate::openai::request::{Request, INPUT, MESSAGES, PROMPT};
 
 /// The OpenAI endpoints the gateway proxies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,9 +36,9 @@ impl Endpoint {
     /// The field that carries the input and must be present.
     fn input_field(self) -> &'static str {
         match self {
-            Endpoint::ChatCompletions => "messages",
-            Endpoint::Completions => "prompt",
-            Endpoint::Embeddings => "input",
+            Endpoint::ChatCompletions => MESSAGES,
+            Endpoint::Completions => PROMPT,
+            Endpoint::Embeddings => INPUT,
         }
     }
 }
@@ -104,7 +105,8 @@ impl AiRequest {
                 None,
             ));
         };
-        let model = match body.get("model") {
+        let view = Request::new(&body);
+        let model = match view.model() {
             Some(Value::String(m)) if !m.is_empty() => m.clone(),
             Some(_) => {
                 return Err(ApiError::invalid(
@@ -119,7 +121,7 @@ impl AiRequest {
                 ))
             }
         };
-        let stream = match body.get("stream") {
+        let stream = match view.stream() {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => {
@@ -194,25 +196,18 @@ const COUNT_PARAMS: &[(&str, u64)] = &[
 ];
 
 fn validate_counts(body: &Map<String, Value>) -> Result<(), ApiError> {
+    let body = Request::new(body);
     for (param, max) in COUNT_PARAMS {
-        match body.get(*param) {
-            None | Some(Value::Null) => {}
-            Some(value) => {
-                if !value.as_u64().is_some_and(|v| (1..=*max).contains(&v)) {
-                    return Err(ApiError::invalid(
-                        format!("`{param}` must be an integer between 1 and {max}"),
-                        Some(param),
-                    ));
-                }
+        if let Some(value) = body.param(param) {
+            if !value.as_u64().is_some_and(|v| (1..=*max).contains(&v)) {
+                return Err(ApiError::invalid(
+                    format!("`{param}` must be an integer between 1 and {max}"),
+                    Some(param),
+                ));
             }
         }
     }
     Ok(())
-}
-
-/// A validated count parameter (see [`COUNT_PARAMS`]), when present.
-pub fn count_param(body: &Map<String, Value>, param: &str) -> Option<u64> {
-    body.get(param).and_then(Value::as_u64)
 }
 
 fn validate_input(endpoint: Endpoint, body: &Map<String, Value>) -> Result<(), ApiError> {

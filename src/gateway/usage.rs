@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use crate::telemetry::access_log::DeferredLine;
 
-use super::accounting::{
-    carries_token, choice_texts, usage_of, Accounting, Usage, MAX_COUNTED_TEXT,
-};
+use super::accounting::{carries_token, usage_of, Accounting, Usage, MAX_COUNTED_TEXT};
 use super::admission::{total_tokens, Reservation};
 use super::AiRequest;
+use crate::openai::answer::{Answer, EventJson};
+use crate::openai::request::Request;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UsagePlan {
@@ -26,14 +26,13 @@ impl UsagePlan {
         if !request.stream || !needed {
             return Self::default();
         }
+        if Request::new(&request.body).include_usage() {
+            return Self::default();
+        }
         let options = request
             .body
             .entry("stream_options")
             .or_insert_with(|| json!({}));
-        let client_asked = options.get("include_usage").and_then(Value::as_bool) == Some(true);
-        if client_asked {
-            return Self::default();
-        }
         match options {
             Value::Object(map) => {
                 map.insert("include_usage".into(), Value::Bool(true));
@@ -101,32 +100,32 @@ impl UsageTap {
         self.cut_by_shutdown = true;
     }
 
-    /// Looks at one event's data; false when the event must not reach the client.
-    pub fn observe(&mut self, data: &str) -> bool {
+    /// Looks at one event; false when the event must not reach the client. The text checks
+    /// come first, so an event is parsed only for the usage it names or the text a tokenizer
+    /// will count.
+    pub fn observe(&mut self, event: &mut EventJson<'_>) -> bool {
+        let data = event.data();
         if carries_token(data) {
             self.token_events += 1;
             self.first_token.get_or_insert_with(Instant::now);
-            if let Some(text) = self.text.as_mut() {
-                collect_text(text, data);
+            if let (Some(text), Some(chunk)) = (self.text.as_mut(), event.json()) {
+                collect_text(text, chunk);
             }
         }
         if !data.contains("\"usage\"") {
             return true;
         }
-        let Ok(json) = serde_json::from_str::<Value>(data) else {
+        let Some(json) = event.json() else {
             return true;
         };
-        if let Some(total) = total_tokens(&json) {
+        if let Some(total) = total_tokens(json) {
             self.total = Some(total);
         }
-        if let Some(usage) = usage_of(&json) {
+        if let Some(usage) = usage_of(json) {
             self.usage = Some(usage);
         }
-        let usage_only = json
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_some_and(Vec::is_empty)
-            && json.get("usage").is_some_and(|u| !u.is_null());
+        let chunk = Answer::new(json);
+        let usage_only = chunk.has_empty_choices() && chunk.usage_value().is_some();
         !(self.plan.strip_usage_chunk && usage_only)
     }
 }
@@ -155,11 +154,11 @@ impl Drop for UsageTap {
 }
 
 /// Appends a chunk's generated text (delta content or text), bounded.
-fn collect_text(text: &mut String, data: &str) {
-    let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-        return;
-    };
-    for piece in choice_texts(&chunk, "/delta/content") {
+fn collect_text(text: &mut String, chunk: &Value) {
+    let pieces = Answer::new(chunk)
+        .choices()
+        .filter_map(|choice| choice.content_text(true));
+    for piece in pieces {
         if text.len() + piece.len() <= MAX_COUNTED_TEXT {
             text.push_str(piece);
         }
@@ -171,6 +170,10 @@ fn collect_text(text: &mut String, data: &str) {
 mod tests {
     use super::*;
     use crate::gateway::Endpoint;
+
+    fn observe(tap: &mut UsageTap, data: &str) -> bool {
+        tap.observe(&mut EventJson::new(data))
+    }
 
     fn stream_request(body: &str) -> AiRequest {
         AiRequest::parse(Endpoint::ChatCompletions, body.as_bytes()).unwrap()
@@ -185,8 +188,12 @@ mod tests {
         assert!(plan.strip_usage_chunk);
         assert_eq!(request.body["stream_options"]["include_usage"], true);
         let mut tap = UsageTap::new(plan, None, None);
-        assert!(tap.observe(r#"{"choices":[{"delta":{"content":"a"}}],"usage":null}"#));
-        assert!(!tap.observe(
+        assert!(observe(
+            &mut tap,
+            r#"{"choices":[{"delta":{"content":"a"}}],"usage":null}"#
+        ));
+        assert!(!observe(
+            &mut tap,
             r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#
         ));
         assert_eq!(tap.total, Some(7));
@@ -197,7 +204,10 @@ mod tests {
         let plan = UsagePlan::prepare(&mut asked, true);
         assert!(!plan.strip_usage_chunk);
         let mut tap = UsageTap::new(plan, None, None);
-        assert!(tap.observe(r#"{"choices":[],"usage":{"total_tokens":7}}"#));
+        assert!(observe(
+            &mut tap,
+            r#"{"choices":[],"usage":{"total_tokens":7}}"#
+        ));
     }
 
     #[test]

@@ -90,6 +90,15 @@ impl TextRef<'_> {
     }
 }
 
+/// A choice's body in a whole chat answer.
+pub const MESSAGE: &str = "message";
+/// A choice's body in a streamed chat chunk.
+pub const DELTA: &str = "delta";
+/// The generated text of a message or delta ([`Slot::Content`]).
+pub const CONTENT: &str = "content";
+/// The generated text of a completions choice ([`Slot::Content`]), and of a content part.
+pub const TEXT: &str = "text";
+
 /// Deepest nesting followed inside unknown fields; a deeper subtree is scanned as one string
 /// (see [`other_strings`]), never skipped.
 const MAX_DEPTH: usize = 32;
@@ -118,10 +127,10 @@ pub fn choice_strings<'a>(choice: &'a mut Map<String, Value>, out: &mut Vec<(Fie
     for (key, value) in choice.iter_mut() {
         match (key.as_str(), value) {
             ("finish_reason" | "index", _) => {}
-            ("text", Value::String(text)) => {
+            (TEXT, Value::String(text)) => {
                 out.push((Field::Text(Slot::Content), TextRef::Value(text)))
             }
-            ("message" | "delta", Value::Object(body)) => body_strings(body, out),
+            (MESSAGE | DELTA, Value::Object(body)) => body_strings(body, out),
             ("logprobs", Value::Object(logprobs)) => logprob_strings(logprobs, out),
             (_, value) => other_strings(value, 0, out),
         }
@@ -133,7 +142,7 @@ fn body_strings<'a>(body: &'a mut Map<String, Value>, out: &mut Vec<(Field, Text
     for (key, value) in body.iter_mut() {
         let slot = match key.as_str() {
             "role" => continue,
-            "content" => Slot::Content,
+            CONTENT => Slot::Content,
             "refusal" => Slot::Refusal,
             "reasoning_content" => Slot::ReasoningContent,
             "reasoning" => Slot::Reasoning,
@@ -164,7 +173,7 @@ fn body_strings<'a>(body: &'a mut Map<String, Value>, out: &mut Vec<(Field, Text
                             for (key, value) in part.iter_mut() {
                                 match (key.as_str(), value) {
                                     ("type", _) => {}
-                                    ("text", Value::String(text)) => {
+                                    (TEXT, Value::String(text)) => {
                                         out.push((Field::Text(slot), TextRef::Value(text)))
                                     }
                                     (_, value) => other_strings(value, 0, out),

@@ -218,8 +218,9 @@ const MAX_SCANNERS: usize = 64;
 /// What to send for one upstream event.
 #[derive(Debug)]
 pub enum StreamVerdict {
-    /// The event, rewritten with only the text that is safe to release.
-    Forward(String),
+    /// The chunk, rewritten with only the text that is safe to release (the caller encodes it,
+    /// and the cache collects it as the client receives it).
+    Forward(Value),
     /// End the stream: send this final chunk (`finish_reason: content_filter`) and `[DONE]`.
     Stop {
         final_chunk: String,
@@ -317,9 +318,9 @@ impl StreamGuard {
         &self.findings
     }
 
-    /// Handles one `data:` payload (not `[DONE]`).
-    pub fn on_event(&mut self, data: &str) -> StreamVerdict {
-        let Ok(Value::Object(mut chunk)) = serde_json::from_str::<Value>(data) else {
+    /// Handles one `data:` payload (not `[DONE]`), parsed: `None` when it is not JSON.
+    pub fn on_event(&mut self, chunk: Option<Value>) -> StreamVerdict {
+        let Some(Value::Object(mut chunk)) = chunk else {
             return StreamVerdict::Unscannable;
         };
         self.remember_template(&chunk);
@@ -345,7 +346,7 @@ impl StreamGuard {
         if let Some(refusal) = scan.refusal {
             return self.stop(0, refusal);
         }
-        StreamVerdict::Forward(Value::Object(chunk).to_string())
+        StreamVerdict::Forward(Value::Object(chunk))
     }
 
     /// At `[DONE]`: releases what every open scanner still holds, as one extra chunk.
@@ -376,7 +377,7 @@ impl StreamGuard {
             "choices".into(),
             Value::Array(choices.into_values().map(Value::Object).collect()),
         );
-        Some(StreamVerdict::Forward(Value::Object(chunk).to_string()))
+        Some(StreamVerdict::Forward(Value::Object(chunk)))
     }
 
     fn remember_template(&mut self, chunk: &Map<String, Value>) {
