@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::HeaderValue;
 
-use super::accounting::{answer_text, estimate_tokens, usage_of, Accounting};
-use super::admission::{total_tokens, Reservation};
+use super::accounting::{answer_text, estimate_tokens, usage_of};
+use super::admission::total_tokens;
 use super::cache_stage::CacheFill;
 use super::content_filter::{scan_response, GuardPolicy, StreamGuard};
 use super::guard_events::Stage;
@@ -19,7 +19,7 @@ use super::outcome::{Answered, RequestOutcome};
 use super::pipeline::RequestContext;
 use super::relay::{Relay, RelayParts};
 use super::route::{UpstreamAnswer, UpstreamBody};
-use super::usage::{UsagePlan, UsageTap};
+use super::usage::{Reported, TokenSettlement, UsagePlan, UsageTap};
 use super::{AiRequest, Endpoint};
 use crate::error::ApiError;
 
@@ -27,8 +27,7 @@ use crate::error::ApiError;
 /// cache entry it may become.
 pub struct Settlement {
     pub usage: UsagePlan,
-    pub reservation: Option<Reservation>,
-    pub accounting: Option<Accounting>,
+    pub tokens: TokenSettlement,
     /// Where to store the answer in the semantic cache, if it qualifies.
     pub fill: Option<CacheFill>,
 }
@@ -48,7 +47,7 @@ pub fn answer(
         body,
     } = upstream;
     outcome.fallback = fallback;
-    if let Some(accounting) = settlement.accounting.as_mut() {
+    if let Some(accounting) = settlement.tokens.accounting.as_mut() {
         accounting.tokenizer.clone_from(&backend.tokenizer);
     }
     // only the first-priority backends' answers are cached
@@ -83,12 +82,8 @@ pub fn answer(
                 metrics: Arc::clone(ctx.metrics),
                 in_flight,
                 guard,
-                usage: UsageTap::new(
-                    settlement.usage,
-                    settlement.reservation,
-                    settlement.accounting,
-                )
-                .with_access_line(Some(outcome.access_line.clone())),
+                usage: UsageTap::new(settlement.usage, settlement.tokens)
+                    .with_access_line(Some(outcome.access_line.clone())),
                 fill,
             });
             let mut response = Response::new(Body::from_stream(relay.into_stream()));
@@ -105,7 +100,7 @@ pub fn answer(
         } => {
             // parsed once for usage, the guard and the cache
             let mut json = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
-            outcome.usage = settle_whole(&mut settlement, json.as_ref(), bytes.len());
+            outcome.usage = settle_whole(settlement.tokens, json.as_ref(), bytes.len());
             let policy = ctx.gateway.guard.as_ref().filter(|g| g.scan_responses);
             let scanned = match policy {
                 Some(policy) if status.is_success() && request.endpoint != Endpoint::Embeddings => {
@@ -137,24 +132,21 @@ pub fn answer(
     }
 }
 
-/// Settles from a whole (non-streamed) answer: the reservation with the tokens used, and the
-/// token metrics. Returns the answer's usage.
+/// Settles a whole (non-streamed) answer's tokens; returns its usage.
 fn settle_whole(
-    settlement: &mut Settlement,
+    tokens: TokenSettlement,
     json: Option<&serde_json::Value>,
     len: usize,
 ) -> Option<super::accounting::Usage> {
     let usage = json.and_then(usage_of);
-    if let Some(reservation) = settlement.reservation.take() {
-        let reserved = reservation.reserved();
-        reservation.settle(json.and_then(total_tokens).unwrap_or(reserved));
-    }
-    if let Some(accounting) = settlement.accounting.take() {
-        let text = json
-            .filter(|_| usage.is_none() && accounting.tokenizer.is_some())
-            .map(answer_text);
-        accounting.finish(usage, estimate_tokens(len), text.as_deref(), None);
-    }
+    let text = json.filter(|_| tokens.wants_text(usage)).map(answer_text);
+    tokens.settle(Reported {
+        total: json.and_then(total_tokens),
+        usage,
+        completion_estimate: estimate_tokens(len),
+        text: text.as_deref(),
+        first_token: None,
+    });
     usage
 }
 

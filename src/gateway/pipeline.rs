@@ -26,7 +26,7 @@ use super::guard_events::{GuardReporter, Stage};
 use super::outcome::{Answered, RequestOutcome, CACHE_BACKEND};
 use super::request::Rewrite;
 use super::route::route;
-use super::usage::UsagePlan;
+use super::usage::{TokenSettlement, UsagePlan};
 use super::{body, AiRequest, Endpoint, Gateway};
 use crate::access::admission::AdmissionContext;
 use crate::access::RateLimiter;
@@ -171,8 +171,10 @@ async fn serve(
     let upstream = route(&ctx, &request).await?;
     let settlement = Settlement {
         usage,
-        reservation,
-        accounting,
+        tokens: TokenSettlement {
+            reservation,
+            accounting,
+        },
         fill,
     };
     Ok(answer(&ctx, &request, upstream, settlement, outcome))

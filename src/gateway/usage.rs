@@ -1,6 +1,10 @@
-//! Token usage of streamed answers: the gateway asks the backend for it
-//! (`stream_options.include_usage`) when it needs the figure, takes it from the stream, and
-//! removes the usage-only chunk again when the client did not ask for it.
+//! Token usage: the one settlement of an answer's tokens ([`TokenSettlement::settle`], for
+//! whole and streamed answers alike), and for streams, the gateway asks the backend for usage
+//! (`stream_options.include_usage`) when it needs the figure, takes it from the stream
+//! ([`UsageTap`]), and removes the usage-only chunk again when the client did not ask for it.
+//!
+//! A request that never reached a backend is not settled: its [`Reservation`] is refunded in
+//! full when dropped.
 
 use serde_json::{json, Value};
 
@@ -46,6 +50,55 @@ impl UsagePlan {
     }
 }
 
+/// The token side of an answer: the caller's token reservation and the token and latency
+/// metrics, settled once from what the answer reported.
+#[derive(Default)]
+pub struct TokenSettlement {
+    pub reservation: Option<Reservation>,
+    pub accounting: Option<Accounting>,
+}
+
+/// What an answer reported about its tokens, whole or streamed.
+pub struct Reported<'a> {
+    /// `usage.total_tokens`, when the backend sent it.
+    pub total: Option<u64>,
+    pub usage: Option<Usage>,
+    /// Completion tokens to assume when there is no usage and no tokenizer.
+    pub completion_estimate: u64,
+    /// The generated text, for a tokenizer to count when there is no usage.
+    pub text: Option<&'a str>,
+    pub first_token: Option<Instant>,
+}
+
+impl TokenSettlement {
+    /// Whether the generated text is wanted: no usage came and a tokenizer will count it.
+    pub fn wants_text(&self, usage: Option<Usage>) -> bool {
+        usage.is_none()
+            && self
+                .accounting
+                .as_ref()
+                .is_some_and(|a| a.tokenizer.is_some())
+    }
+
+    /// Charges the reported total against the reservation (the whole reservation when the
+    /// backend reported none: an answer that hides its usage pays its full estimate) and
+    /// records the token and latency metrics.
+    pub fn settle(self, reported: Reported<'_>) {
+        if let Some(reservation) = self.reservation {
+            let reserved = reservation.reserved();
+            reservation.settle(reported.total.unwrap_or(reserved));
+        }
+        if let Some(accounting) = &self.accounting {
+            accounting.finish(
+                reported.usage,
+                reported.completion_estimate,
+                reported.text,
+                reported.first_token,
+            );
+        }
+    }
+}
+
 /// Watches a stream's events for usage and the first token; when the stream ends, settles the
 /// token reservation (with the reported usage, or the whole reservation when none came) and
 /// records the token and latency metrics.
@@ -58,8 +111,8 @@ pub struct UsageTap {
     token_events: u64,
     /// The streamed text, kept only when a tokenizer will count it.
     text: Option<String>,
-    reservation: Option<Reservation>,
-    accounting: Option<Accounting>,
+    /// Settled when the stream ends.
+    tokens: Option<TokenSettlement>,
     /// The request's access-log line, written when the stream ends.
     access_line: Option<DeferredLine>,
     /// The shutdown cut the stream before it ended.
@@ -73,23 +126,19 @@ impl UsageTap {
         self
     }
 
-    pub fn new(
-        plan: UsagePlan,
-        reservation: Option<Reservation>,
-        accounting: Option<Accounting>,
-    ) -> Self {
+    pub fn new(plan: UsagePlan, tokens: TokenSettlement) -> Self {
         Self {
             plan,
             total: None,
             usage: None,
             first_token: None,
             token_events: 0,
-            text: accounting
+            text: tokens
+                .accounting
                 .as_ref()
                 .filter(|a| a.tokenizer.is_some())
                 .map(|_| String::new()),
-            reservation,
-            accounting,
+            tokens: Some(tokens),
             access_line: None,
             cut_by_shutdown: false,
         }
@@ -132,23 +181,20 @@ impl UsageTap {
 
 impl Drop for UsageTap {
     fn drop(&mut self) {
-        if let Some(reservation) = self.reservation.take() {
-            let reserved = reservation.reserved();
-            reservation.settle(self.total.unwrap_or(reserved));
-        }
         if let Some(line) = self.access_line.take() {
             line.stream_ended(
                 self.usage.map(|u| (u.prompt, u.completion)),
                 self.cut_by_shutdown,
             );
         }
-        if let Some(accounting) = &self.accounting {
-            accounting.finish(
-                self.usage,
-                self.token_events,
-                self.text.as_deref(),
-                self.first_token,
-            );
+        if let Some(tokens) = self.tokens.take() {
+            tokens.settle(Reported {
+                total: self.total,
+                usage: self.usage,
+                completion_estimate: self.token_events,
+                text: self.text.as_deref(),
+                first_token: self.first_token,
+            });
         }
     }
 }
@@ -187,7 +233,7 @@ mod tests {
         let plan = UsagePlan::prepare(&mut request, true);
         assert!(plan.strip_usage_chunk);
         assert_eq!(request.body["stream_options"]["include_usage"], true);
-        let mut tap = UsageTap::new(plan, None, None);
+        let mut tap = UsageTap::new(plan, TokenSettlement::default());
         assert!(observe(
             &mut tap,
             r#"{"choices":[{"delta":{"content":"a"}}],"usage":null}"#
@@ -203,7 +249,7 @@ mod tests {
         );
         let plan = UsagePlan::prepare(&mut asked, true);
         assert!(!plan.strip_usage_chunk);
-        let mut tap = UsageTap::new(plan, None, None);
+        let mut tap = UsageTap::new(plan, TokenSettlement::default());
         assert!(observe(
             &mut tap,
             r#"{"choices":[],"usage":{"total_tokens":7}}"#
