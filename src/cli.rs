@@ -359,19 +359,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .and_then(|l| tracing_settings(l, &args));
     let tracing_guard =
         otel::init(tracing_settings).map_err(|e| anyhow::anyhow!("tracing: {e}"))?;
-    let loaded = match loaded {
-        Ok(loaded) => loaded,
-        Err(errors) => {
-            for error in &errors {
-                tracing::error!(problem = %error, "invalid configuration");
-            }
-            anyhow::bail!(
-                "{} configuration error(s) in {}",
-                errors.len(),
-                path.display()
-            );
-        }
-    };
+    let loaded = loaded.map_err(|errors| invalid_configuration(&errors, path))?;
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "configuration warning");
     }
@@ -444,19 +432,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listener_stats: Arc::clone(&public_limits.stats),
         body_budget: BodyBudget::new(body_budget),
     };
-    let state = match app::build(&loaded, process) {
-        Ok(state) => state,
-        Err(errors) => {
-            for error in &errors {
-                tracing::error!(problem = %error, "invalid configuration");
-            }
-            anyhow::bail!(
-                "{} configuration error(s) in {}",
-                errors.len(),
-                path.display()
-            );
-        }
-    };
+    let state =
+        app::build(&loaded, process).map_err(|errors| invalid_configuration(&errors, path))?;
     if state.snapshot.load().default.is_none() && state.snapshot.load().len() > 1 {
         tracing::warn!("several AIGateways and none annotated airgate.io/default: \"true\"; /v1 is not served, use /gateways/{{namespace}}/{{name}}/v1");
     }
@@ -510,6 +487,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = admin_task.await;
     let _ = tracing_guard.shutdown_async().await;
     Ok(())
+}
+
+/// Logs every problem of a configuration `serve` refuses (one line each, as `validate` prints
+/// them) and says how many there were.
+fn invalid_configuration(errors: &[config::ConfigIssue], path: &Path) -> anyhow::Error {
+    for error in errors {
+        tracing::error!(problem = %error, "invalid configuration");
+    }
+    anyhow::anyhow!(
+        "{} configuration error(s) in {}",
+        errors.len(),
+        path.display()
+    )
 }
 
 /// Warms the embedding model off the request path; `/readyz` answers 503 until it is done, so
