@@ -10,9 +10,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{FailurePolicy, IpNet, RateLimiter};
+use crate::app::reload::{ReloadParts, Reloader};
 use crate::app::{self, check_secrets, Models, Process};
 use crate::cache::Embedder;
-use crate::config::{self, Enforcement, LoadedConfig};
+use crate::config::{self, LoadedConfig};
 use crate::gateway::body::BodyBudget;
 use crate::routing::BackendTrust;
 use crate::server::tls::{ServerTls, ServerTlsSettings};
@@ -181,24 +182,6 @@ pub enum RedisPolicyArg {
 /// Most prompts embedded in one batch.
 const EMBED_BATCH: usize = 16;
 
-/// What this version enforces; everything else that is configured is reported as not enforced.
-pub fn enforcement() -> Enforcement {
-    Enforcement {
-        content_guard: true,
-        ai_rate_limit: true,
-        ai_auth: true,
-        semantic_cache: true,
-        tracing: true,
-        token_metrics: true,
-        api_routes: true,
-        api_auth: true,
-        api_rate_limit: true,
-        api_cors: true,
-        api_access_control: true,
-        ..Enforcement::default()
-    }
-}
-
 /// Runs the command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
@@ -303,7 +286,7 @@ fn audit_config(args: &ServeArgs) -> anyhow::Result<AuditConfig> {
 pub fn validate(paths: &[PathBuf], secrets_dir: Option<&Path>) -> i32 {
     let mut failed = false;
     for path in paths {
-        let checked = load(path).and_then(|loaded| match secrets_dir {
+        let checked = app::load(path).and_then(|loaded| match secrets_dir {
             None => Ok(loaded),
             Some(dir) => {
                 let issues = check_secrets(&loaded, dir, &BackendTrust::default());
@@ -337,22 +320,9 @@ pub fn validate(paths: &[PathBuf], secrets_dir: Option<&Path>) -> i32 {
     i32::from(failed)
 }
 
-/// Loads a path, compiles what only compiles at run time (guard patterns) so that `validate`
-/// reports it too, and adds the not-enforced warnings.
-fn load(path: &Path) -> Result<LoadedConfig, Vec<config::ConfigIssue>> {
-    let mut loaded = config::load_path(path)?;
-    let pattern_errors = app::compile::pattern_issues(&loaded);
-    if !pattern_errors.is_empty() {
-        return Err(pattern_errors);
-    }
-    let unenforced = config::unenforced_warnings(&loaded, &enforcement());
-    loaded.warnings.extend(unenforced);
-    Ok(loaded)
-}
-
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let path = args.config.as_path();
-    let loaded = load(path);
+    let loaded = app::load(path);
     let tracing_settings = loaded
         .as_ref()
         .ok()
@@ -418,6 +388,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..ServerLimits::default()
     };
     let to_warm = models.embedder.clone();
+    let (reload_models, reload_trust) = (models.clone(), backend_trust.clone());
     let process = Process {
         metrics: Arc::clone(&metrics),
         shutdown: shutdown.clone(),
@@ -432,8 +403,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listener_stats: Arc::clone(&public_limits.stats),
         body_budget: BodyBudget::new(body_budget),
     };
-    let state =
+    let built =
         app::build(&loaded, process).map_err(|errors| invalid_configuration(&errors, path))?;
+    let state = built.state;
     if state.snapshot.load().default.is_none() && state.snapshot.load().len() > 1 {
         tracing::warn!("several AIGateways and none annotated airgate.io/default: \"true\"; /v1 is not served, use /gateways/{{namespace}}/{{name}}/v1");
     }
@@ -449,6 +421,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .detail("apis", loaded.apis.len())
         .detail("warnings", loaded.warnings.len()),
     );
+    let reloader = Reloader::new(ReloadParts {
+        path: path.to_path_buf(),
+        secrets_dir: args.secrets_dir.clone(),
+        backend_trust: reload_trust,
+        models: reload_models,
+        state: Arc::clone(&state),
+        shutdown: shutdown.clone(),
+        probes: built.probes,
+        loaded,
+    });
+    app::reload::spawn_watch(reloader, shutdown.clone());
     if let Some(embedder) = to_warm {
         spawn_warm_up(&state, embedder);
     }

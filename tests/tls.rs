@@ -774,6 +774,7 @@ async fn missing_secrets_are_reported_at_load_with_the_field_path() {
                 backend_trust: &trust,
                 embedder: None,
                 wordnet: None,
+                previous: None,
             };
             let issues = airgate::app::compile(&loaded, &ctx).err().unwrap();
             issues

@@ -39,6 +39,9 @@ pub struct CompileContext<'a> {
     pub embedder: Option<&'a Arc<Embedder>>,
     /// WordNet for the cache's word check, loaded with the embedding model.
     pub wordnet: Option<&'a Arc<WordNet>>,
+    /// The snapshot in service, on a reload: what it learnt carries over (backend health and
+    /// load for an unchanged URL, cache entries for unchanged cache settings).
+    pub previous: Option<&'a Snapshot>,
 }
 
 /// A problem of one resource, before it is placed in its file and document.
@@ -156,6 +159,12 @@ fn compile_gateway(
     clients: &mut UpstreamClients<'_>,
 ) -> Result<Gateway, Vec<FieldIssue>> {
     let mut issues = Vec::new();
+    let id = format!(
+        "{}/{}",
+        resource.metadata.namespace(),
+        resource.metadata.name
+    );
+    let previous = ctx.previous.and_then(|s| s.gateway_by_id(&id));
     let routing = resource.spec.routing.clone().unwrap_or_default();
     let health = HealthSettings {
         failure_threshold: routing.failure_threshold.max(1),
@@ -171,7 +180,16 @@ fn compile_gateway(
                     .map_err(|e| FieldIssue::at(format!("spec.backends[{index}]"), e))
             });
         match backend {
-            Ok(backend) => backends.push(Arc::new(backend)),
+            Ok(mut backend) => {
+                let same_name = previous
+                    .into_iter()
+                    .flat_map(|p| p.backends.iter())
+                    .find(|p| p.name == backend.name);
+                if let Some(before) = same_name {
+                    backend.carry_live_state(before);
+                }
+                backends.push(Arc::new(backend));
+            }
             Err(issue) => issues.push(issue),
         }
     }
@@ -184,7 +202,8 @@ fn compile_gateway(
             issues.push(FieldIssue::at("spec.authentication.jwt", e));
             None
         });
-    let cache = compile_cache(resource, ctx).unwrap_or_else(|issue| {
+    let previous_cache = previous.and_then(|p| p.cache.as_ref());
+    let cache = compile_cache(resource, ctx, previous_cache).unwrap_or_else(|issue| {
         issues.push(issue);
         None
     });
@@ -198,11 +217,7 @@ fn compile_gateway(
         include_latency: true,
     });
     Ok(Gateway {
-        id: format!(
-            "{}/{}",
-            resource.metadata.namespace(),
-            resource.metadata.name
-        ),
+        id,
         models: backends
             .iter()
             .flat_map(|b| b.models.iter().cloned())
@@ -237,14 +252,19 @@ fn pattern_issue(error: PatternError) -> FieldIssue {
     )
 }
 
-/// `semanticCache`, when enabled: a cache of its own over the process's one embedding model.
+/// `semanticCache`, when enabled: a cache of its own over the process's one embedding model;
+/// on a reload, the cache in service (entries included) when its settings did not change.
 fn compile_cache(
     resource: &AiGateway,
     ctx: &CompileContext<'_>,
+    previous: Option<&CachePolicy>,
 ) -> Result<Option<CachePolicy>, FieldIssue> {
     let Some(spec) = resource.spec.semantic_cache.as_ref().filter(|c| c.enabled) else {
         return Ok(None);
     };
+    if let Some(previous) = previous.filter(|p| p.spec == *spec) {
+        return Ok(Some(previous.clone()));
+    }
     let field = "spec.semanticCache";
     let embedder = ctx.embedder.ok_or_else(|| {
         FieldIssue::at(
@@ -273,6 +293,7 @@ fn compile_cache(
             Some(Arc::clone(wordnet)),
         )),
         per_user: spec.scope == Some(CacheScope::User),
+        spec: spec.clone(),
     }))
 }
 
@@ -414,6 +435,7 @@ spec:
             backend_trust: &BackendTrust::default(),
             embedder: None,
             wordnet: None,
+            previous: None,
         };
         let Err(issues) = compile(&loaded, &ctx) else {
             panic!("a configuration with missing secrets compiled");

@@ -8,6 +8,7 @@
 //! `telemetry`, and none of them uses it.
 
 pub mod compile;
+pub mod reload;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ pub use compile::{check_secrets, compile, compile_guard, needs_models, CompileCo
 use crate::access::{IpNet, RateLimiter};
 use crate::cache::wordnet::WordNet;
 use crate::cache::Embedder;
-use crate::config::{ConfigIssue, LoadedConfig};
+use crate::config::{self, ConfigIssue, Enforcement, LoadedConfig};
 use crate::gateway::body::BodyBudget;
 use crate::routing::BackendTrust;
 use crate::server::{AppState, ListenerStats};
@@ -82,23 +83,65 @@ pub struct Process {
     pub body_budget: BodyBudget,
 }
 
+/// A gateway built and in service.
+pub struct Built {
+    pub state: Arc<AppState>,
+    /// Stops the health probes of the snapshot in service (a child of the process's
+    /// shutdown): a reload replaces it.
+    pub probes: CancellationToken,
+}
+
 /// Compiles the configuration (every problem, or none) and puts it in service: the state
 /// every request reads, with the backends' health probes started.
-pub fn build(config: &LoadedConfig, process: Process) -> Result<Arc<AppState>, Vec<ConfigIssue>> {
+pub fn build(config: &LoadedConfig, process: Process) -> Result<Built, Vec<ConfigIssue>> {
     let ctx = CompileContext {
         secrets_dir: &process.secrets_dir,
         backend_trust: &process.backend_trust,
         embedder: process.models.embedder.as_ref(),
         wordnet: process.models.wordnet.as_ref(),
+        previous: None,
     };
     let snapshot = compile(config, &ctx)?;
-    snapshot.start(&process.metrics, &process.shutdown);
-    Ok(Arc::new(
+    let probes = process.shutdown.child_token();
+    snapshot.start(&process.metrics, &probes);
+    let state = Arc::new(
         AppState::new(snapshot, process.metrics, process.audit)
             .with_access(process.limiter, process.trusted_proxies)
             .with_access_log(process.access_log)
             .with_shutdown(process.public_shutdown)
             .with_listener_stats(process.listener_stats)
             .with_body_budget(process.body_budget),
-    ))
+    );
+    Ok(Built { state, probes })
+}
+
+/// Loads a path, compiles what only compiles at run time (guard patterns) so that `validate`
+/// reports it too, and adds the not-enforced warnings.
+pub fn load(path: &Path) -> Result<LoadedConfig, Vec<ConfigIssue>> {
+    let mut loaded = config::load_path(path)?;
+    let pattern_errors = compile::pattern_issues(&loaded);
+    if !pattern_errors.is_empty() {
+        return Err(pattern_errors);
+    }
+    let unenforced = config::unenforced_warnings(&loaded, &enforcement());
+    loaded.warnings.extend(unenforced);
+    Ok(loaded)
+}
+
+/// What this version enforces; everything else that is configured is reported as not enforced.
+pub fn enforcement() -> Enforcement {
+    Enforcement {
+        content_guard: true,
+        ai_rate_limit: true,
+        ai_auth: true,
+        semantic_cache: true,
+        tracing: true,
+        token_metrics: true,
+        api_routes: true,
+        api_auth: true,
+        api_rate_limit: true,
+        api_cors: true,
+        api_access_control: true,
+        ..Enforcement::default()
+    }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::{Mapping, Value};
+use sha2::{Digest, Sha256};
 
 use crate::config::resources::{
     resource_label, AiGateway, Api, ObjectMeta, DEFAULT_GATEWAY_ANNOTATION, DEFAULT_NAMESPACE,
@@ -47,6 +48,8 @@ pub fn parse_str(file: &Path, text: &str) -> Result<LoadedConfig, Vec<ConfigIssu
 struct Accumulator {
     config: LoadedConfig,
     errors: Vec<ConfigIssue>,
+    /// Over each file's name and bytes, in the order read.
+    digest: Sha256,
 }
 
 /// How a document is handled, decided from `apiVersion` and `kind`.
@@ -107,6 +110,13 @@ impl Accumulator {
     }
 
     fn parse_file(&mut self, file: &Path, text: &str) {
+        let name = file
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        for part in [name.as_bytes(), text.as_bytes()] {
+            self.digest.update((part.len() as u64).to_be_bytes());
+            self.digest.update(part);
+        }
         let chunks = split_documents(text);
         tracing::debug!(file = %file.display(), documents = chunks.len(), "parsing configuration file");
         for (index, chunk) in chunks.iter().enumerate() {
@@ -248,6 +258,7 @@ impl Accumulator {
         self.check_duplicates();
         self.check_default_gateways();
         if self.errors.is_empty() {
+            self.config.digest = hex::encode(self.digest.finalize());
             Ok(self.config)
         } else {
             Err(self.errors)

@@ -38,6 +38,9 @@ pub struct LoadedConfig {
     pub apis: Vec<Located<Api>>,
     /// Non-fatal issues, e.g. documents of kinds AirGate does not handle.
     pub warnings: Vec<ConfigIssue>,
+    /// SHA-256 (hex) over every file read, in order, each with its name: changes exactly when
+    /// the configuration's bytes do (a reload of the same bytes is no change).
+    pub digest: String,
 }
 
 /// A resource together with where it was read from.

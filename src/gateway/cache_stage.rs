@@ -39,6 +39,9 @@ pub struct CachePolicy {
     pub cache: Arc<SemanticCache>,
     /// `scope: user`: the authenticated user is part of the scope.
     pub per_user: bool,
+    /// What it was built from: a reload keeps the cache (and its entries) while this is the
+    /// same.
+    pub spec: crate::config::SemanticCacheSpec,
 }
 
 impl std::fmt::Debug for CachePolicy {

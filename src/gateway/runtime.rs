@@ -121,12 +121,13 @@ impl Snapshot {
         }
     }
 
-    /// Puts the snapshot in service: marks its backends up and starts their health probes,
-    /// which stop with `shutdown`.
+    /// Puts the snapshot in service: publishes its backends' probe verdicts (up, unless a
+    /// backend carried over from the previous configuration was down) and starts their health
+    /// probes, which stop with `shutdown`.
     pub fn start(&self, metrics: &Arc<Metrics>, shutdown: &CancellationToken) {
         for gateway in self.by_id.values() {
             for backend in &gateway.backends {
-                metrics.set_backend_up(&gateway.id, &backend.name, true);
+                metrics.set_backend_up(&gateway.id, &backend.name, backend.probe_healthy());
             }
             health::spawn_probes(&gateway.id, &gateway.backends, metrics, shutdown);
         }
@@ -134,6 +135,11 @@ impl Snapshot {
 
     pub fn gateway(&self, namespace: &str, name: &str) -> Option<Arc<Gateway>> {
         self.by_id.get(&format!("{namespace}/{name}")).cloned()
+    }
+
+    /// The gateway whose id (`namespace/name`) is `id`.
+    pub fn gateway_by_id(&self, id: &str) -> Option<&Arc<Gateway>> {
+        self.by_id.get(id)
     }
 
     /// Every gateway, in no particular order.

@@ -38,11 +38,30 @@ pub struct Backend {
     /// proxy's CPU in profiles.
     endpoint_urls: Vec<(&'static str, reqwest::Url)>,
     settings: HealthSettings,
+    /// Shared with the same backend of the next configuration when its URL did not change
+    /// ([`Backend::carry_live_state`]): a reload keeps what the gateway learnt about it.
+    live: Arc<LiveState>,
+}
+
+/// What the gateway learns about a backend while serving: its load and its health.
+#[derive(Debug)]
+struct LiveState {
     outstanding: AtomicUsize,
     consecutive_failures: AtomicU32,
     /// Milliseconds since [`epoch`] until which the backend is skipped; 0 when not cooling down.
     cooldown_until_ms: AtomicU64,
     probe_healthy: AtomicBool,
+}
+
+impl Default for LiveState {
+    fn default() -> Self {
+        Self {
+            outstanding: AtomicUsize::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            cooldown_until_ms: AtomicU64::new(0),
+            probe_healthy: AtomicBool::new(true),
+        }
+    }
 }
 
 impl Backend {
@@ -90,11 +109,17 @@ impl Backend {
             headers,
             health_check: spec.health_check.clone(),
             settings,
-            outstanding: AtomicUsize::new(0),
-            consecutive_failures: AtomicU32::new(0),
-            cooldown_until_ms: AtomicU64::new(0),
-            probe_healthy: AtomicBool::new(true),
+            live: Arc::default(),
         })
+    }
+
+    /// Takes over `previous`'s live state (outstanding requests, cool-down, probe verdict)
+    /// when both are the same server: same URL. A reload then neither forgets a failing
+    /// backend nor unbalances the load with requests still open on the old configuration.
+    pub fn carry_live_state(&mut self, previous: &Backend) {
+        if self.base_url == previous.base_url {
+            self.live = Arc::clone(&previous.live);
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -123,12 +148,12 @@ impl Backend {
     }
 
     pub fn outstanding(&self) -> usize {
-        self.outstanding.load(Ordering::Relaxed)
+        self.live.outstanding.load(Ordering::Relaxed)
     }
 
     /// Counts a request as outstanding until the guard is dropped (end of the answer or stream).
     pub fn start_request(self: &Arc<Self>) -> InFlight {
-        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.live.outstanding.fetch_add(1, Ordering::Relaxed);
         InFlight {
             backend: Arc::clone(self),
         }
@@ -136,28 +161,37 @@ impl Backend {
 
     /// Healthy when not cooling down after failures and not failing its active probe.
     pub fn is_healthy(&self) -> bool {
-        self.probe_healthy.load(Ordering::Relaxed)
-            && self.cooldown_until_ms.load(Ordering::Relaxed) <= now_ms()
+        self.live.probe_healthy.load(Ordering::Relaxed)
+            && self.live.cooldown_until_ms.load(Ordering::Relaxed) <= now_ms()
     }
 
     pub fn record_success(&self) {
-        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.live.consecutive_failures.store(0, Ordering::Relaxed);
     }
 
     /// Counts a failure; at the threshold the backend is skipped for the cool-down.
     pub fn record_failure(&self) {
-        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let failures = self
+            .live
+            .consecutive_failures
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
         if failures >= self.settings.failure_threshold {
             let until = now_ms() + self.settings.cooldown.as_millis() as u64;
-            self.cooldown_until_ms.store(until, Ordering::Relaxed);
-            self.consecutive_failures.store(0, Ordering::Relaxed);
+            self.live.cooldown_until_ms.store(until, Ordering::Relaxed);
+            self.live.consecutive_failures.store(0, Ordering::Relaxed);
             tracing::warn!(backend = %self.name, cooldown = ?self.settings.cooldown, "backend failed repeatedly; cooling down");
         }
     }
 
     /// Sets the verdict of the active probe; returns whether it changed.
+    /// The active probe's last verdict (true until a probe says otherwise).
+    pub fn probe_healthy(&self) -> bool {
+        self.live.probe_healthy.load(Ordering::Relaxed)
+    }
+
     pub fn set_probe_healthy(&self, healthy: bool) -> bool {
-        self.probe_healthy.swap(healthy, Ordering::Relaxed) != healthy
+        self.live.probe_healthy.swap(healthy, Ordering::Relaxed) != healthy
     }
 }
 
@@ -169,7 +203,10 @@ pub struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.backend.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.backend
+            .live
+            .outstanding
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 

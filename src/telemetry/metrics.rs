@@ -120,6 +120,9 @@ pub struct ProcessCounts {
 }
 
 struct ProcessMetrics {
+    config_reloads: IntCounterVec,
+    config_generation: IntGauge,
+    config_last_reload_success: IntGauge,
     connections_open: IntGauge,
     connections_refused: IntCounter,
     audit_dropped: IntCounter,
@@ -133,6 +136,19 @@ impl ProcessMetrics {
         let gauge = |name: &str, help: &str| r.register(IntGauge::new(name, help)?);
         let counter = |name: &str, help: &str| r.register(IntCounter::new(name, help)?);
         Ok(Self {
+            config_reloads: r.counters(
+                "airgate_config_reloads_total",
+                "Configuration reloads, by result (success, failure, rolled_back).",
+                &["result"],
+            )?,
+            config_generation: gauge(
+                "airgate_config_generation",
+                "The generation of the configuration in service; 1 at start, +1 per applied change.",
+            )?,
+            config_last_reload_success: gauge(
+                "airgate_config_last_reload_success",
+                "1 when the last reload was applied (or none was tried), 0 when it was refused.",
+            )?,
             connections_open: gauge(
                 "airgate_connections_open",
                 "Connections open on the public listener.",
@@ -555,6 +571,31 @@ fn status_class(status: u16) -> &'static str {
         300..=399 => "3xx",
         400..=499 => "4xx",
         _ => "5xx",
+    }
+}
+
+impl Metrics {
+    /// A configuration reload's result (`success`, `failure`, `rolled_back`).
+    pub fn config_reload(&self, result: &str) {
+        self.process
+            .config_reloads
+            .with_label_values(&[result])
+            .inc();
+        self.process
+            .config_last_reload_success
+            .set(i64::from(result != "failure"));
+    }
+
+    /// The configuration `serve` started with is in service: the last "reload" succeeded.
+    pub fn config_loaded_at_start(&self) {
+        self.process.config_last_reload_success.set(1);
+    }
+
+    /// The generation of the configuration now in service.
+    pub fn config_generation(&self, generation: u64) {
+        self.process
+            .config_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
     }
 }
 

@@ -107,7 +107,8 @@ impl TestGateway {
             body_budget: body_budget.unwrap_or_default(),
         };
         let state = app::build(&loaded, process)
-            .unwrap_or_else(|issues| panic!("test config does not compile: {issues:?}"));
+            .unwrap_or_else(|issues| panic!("test config does not compile: {issues:?}"))
+            .state;
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = public.local_addr().unwrap();

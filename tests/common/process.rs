@@ -31,12 +31,22 @@ impl GatewayProcess {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("gateway.yaml");
         std::fs::write(&config, yaml).unwrap();
+        Self::start_at(dir, &config, extra).await
+    }
+
+    /// Starts `airgate serve --config CONFIG` (a file or folder the caller prepared, for
+    /// example inside `dir`), its logs in `dir`.
+    pub async fn start_at(
+        dir: tempfile::TempDir,
+        config: &std::path::Path,
+        extra: &[&str],
+    ) -> Self {
         let output = std::fs::File::create(dir.path().join("output.log")).unwrap();
         let (port, admin_port) = (free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_airgate"))
             .arg("serve")
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
             .arg("--audit-log")
@@ -69,6 +79,15 @@ impl GatewayProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the gateway did not become ready: {}", self.output());
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     pub fn terminate(&self) {

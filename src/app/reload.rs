@@ -1,0 +1,320 @@
+//! Live configuration: `--config` is read again when it changes (a file, or a folder such as
+//! a mounted ConfigMap whose `..data` symlink the kubelet swaps) and on SIGHUP, and the new
+//! snapshot is swapped in only if all of it compiles.
+//!
+//! - **Off the request path.** Reading, validating and compiling happen on a blocking thread;
+//!   requests go on with the snapshot they loaded, streams included, until the swap, and new
+//!   requests get the new one.
+//! - **Last known good.** A change that does not load or compile is refused whole: the error is
+//!   logged as `airgate validate` prints it, audited as `config_rejected`, counted
+//!   (`airgate_config_reloads_total{result="failure"}`), and the previous snapshot serves on.
+//! - **What survives.** Rate-limit buckets, token reservations and the audit chain belong to
+//!   the process, not to a snapshot. A backend whose name and URL did not change keeps its
+//!   health and outstanding count; a gateway whose `semanticCache` did not change keeps its
+//!   cache. The embedding model is loaded once per process.
+//! - **Triggers.** `notify` reports changes to the path (for a file: to its folder, so that an
+//!   editor's rename-over or a symlink swap is seen); a poll every second is the fallback when
+//!   the platform has no watcher, and SIGHUP forces a reload. The same bytes are no change: the
+//!   loader's digest decides.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{compile, CompileContext, Models};
+use crate::config::{ConfigIssue, LoadedConfig};
+use crate::routing::BackendTrust;
+use crate::server::AppState;
+use crate::telemetry::audit::AuditEvent;
+
+/// How long changes settle before a reload: a ConfigMap update or an editor's save is several
+/// file-system events.
+const SETTLE: Duration = Duration::from_millis(200);
+/// The fallback poll, and the longest a change waits when no event reports it.
+const POLL: Duration = Duration::from_secs(1);
+
+/// What a reload came to.
+#[derive(Debug)]
+pub enum Reloaded {
+    /// The new configuration serves, as this generation.
+    Applied { generation: u64 },
+    /// The bytes did not change.
+    Unchanged,
+    /// Refused; the previous snapshot serves on.
+    Rejected(Vec<ConfigIssue>),
+}
+
+/// Reloads one `--config` path into a running gateway.
+pub struct Reloader {
+    path: PathBuf,
+    secrets_dir: PathBuf,
+    backend_trust: BackendTrust,
+    models: Models,
+    state: Arc<AppState>,
+    /// The process's shutdown: the parent of every snapshot's probe token.
+    shutdown: CancellationToken,
+    /// Stops the health probes of the snapshot in service.
+    probes: CancellationToken,
+    generation: u64,
+    digest: String,
+}
+
+/// What a [`Reloader`] is made of: the compile inputs `serve` used, the state it built, and
+/// the digest of the configuration it loaded.
+pub struct ReloadParts {
+    pub path: PathBuf,
+    pub secrets_dir: PathBuf,
+    pub backend_trust: BackendTrust,
+    pub models: Models,
+    pub state: Arc<AppState>,
+    pub shutdown: CancellationToken,
+    /// Stops the probes [`super::build`] started.
+    pub probes: CancellationToken,
+    pub loaded: LoadedConfig,
+}
+
+impl Reloader {
+    /// Generation 1 is the configuration `serve` started with.
+    pub fn new(parts: ReloadParts) -> Self {
+        let reloader = Self {
+            path: parts.path,
+            secrets_dir: parts.secrets_dir,
+            backend_trust: parts.backend_trust,
+            models: parts.models,
+            state: parts.state,
+            shutdown: parts.shutdown,
+            probes: parts.probes,
+            generation: 1,
+            digest: parts.loaded.digest.clone(),
+        };
+        reloader.state.metrics.config_generation(1);
+        reloader.state.metrics.config_loaded_at_start();
+        reloader.audit_applied(&parts.loaded);
+        reloader
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Reads, validates and compiles the path again; swaps the result in if all of it compiles.
+    /// Unless `forced` (SIGHUP: secrets may have changed beside it), the same bytes are no
+    /// change.
+    pub async fn reload(&mut self, forced: bool) -> Reloaded {
+        let loaded = {
+            let path = self.path.clone();
+            match tokio::task::spawn_blocking(move || super::load(&path)).await {
+                Ok(result) => result,
+                Err(error) => Err(vec![ConfigIssue::new(
+                    &self.path,
+                    format!("reading the configuration failed: {error}"),
+                )]),
+            }
+        };
+        let loaded = match loaded {
+            Ok(loaded) if !forced && loaded.digest == self.digest => return Reloaded::Unchanged,
+            Ok(loaded) => loaded,
+            Err(issues) => return self.reject(issues),
+        };
+        match self.compile(&loaded).await {
+            Ok(snapshot) => self.apply(snapshot, &loaded),
+            Err(issues) => self.reject(issues),
+        }
+    }
+
+    /// Compiles on a blocking thread (secrets, certificates, tokenizers are read from disk),
+    /// against the snapshot in service so that what it learnt carries over.
+    async fn compile(
+        &self,
+        loaded: &LoadedConfig,
+    ) -> Result<crate::gateway::Snapshot, Vec<ConfigIssue>> {
+        let (loaded, secrets_dir, trust, models) = (
+            loaded.clone(),
+            self.secrets_dir.clone(),
+            self.backend_trust.clone(),
+            self.models.clone(),
+        );
+        let previous = self.state.snapshot.load_full();
+        let compiled = tokio::task::spawn_blocking(move || {
+            let ctx = CompileContext {
+                secrets_dir: &secrets_dir,
+                backend_trust: &trust,
+                embedder: models.embedder.as_ref(),
+                wordnet: models.wordnet.as_ref(),
+                previous: Some(&previous),
+            };
+            compile(&loaded, &ctx)
+        })
+        .await;
+        compiled.unwrap_or_else(|error| {
+            Err(vec![ConfigIssue::new(
+                &self.path,
+                format!("compiling the configuration failed: {error}"),
+            )])
+        })
+    }
+
+    fn apply(&mut self, snapshot: crate::gateway::Snapshot, loaded: &LoadedConfig) -> Reloaded {
+        let probes = self.shutdown.child_token();
+        snapshot.start(&self.state.metrics, &probes);
+        self.state.snapshot.store(Arc::new(snapshot));
+        // the old snapshot's probes stop; requests still on it finish with it
+        std::mem::replace(&mut self.probes, probes).cancel();
+        self.generation += 1;
+        self.digest.clone_from(&loaded.digest);
+        for warning in &loaded.warnings {
+            tracing::warn!(warning = %warning, "configuration warning");
+        }
+        tracing::info!(
+            generation = self.generation,
+            gateways = loaded.gateways.len(),
+            apis = loaded.apis.len(),
+            "configuration reloaded"
+        );
+        self.state.metrics.config_reload("success");
+        self.state.metrics.config_generation(self.generation);
+        self.audit_applied(loaded);
+        Reloaded::Applied {
+            generation: self.generation,
+        }
+    }
+
+    fn reject(&self, issues: Vec<ConfigIssue>) -> Reloaded {
+        for issue in &issues {
+            tracing::error!(problem = %issue, "configuration change refused; the previous configuration serves on");
+        }
+        self.state.metrics.config_reload("failure");
+        let first = issues.first().map(ToString::to_string).unwrap_or_default();
+        self.state.audit.record(
+            AuditEvent::new(
+                "config_rejected",
+                "",
+                "",
+                "failure",
+                self.path.display().to_string(),
+            )
+            .detail("reason", "invalid")
+            .detail("problems", issues.len())
+            .detail("first_problem", first)
+            .detail("generation_serving", self.generation),
+        );
+        Reloaded::Rejected(issues)
+    }
+
+    fn audit_applied(&self, loaded: &LoadedConfig) {
+        self.state.audit.record(
+            AuditEvent::new(
+                "config_applied",
+                "",
+                "",
+                "success",
+                self.path.display().to_string(),
+            )
+            .detail("generation", self.generation)
+            .detail("sha256", loaded.digest.clone())
+            .detail("gateways", loaded.gateways.len())
+            .detail("apis", loaded.apis.len()),
+        );
+    }
+}
+
+/// Reloads on every change to the path and on SIGHUP, until `shutdown`.
+pub fn spawn_watch(
+    mut reloader: Reloader,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let (wake, mut woken) = mpsc::channel::<()>(1);
+    // set by SIGHUP: the next reload is forced (a full channel must not lose it)
+    let forced = Arc::new(AtomicBool::new(false));
+    let watcher = watch(&reloader.path, wake.clone());
+    spawn_sighup(wake, Arc::clone(&forced), shutdown.clone());
+    tokio::spawn(async move {
+        // dropped with the task: the watcher stops with it
+        let _watcher = watcher;
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = poll.tick() => {}
+                Some(()) = woken.recv() => tokio::time::sleep(SETTLE).await,
+            }
+            while woken.try_recv().is_ok() {}
+            reloader.reload(forced.swap(false, Ordering::AcqRel)).await;
+        }
+    })
+}
+
+/// A file-system watcher on the path (a file's folder, so that a rename over it or a symlink
+/// swap is seen); `None` when the platform has none, and the poll does the work. For a file,
+/// only events about it or about `..`-entries (a ConfigMap's swap) wake the reloader: other
+/// files in its folder, such as logs, do not.
+fn watch(path: &Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let (target, name) = if path.is_dir() {
+        (path.to_path_buf(), None)
+    } else {
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        (folder, path.file_name().map(ToOwned::to_owned))
+    };
+    let concerns = move |event: &notify::Event| match &name {
+        None => true,
+        Some(name) => event.paths.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|f| f == name.as_os_str() || f.to_string_lossy().starts_with(".."))
+        }),
+    };
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| concerns(&e)) {
+            // full means a reload is already due
+            let _ = wake.try_send(());
+        }
+    };
+    let watcher = notify::recommended_watcher(handler).and_then(|mut watcher| {
+        watcher.watch(&target, RecursiveMode::Recursive)?;
+        Ok(watcher)
+    });
+    match watcher {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            tracing::warn!(path = %target.display(), error = %error, "cannot watch the configuration; polling it every second instead");
+            None
+        }
+    }
+}
+
+/// SIGHUP forces a reload, of the same bytes too: the secrets they name may have changed.
+fn spawn_sighup(wake: mpsc::Sender<()>, forced: Arc<AtomicBool>, shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; configuration changes are still watched");
+            return;
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    received = hangup.recv() => {
+                        if received.is_none() {
+                            return;
+                        }
+                        tracing::info!("SIGHUP: reloading the configuration");
+                        forced.store(true, Ordering::Release);
+                        let _ = wake.try_send(());
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (wake, forced, shutdown);
+}
