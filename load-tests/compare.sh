@@ -3,7 +3,8 @@
 # check of a refactor ("no throughput regression"). Both serve load-tests/airgate-bench.yaml in
 # front of the same mock, at the same time, and are measured in alternating rounds (the order
 # rotates each round, so drift on a noisy machine hits both alike). Prints medians and the
-# ratio new / base of each measure. Binds only 127.0.0.1; bounded in time.
+# ratio new / base of each measure, and the gateway's CPU time per request at the fixed rate
+# (from /proc/PID/task/*/schedstat), which is steadier than req/s on a shared machine. Binds only 127.0.0.1; bounded in time.
 #
 #   bash load-tests/compare.sh BASE_BINARY NEW_BINARY
 #
@@ -41,11 +42,16 @@ PIDS+=($!)
 declare -A ADDR=([base]=127.0.0.1:18090 [new]=127.0.0.1:18091)
 declare -A ADMIN=([base]=127.0.0.1:19098 [new]=127.0.0.1:19099)
 declare -A BIN=([base]=$BASE_BIN [new]=$NEW_BIN)
+declare -A PID
 for v in base new; do
     "${BIN[$v]}" serve --config "$ROOT/load-tests/airgate-bench.yaml" --listen "${ADDR[$v]}" \
         --admin-listen "${ADMIN[$v]}" --audit-log off >"$WORK/$v.log" 2>&1 &
+    PID[$v]=$!
     PIDS+=($!)
 done
+# cpu_ns PID: nanoseconds its threads have run (the first field of each thread's schedstat):
+# CPU per request is steadier than requests per second on a shared machine.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 for v in base new; do
     for _ in $(seq 300); do
         curl -sf -o /dev/null -m 2 -H 'content-type: application/json' -d "$BODY" \
@@ -66,10 +72,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
         timeout $((SECONDS_PER_ROUND + 60)) "$OHA" --no-tui --output-format json -w -z "${SECONDS_PER_ROUND}s" \
             -c "$CONNECTIONS" -m POST -H 'content-type: application/json' -d "$BODY" \
             "http://${ADDR[$v]}/v1/chat/completions" >"$WORK/max-$v.r$r.json"
+        before=$(cpu_ns "${PID[$v]}")
         timeout $((SECONDS_PER_ROUND + 60)) "$OHA" --no-tui --output-format json -w -q "$RATE" \
             -z "${SECONDS_PER_ROUND}s" -c 16 --latency-correction -m POST \
             -H 'content-type: application/json' -d "$BODY" \
             "http://${ADDR[$v]}/v1/chat/completions" >"$WORK/rate-$v.r$r.json"
+        echo $(($(cpu_ns "${PID[$v]}") - before)) >"$WORK/cpu-$v.r$r"
     done
 done
 
@@ -83,11 +91,15 @@ def read(kind, v, r):
     ok = sum(n for c, n in codes.items() if str(c).startswith("2"))
     total = sum(codes.values()) + sum((d.get("errorDistribution") or {}).values())
     assert total and ok == total, f"{kind} {v} round {r}: {codes} {d.get('errorDistribution')}"
+    if kind == "rate":
+        with open(f"{work}/cpu-{v}.r{r}") as f:
+            d["cpu_us_per_request"] = int(f.read()) / 1000 / total
     return d
 rows = [
     ("max req/s, 32 connections", "max", lambda d: d["summary"]["requestsPerSec"], 0),
     ("p50 ms at 1,000 req/s", "rate", lambda d: d["latencyPercentiles"]["p50"] * 1000, 3),
     ("p99 ms at 1,000 req/s", "rate", lambda d: d["latencyPercentiles"]["p99"] * 1000, 3),
+    ("gateway CPU µs per request at 1,000 req/s", "rate", lambda d: d["cpu_us_per_request"], 1),
 ]
 print(f"| measure ({rounds} rounds, medians) | base | new | new / base | per-round ratios |")
 print("| --- | --- | --- | --- | --- |")
