@@ -149,6 +149,12 @@ async fn a_configmap_swap_is_served_and_an_invalid_change_is_kept_out() {
         rejected[0]
     );
     assert_eq!(models(&gw).await, vec!["model-b"]);
+    // The same refused bytes are refused once, not at every poll (one per second).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(wait_for_audit(&gw, "config_rejected", 1).await.len(), 1);
+    // A reload compares the bytes before it parses them: the same digest as a full load.
+    let loaded = airgate::config::load_path(&config).unwrap();
+    assert_eq!(airgate::config::digest_path(&config), Some(loaded.digest));
     let ready = reqwest::get(format!("{}/readyz", gw.admin)).await.unwrap();
     assert_eq!(ready.status(), 200);
     let text = gw.metrics().await;

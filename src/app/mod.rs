@@ -118,14 +118,19 @@ pub fn build(config: &LoadedConfig, process: Process) -> Result<Built, Vec<Confi
 /// Loads a path, compiles what only compiles at run time (guard patterns) so that `validate`
 /// reports it too, and adds the not-enforced warnings.
 pub fn load(path: &Path) -> Result<LoadedConfig, Vec<ConfigIssue>> {
-    let mut loaded = config::load_path(path)?;
+    let loaded = config::load_path(path)?;
     let pattern_errors = compile::pattern_issues(&loaded);
     if !pattern_errors.is_empty() {
         return Err(pattern_errors);
     }
+    Ok(with_unenforced_warnings(loaded))
+}
+
+/// Adds a warning for each configured feature this version does not enforce.
+pub fn with_unenforced_warnings(mut loaded: LoadedConfig) -> LoadedConfig {
     let unenforced = config::unenforced_warnings(&loaded, &enforcement());
     loaded.warnings.extend(unenforced);
-    Ok(loaded)
+    loaded
 }
 
 /// What this version enforces; everything else that is configured is reported as not enforced.

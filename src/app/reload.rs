@@ -61,6 +61,8 @@ pub struct Reloader {
     probes: CancellationToken,
     generation: u64,
     digest: String,
+    /// The bytes last refused: refused once, not again at every poll.
+    refused_digest: Option<String>,
 }
 
 /// What a [`Reloader`] is made of: the compile inputs `serve` used, the state it built, and
@@ -90,6 +92,7 @@ impl Reloader {
             probes: parts.probes,
             generation: 1,
             digest: parts.loaded.digest.clone(),
+            refused_digest: None,
         };
         reloader.state.metrics.config_generation(1);
         reloader.state.metrics.config_loaded_at_start();
@@ -105,25 +108,39 @@ impl Reloader {
     /// Unless `forced` (SIGHUP: secrets may have changed beside it), the same bytes are no
     /// change.
     pub async fn reload(&mut self, forced: bool) -> Reloaded {
-        let loaded = {
-            let path = self.path.clone();
-            match tokio::task::spawn_blocking(move || super::load(&path)).await {
+        let path = self.path.clone();
+        // the digest first (no parsing): a poll of unchanged bytes costs one read
+        let read =
+            tokio::task::spawn_blocking(move || (crate::config::digest_path(&path), path)).await;
+        let Ok((digest, path)) = read else {
+            return Reloaded::Unchanged;
+        };
+        if let Some(digest) = &digest {
+            if !forced && self.seen(digest) {
+                return Reloaded::Unchanged;
+            }
+        }
+        let loaded =
+            match tokio::task::spawn_blocking(move || crate::config::load_path(&path)).await {
                 Ok(result) => result,
                 Err(error) => Err(vec![ConfigIssue::new(
                     &self.path,
                     format!("reading the configuration failed: {error}"),
                 )]),
-            }
-        };
+            };
         let loaded = match loaded {
-            Ok(loaded) if !forced && loaded.digest == self.digest => return Reloaded::Unchanged,
-            Ok(loaded) => loaded,
-            Err(issues) => return self.reject(issues),
+            Ok(loaded) => super::with_unenforced_warnings(loaded),
+            Err(issues) => return self.reject(issues, digest),
         };
         match self.compile(&loaded).await {
             Ok(snapshot) => self.apply(snapshot, &loaded),
-            Err(issues) => self.reject(issues),
+            Err(issues) => self.reject(issues, Some(loaded.digest)),
         }
+    }
+
+    /// The bytes are those in service, or those last refused.
+    fn seen(&self, digest: &str) -> bool {
+        digest == self.digest || self.refused_digest.as_deref() == Some(digest)
     }
 
     /// Compiles on a blocking thread (secrets, certificates, tokenizers are read from disk),
@@ -166,6 +183,7 @@ impl Reloader {
         std::mem::replace(&mut self.probes, probes).cancel();
         self.generation += 1;
         self.digest.clone_from(&loaded.digest);
+        self.refused_digest = None;
         for warning in &loaded.warnings {
             tracing::warn!(warning = %warning, "configuration warning");
         }
@@ -183,7 +201,10 @@ impl Reloader {
         }
     }
 
-    fn reject(&self, issues: Vec<ConfigIssue>) -> Reloaded {
+    /// Refuses a change; its bytes' `digest`, when they could be read, is remembered so that
+    /// the same bytes are refused once, not at every poll.
+    fn reject(&mut self, issues: Vec<ConfigIssue>, digest: Option<String>) -> Reloaded {
+        self.refused_digest = digest;
         for issue in &issues {
             tracing::error!(problem = %issue, "configuration change refused; the previous configuration serves on");
         }

@@ -44,6 +44,50 @@ pub fn parse_str(file: &Path, text: &str) -> Result<LoadedConfig, Vec<ConfigIssu
     acc.finish()
 }
 
+/// The configuration files of a folder, in the order they are read: `*.yaml` and `*.yml`,
+/// sorted; entries whose names start with `.` (a ConfigMap's `..data`) are never configuration.
+fn config_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigIssue> {
+    let listing_error =
+        |e: std::io::Error| ConfigIssue::new(dir, format!("cannot list folder: {e}"));
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(listing_error)? {
+        let entry = entry.map_err(listing_error)?;
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && is_yaml_file_name(&path) && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Adds one file, its name and bytes, to a configuration digest.
+fn digest_file(digest: &mut Sha256, file: &Path, bytes: &[u8]) {
+    let name = file
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    for part in [name.as_bytes(), bytes] {
+        digest.update((part.len() as u64).to_be_bytes());
+        digest.update(part);
+    }
+}
+
+/// The digest [`load_path`] gives the configuration at `path` ([`LoadedConfig::digest`]),
+/// without parsing it: what a reload compares first. `None` when it cannot be read.
+pub fn digest_path(path: &Path) -> Option<String> {
+    let files = if path.is_dir() {
+        config_files(path).ok()?
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut digest = Sha256::new();
+    for file in files {
+        digest_file(&mut digest, &file, &fs::read(&file).ok()?);
+    }
+    Some(hex::encode(digest.finalize()))
+}
+
 #[derive(Default)]
 struct Accumulator {
     config: LoadedConfig,
@@ -65,30 +109,13 @@ enum Disposition {
 
 impl Accumulator {
     fn load_dir(&mut self, dir: &Path) {
-        let entries = match fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) => {
-                self.errors
-                    .push(ConfigIssue::new(dir, format!("cannot list folder: {e}")));
+        let files = match config_files(dir) {
+            Ok(files) => files,
+            Err(issue) => {
+                self.errors.push(issue);
                 return;
             }
         };
-        let mut files: Vec<PathBuf> = Vec::new();
-        for entry in entries {
-            match entry {
-                Ok(entry) => {
-                    let path = entry.path();
-                    let hidden = entry.file_name().to_string_lossy().starts_with('.');
-                    if !hidden && is_yaml_file_name(&path) && path.is_file() {
-                        files.push(path);
-                    }
-                }
-                Err(e) => self
-                    .errors
-                    .push(ConfigIssue::new(dir, format!("cannot list folder: {e}"))),
-            }
-        }
-        files.sort();
         if files.is_empty() {
             self.errors.push(ConfigIssue::new(
                 dir,

@@ -27,7 +27,7 @@ pub(crate) mod validate;
 mod tests;
 
 pub use enforcement::{unenforced_warnings, Enforcement, UNENFORCED_MESSAGE};
-pub use loader::{load_path, parse_str};
+pub use loader::{digest_path, load_path, parse_str};
 pub use resources::*;
 pub use units::{ByteSize, Duration, UnitError};
 
