@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access::{FailurePolicy, IpNet, RateLimiter};
 use crate::app::reload::{ReloadParts, Reloader};
-use crate::app::{self, check_secrets, Models, Process};
+use crate::app::signature::{self, BundleKey};
+use crate::app::{self, check_secrets, Models, Process, Signing};
 use crate::cache::Embedder;
 use crate::config::{self, LoadedConfig};
 use crate::gateway::body::BodyBudget;
@@ -55,6 +56,25 @@ pub enum Command {
     /// Audit-log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Signed configuration bundles.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Verify a bundle's signature as `serve --config-public-key` does (cosign's formats:
+    /// base64 signature, PEM ECDSA P-256 or Ed25519 public key); exit 0 when it verifies, 1
+    /// otherwise.
+    Verify {
+        /// PEM public key.
+        #[arg(long)]
+        key: PathBuf,
+        /// Base64 signature over the bundle's bytes (`cosign sign-blob`'s output).
+        #[arg(long)]
+        signature: PathBuf,
+        bundle: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,8 +90,18 @@ pub enum AuditCommand {
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// A YAML file or a folder of YAML files (multi-document) with AIGateway and API resources.
+    /// Watched: changes are applied without a restart (and on SIGHUP).
     #[arg(long)]
     pub config: PathBuf,
+    /// Refuse a `--config` file whose signature does not verify against this PEM public key
+    /// (ECDSA P-256 as `cosign generate-key-pair` writes it, or Ed25519), at start and at
+    /// every reload. A folder cannot be signed.
+    #[arg(long)]
+    pub config_public_key: Option<PathBuf>,
+    /// The base64 signature over the `--config` file's bytes (`cosign sign-blob`'s output).
+    /// Default: `<config>.sig`.
+    #[arg(long, requires = "config_public_key")]
+    pub config_signature: Option<PathBuf>,
     /// Public listener (the OpenAI-compatible API).
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -188,11 +218,50 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(args) => serve(*args).await.map(|()| 0),
         Command::Validate { paths, secrets_dir } => Ok(validate(&paths, secrets_dir.as_deref())),
         Command::Audit(AuditCommand::Verify { files }) => Ok(verify_audit(&files)),
+        Command::Bundle(BundleCommand::Verify {
+            key,
+            signature,
+            bundle,
+        }) => Ok(verify_bundle(&key, &signature, &bundle)),
         Command::Crds => {
             print!("{}", config::crds::render()?);
             Ok(0)
         }
     }
+}
+
+fn verify_bundle(key: &Path, signature: &Path, bundle: &Path) -> i32 {
+    match BundleKey::load(key).and_then(|key| {
+        key.check(bundle, signature)?;
+        Ok(key)
+    }) {
+        Ok(key) => {
+            println!(
+                "ok: {} verifies (key sha256 {})",
+                bundle.display(),
+                key.fingerprint()
+            );
+            0
+        }
+        Err(error) => {
+            println!("error: {error}");
+            1
+        }
+    }
+}
+
+/// `--config-public-key` and `--config-signature`, read.
+fn signing(args: &ServeArgs) -> anyhow::Result<Option<Signing>> {
+    let Some(key) = &args.config_public_key else {
+        return Ok(None);
+    };
+    Ok(Some(Signing {
+        key: BundleKey::load(key)?,
+        signature: args
+            .config_signature
+            .clone()
+            .unwrap_or_else(|| signature::default_signature_path(&args.config)),
+    }))
 }
 
 fn verify_audit(files: &[PathBuf]) -> i32 {
@@ -322,7 +391,9 @@ pub fn validate(paths: &[PathBuf], secrets_dir: Option<&Path>) -> i32 {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let path = args.config.as_path();
-    let loaded = app::load(path);
+    let signing = signing(&args)?;
+    let loaded =
+        app::load_checked(path, signing.as_ref()).map_err(|refused| refused.into_issues(path));
     let tracing_settings = loaded
         .as_ref()
         .ok()
@@ -430,6 +501,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
         probes: built.probes,
         loaded,
+        signing,
     });
     app::reload::spawn_watch(reloader, shutdown.clone());
     if let Some(embedder) = to_warm {

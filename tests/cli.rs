@@ -1,18 +1,11 @@
 //! The `airgate` command as users run it: `validate` and `crds`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn airgate(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_airgate"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
-}
+use std::path::Path;
+
+use common::process::run_airgate;
 
 fn repo(path: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -23,7 +16,7 @@ fn repo(path: &str) -> String {
 
 #[test]
 fn seed_and_demo_configs_validate_with_not_enforced_warnings() {
-    let (code, out) = airgate(&["validate", &repo("config/seed"), &repo("config/demo")]);
+    let (code, out) = run_airgate(&["validate", &repo("config/seed"), &repo("config/demo")]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("ok: "), "{out}");
     assert!(
@@ -50,7 +43,7 @@ fn a_typo_fails_with_file_document_and_field() {
         ),
     )
     .unwrap();
-    let (code, out) = airgate(&["validate", &file.display().to_string()]);
+    let (code, out) = run_airgate(&["validate", &file.display().to_string()]);
     assert_eq!(code, 1, "{out}");
     let line = out
         .lines()
@@ -73,7 +66,7 @@ fn bad_duration_names_the_backend_index() {
     assert_ne!(seed, broken, "fixture edit did not apply");
     let file = dir.path().join("gw.yaml");
     std::fs::write(&file, broken).unwrap();
-    let (code, out) = airgate(&["validate", &file.display().to_string()]);
+    let (code, out) = run_airgate(&["validate", &file.display().to_string()]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("spec.backends[1].timeout"), "{out}");
 }
@@ -83,7 +76,7 @@ fn serve_refuses_an_invalid_config() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("gw.yaml");
     std::fs::write(&file, "apiVersion: airgate.io/v1alpha1\nkind: AIGateway\nmetadata: {name: x}\nspec: {backends: []}\n").unwrap();
-    let (code, out) = airgate(&[
+    let (code, out) = run_airgate(&[
         "serve",
         "--config",
         &file.display().to_string(),
@@ -98,7 +91,7 @@ fn serve_refuses_an_invalid_config() {
 
 #[test]
 fn crds_print_both_kinds() {
-    let (code, out) = airgate(&["crds"]);
+    let (code, out) = run_airgate(&["crds"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("name: aigateways.airgate.io"));
     assert!(out.contains("name: apis.airgate.io"));
@@ -136,19 +129,19 @@ fn audit_verify_reports_intact_and_tampered_chains() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     });
-    let (code, out) = airgate(&["audit", "verify", &file.display().to_string()]);
+    let (code, out) = run_airgate(&["audit", "verify", &file.display().to_string()]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("3 records"), "{out}");
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text.replacen("\"r1\"", "\"r9\"", 1)).unwrap();
-    let (code, out) = airgate(&["audit", "verify", &file.display().to_string()]);
+    let (code, out) = run_airgate(&["audit", "verify", &file.display().to_string()]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("line 2"), "{out}");
 }
 
 #[test]
 fn committed_crds_match_the_code() {
-    let (code, out) = airgate(&["crds"]);
+    let (code, out) = run_airgate(&["crds"]);
     assert_eq!(code, 0);
     let committed = std::fs::read_to_string(repo("k8s/crds.yaml")).unwrap();
     assert!(
@@ -160,7 +153,7 @@ fn committed_crds_match_the_code() {
 #[test]
 fn validate_with_a_secrets_dir_reports_every_missing_secret() {
     let empty = tempfile::tempdir().unwrap();
-    let (code, out) = airgate(&[
+    let (code, out) = run_airgate(&[
         "validate",
         &repo("config/seed"),
         "--secrets-dir",
@@ -173,7 +166,7 @@ fn validate_with_a_secrets_dir_reports_every_missing_secret() {
         .unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains("payment-gateway.yaml: document 1 (API finance/payment-gateway): spec.authentication.jwt"), "{line}");
     assert!(line.contains("payment-jwt-secret"), "{line}");
-    let (code, out) = airgate(&[
+    let (code, out) = run_airgate(&[
         "validate",
         &repo("config/seed"),
         "--secrets-dir",
@@ -192,14 +185,14 @@ fn credentials_in_a_config_never_reach_the_output() {
     )
     .unwrap();
     let file = file.display().to_string();
-    let (code, out) = airgate(&["validate", &file]);
+    let (code, out) = run_airgate(&["validate", &file]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("spec.backends[0].url"), "{out}");
     assert!(
         !out.contains("S3cretPass") && !out.contains("admin:"),
         "{out}"
     );
-    let (code, out) = airgate(&[
+    let (code, out) = run_airgate(&[
         "serve",
         "--config",
         &file,

@@ -9,6 +9,7 @@
 
 pub mod compile;
 pub mod reload;
+pub mod signature;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::shutdown::Shutdown;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::audit::AuditLog;
 use crate::telemetry::Metrics;
+use signature::{BundleKey, SignatureError};
 
 /// The models the semantic cache shares across every gateway and every snapshot: loaded once
 /// per process, never per compile.
@@ -118,7 +120,66 @@ pub fn build(config: &LoadedConfig, process: Process) -> Result<Built, Vec<Confi
 /// Loads a path, compiles what only compiles at run time (guard patterns) so that `validate`
 /// reports it too, and adds the not-enforced warnings.
 pub fn load(path: &Path) -> Result<LoadedConfig, Vec<ConfigIssue>> {
-    let loaded = config::load_path(path)?;
+    checked(config::load_path(path)?)
+}
+
+/// The key a signed configuration must verify against, and where its signature is.
+#[derive(Clone)]
+pub struct Signing {
+    pub key: BundleKey,
+    /// `--config-signature`, by default `<config>.sig`.
+    pub signature: PathBuf,
+}
+
+/// Why a configuration was not loaded: its signature, or its content.
+#[derive(Debug)]
+pub enum Refused {
+    Signature(SignatureError),
+    Invalid(Vec<ConfigIssue>),
+}
+
+impl Refused {
+    /// The `reason` of a `config_rejected` audit record.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refused::Signature(_) => "signature",
+            Refused::Invalid(_) => "invalid",
+        }
+    }
+
+    /// As issues, for the log and `validate`'s form.
+    pub fn into_issues(self, path: &Path) -> Vec<ConfigIssue> {
+        match self {
+            Refused::Signature(error) => vec![ConfigIssue::new(path, error.to_string())],
+            Refused::Invalid(issues) => issues,
+        }
+    }
+}
+
+/// [`load`], after the signature check when `signing` is set: the bytes that verified are the
+/// bytes parsed (the file is not read a second time, so it cannot change in between).
+pub fn load_checked(path: &Path, signing: Option<&Signing>) -> Result<LoadedConfig, Refused> {
+    let Some(signing) = signing else {
+        return load(path).map_err(Refused::Invalid);
+    };
+    let bytes = signing
+        .key
+        .check(path, &signing.signature)
+        .map_err(Refused::Signature)?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Refused::Invalid(vec![ConfigIssue::new(
+            path,
+            "the configuration is not UTF-8 text",
+        )])
+    })?;
+    config::parse_str(path, &text)
+        .and_then(checked)
+        .map_err(Refused::Invalid)
+}
+
+/// The guard patterns compiled (so that `validate` reports them too) and the not-enforced
+/// warnings added.
+fn checked(loaded: LoadedConfig) -> Result<LoadedConfig, Vec<ConfigIssue>> {
     let pattern_errors = compile::pattern_issues(&loaded);
     if !pattern_errors.is_empty() {
         return Err(pattern_errors);

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{compile, CompileContext, Models};
+use super::{compile, CompileContext, Models, Signing};
 use crate::config::{ConfigIssue, LoadedConfig};
 use crate::routing::BackendTrust;
 use crate::server::AppState;
@@ -59,10 +59,28 @@ pub struct Reloader {
     shutdown: CancellationToken,
     /// Stops the health probes of the snapshot in service.
     probes: CancellationToken,
+    /// The key and signature a signed configuration is checked with.
+    signing: Option<Signing>,
     generation: u64,
+    /// [`change_key`] of the configuration in service.
     digest: String,
-    /// The bytes last refused: refused once, not again at every poll.
+    /// [`change_key`] of the bytes last refused: refused once, not again at every poll.
     refused_digest: Option<String>,
+}
+
+/// What a change is recognised by: the configuration's digest (the loader's, without parsing)
+/// and, when it is signed, the signature file's bytes (a new signature for the same bytes is a
+/// change too). `None` when nothing can be read.
+pub fn change_key(path: &Path, signing: Option<&Signing>) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let digest = crate::config::digest_path(path)?;
+    Some(match signing {
+        None => digest,
+        Some(signing) => {
+            let signature = std::fs::read(&signing.signature).unwrap_or_default();
+            format!("{digest}:{}", hex::encode(Sha256::digest(signature)))
+        }
+    })
 }
 
 /// What a [`Reloader`] is made of: the compile inputs `serve` used, the state it built, and
@@ -77,11 +95,13 @@ pub struct ReloadParts {
     /// Stops the probes [`super::build`] started.
     pub probes: CancellationToken,
     pub loaded: LoadedConfig,
+    pub signing: Option<Signing>,
 }
 
 impl Reloader {
     /// Generation 1 is the configuration `serve` started with.
     pub fn new(parts: ReloadParts) -> Self {
+        let digest = change_key(&parts.path, parts.signing.as_ref()).unwrap_or_default();
         let reloader = Self {
             path: parts.path,
             secrets_dir: parts.secrets_dir,
@@ -91,8 +111,9 @@ impl Reloader {
             shutdown: parts.shutdown,
             probes: parts.probes,
             generation: 1,
-            digest: parts.loaded.digest.clone(),
+            digest,
             refused_digest: None,
+            signing: parts.signing,
         };
         reloader.state.metrics.config_generation(1);
         reloader.state.metrics.config_loaded_at_start();
@@ -108,33 +129,37 @@ impl Reloader {
     /// Unless `forced` (SIGHUP: secrets may have changed beside it), the same bytes are no
     /// change.
     pub async fn reload(&mut self, forced: bool) -> Reloaded {
-        let path = self.path.clone();
-        // the digest first (no parsing): a poll of unchanged bytes costs one read
-        let read =
-            tokio::task::spawn_blocking(move || (crate::config::digest_path(&path), path)).await;
-        let Ok((digest, path)) = read else {
+        let (path, signing) = (self.path.clone(), self.signing.clone());
+        // the change key first (no parsing): a poll of unchanged bytes costs one read
+        let Ok((key, path, signing)) = tokio::task::spawn_blocking(move || {
+            (change_key(&path, signing.as_ref()), path, signing)
+        })
+        .await
+        else {
             return Reloaded::Unchanged;
         };
-        if let Some(digest) = &digest {
-            if !forced && self.seen(digest) {
-                return Reloaded::Unchanged;
-            }
+        if key.as_deref().is_some_and(|key| !forced && self.seen(key)) {
+            return Reloaded::Unchanged;
         }
         let loaded =
-            match tokio::task::spawn_blocking(move || crate::config::load_path(&path)).await {
-                Ok(result) => result,
-                Err(error) => Err(vec![ConfigIssue::new(
-                    &self.path,
-                    format!("reading the configuration failed: {error}"),
-                )]),
-            };
+            tokio::task::spawn_blocking(move || super::load_checked(&path, signing.as_ref()))
+                .await
+                .unwrap_or_else(|error| {
+                    Err(super::Refused::Invalid(vec![ConfigIssue::new(
+                        &self.path,
+                        format!("reading the configuration failed: {error}"),
+                    )]))
+                });
         let loaded = match loaded {
-            Ok(loaded) => super::with_unenforced_warnings(loaded),
-            Err(issues) => return self.reject(issues, digest),
+            Ok(loaded) => loaded,
+            Err(refused) => {
+                let reason = refused.reason();
+                return self.reject(refused.into_issues(&self.path), reason, key);
+            }
         };
         match self.compile(&loaded).await {
-            Ok(snapshot) => self.apply(snapshot, &loaded),
-            Err(issues) => self.reject(issues, Some(loaded.digest)),
+            Ok(snapshot) => self.apply(snapshot, &loaded, key),
+            Err(issues) => self.reject(issues, "invalid", key),
         }
     }
 
@@ -175,14 +200,19 @@ impl Reloader {
         })
     }
 
-    fn apply(&mut self, snapshot: crate::gateway::Snapshot, loaded: &LoadedConfig) -> Reloaded {
+    fn apply(
+        &mut self,
+        snapshot: crate::gateway::Snapshot,
+        loaded: &LoadedConfig,
+        key: Option<String>,
+    ) -> Reloaded {
         let probes = self.shutdown.child_token();
         snapshot.start(&self.state.metrics, &probes);
         self.state.snapshot.store(Arc::new(snapshot));
         // the old snapshot's probes stop; requests still on it finish with it
         std::mem::replace(&mut self.probes, probes).cancel();
         self.generation += 1;
-        self.digest.clone_from(&loaded.digest);
+        self.digest = key.unwrap_or_default();
         self.refused_digest = None;
         for warning in &loaded.warnings {
             tracing::warn!(warning = %warning, "configuration warning");
@@ -203,8 +233,13 @@ impl Reloader {
 
     /// Refuses a change; its bytes' `digest`, when they could be read, is remembered so that
     /// the same bytes are refused once, not at every poll.
-    fn reject(&mut self, issues: Vec<ConfigIssue>, digest: Option<String>) -> Reloaded {
-        self.refused_digest = digest;
+    fn reject(
+        &mut self,
+        issues: Vec<ConfigIssue>,
+        reason: &'static str,
+        key: Option<String>,
+    ) -> Reloaded {
+        self.refused_digest = key;
         for issue in &issues {
             tracing::error!(problem = %issue, "configuration change refused; the previous configuration serves on");
         }
@@ -218,7 +253,7 @@ impl Reloader {
                 "failure",
                 self.path.display().to_string(),
             )
-            .detail("reason", "invalid")
+            .detail("reason", reason)
             .detail("problems", issues.len())
             .detail("first_problem", first)
             .detail("generation_serving", self.generation),
@@ -238,7 +273,14 @@ impl Reloader {
             .detail("generation", self.generation)
             .detail("sha256", loaded.digest.clone())
             .detail("gateways", loaded.gateways.len())
-            .detail("apis", loaded.apis.len()),
+            .detail("apis", loaded.apis.len())
+            .detail(
+                "signing_key_sha256",
+                self.signing
+                    .as_ref()
+                    .map(|s| serde_json::Value::from(s.key.fingerprint()))
+                    .unwrap_or(serde_json::Value::Null),
+            ),
         );
     }
 }
@@ -251,7 +293,8 @@ pub fn spawn_watch(
     let (wake, mut woken) = mpsc::channel::<()>(1);
     // set by SIGHUP: the next reload is forced (a full channel must not lose it)
     let forced = Arc::new(AtomicBool::new(false));
-    let watcher = watch(&reloader.path, wake.clone());
+    let signature = reloader.signing.as_ref().map(|s| s.signature.clone());
+    let watcher = watch(&reloader.path, signature.as_deref(), wake.clone());
     spawn_sighup(wake, Arc::clone(&forced), shutdown.clone());
     tokio::spawn(async move {
         // dropped with the task: the watcher stops with it
@@ -274,7 +317,11 @@ pub fn spawn_watch(
 /// swap is seen); `None` when the platform has none, and the poll does the work. For a file,
 /// only events about it or about `..`-entries (a ConfigMap's swap) wake the reloader: other
 /// files in its folder, such as logs, do not.
-fn watch(path: &Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+fn watch(
+    path: &Path,
+    signature: Option<&Path>,
+    wake: mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
     let (target, name) = if path.is_dir() {
         (path.to_path_buf(), None)
@@ -285,11 +332,15 @@ fn watch(path: &Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatch
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         (folder, path.file_name().map(ToOwned::to_owned))
     };
+    let signature = signature.and_then(Path::file_name).map(ToOwned::to_owned);
     let concerns = move |event: &notify::Event| match &name {
         None => true,
         Some(name) => event.paths.iter().any(|p| {
-            p.file_name()
-                .is_some_and(|f| f == name.as_os_str() || f.to_string_lossy().starts_with(".."))
+            p.file_name().is_some_and(|f| {
+                f == name.as_os_str()
+                    || signature.as_deref() == Some(f)
+                    || f.to_string_lossy().starts_with("..")
+            })
         }),
     };
     let handler = move |event: notify::Result<notify::Event>| {

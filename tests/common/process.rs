@@ -155,3 +155,15 @@ pub fn gateway_yaml(backend: &str, extra_spec: &str) -> String {
         "apiVersion: hub.traefik.io/v1alpha1\nkind: AIGateway\nmetadata:\n  name: gw\n  namespace: test\nspec:\n  backends:\n    - name: a\n      url: {backend}\n      models: [mock-model]\n      timeout: 60s\n{extra_spec}"
     )
 }
+
+/// Runs the `airgate` command to its end: its exit code, and what it printed (stdout then
+/// stderr).
+pub fn run_airgate(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_airgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
