@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{FailurePolicy, IpNet, RateLimiter};
-use crate::app::reload::{ReloadParts, Reloader};
+use crate::app::reload::{ReloadParts, Reloader, RollbackPolicy};
 use crate::app::signature::{self, BundleKey};
 use crate::app::{self, check_secrets, Models, Process, Signing};
 use crate::cache::Embedder;
@@ -98,6 +98,17 @@ pub struct ServeArgs {
     /// every reload. A folder cannot be signed.
     #[arg(long)]
     pub config_public_key: Option<PathBuf>,
+    /// After a reload, how long the new configuration's answers are watched for a rollback.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub rollback_window: std::time::Duration,
+    /// Answers a reloaded configuration must have given before its error share counts.
+    #[arg(long, default_value_t = 20)]
+    pub rollback_min_requests: u64,
+    /// Roll a reloaded configuration back when its share of 5xx answers (the gateway's own
+    /// 502/503/504 included) is above this and above the previous configuration's; 0 turns
+    /// rollback off.
+    #[arg(long, default_value_t = 0.05)]
+    pub rollback_error_ratio: f64,
     /// The base64 signature over the `--config` file's bytes (`cosign sign-blob`'s output).
     /// Default: `<config>.sig`.
     #[arg(long, requires = "config_public_key")]
@@ -502,6 +513,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         probes: built.probes,
         loaded,
         signing,
+        rollback: RollbackPolicy {
+            window: args.rollback_window,
+            min_requests: args.rollback_min_requests,
+            error_ratio: args.rollback_error_ratio.max(0.0),
+        },
     });
     app::reload::spawn_watch(reloader, shutdown.clone());
     if let Some(embedder) = to_warm {

@@ -9,7 +9,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use airgate_test_support::mock::{MockConfig, MockServer};
+use airgate_test_support::mock::{Fault, MockConfig, MockServer};
 use common::process::GatewayProcess;
 use serde_json::{json, Value};
 
@@ -302,4 +302,72 @@ fn a_reload_keeps_backend_health_and_the_cache_only_while_they_are_unchanged() {
         &after.cache,
         &fresh.cache.as_ref().unwrap().cache
     ));
+}
+
+/// A reload whose backend answers 500 is rolled back to the configuration before it, within
+/// the rollback window, and its bytes are not applied again by the next poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_whose_answers_fail_is_rolled_back() {
+    let good = mock(Duration::ZERO).await;
+    let bad = MockServer::start(MockConfig {
+        fault: Fault::status(500),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let flags = ["--rollback-window", "30s", "--rollback-min-requests", "5"];
+    let gw = GatewayProcess::start(&gateway("mock-model", &good.url(), ""), &flags).await;
+    let client = reqwest::Client::new();
+    let send = || async {
+        client
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&json!({"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    for _ in 0..3 {
+        assert_eq!(send().await, 200);
+    }
+    let file = gw.dir.path().join("gateway.yaml");
+    std::fs::write(&file, gateway("mock-model", &bad.url(), "")).unwrap();
+    wait_for_audit(&gw, "config_applied", 2).await;
+    let started = Instant::now();
+    let mut failed = 0;
+    while gw
+        .lines("audit.jsonl")
+        .iter()
+        .all(|e| e["event"] != "config_rolled_back")
+    {
+        assert!(started.elapsed() < DEADLINE, "no rollback: {}", gw.output());
+        if send().await >= 500 {
+            failed += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(failed >= 5, "{failed} failed answers before the rollback");
+    let rolled = &wait_for_audit(&gw, "config_rolled_back", 1).await[0];
+    assert_eq!(rolled["details"]["failed_generation"], 2, "{rolled}");
+    assert_eq!(rolled["details"]["restored_generation"], 1, "{rolled}");
+    assert_eq!(rolled["details"]["previous_error_ratio"], 0.0, "{rolled}");
+    assert!(
+        rolled["details"]["error_ratio"].as_f64().unwrap() > 0.05,
+        "{rolled}"
+    );
+    assert_eq!(send().await, 200, "the previous configuration serves again");
+    let text = gw.metrics().await;
+    assert_eq!(
+        metric(
+            &text,
+            "airgate_config_reloads_total{result=\"rolled_back\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(metric(&text, "airgate_config_generation "), Some(1.0));
+    // the poll does not apply the failed bytes again
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(send().await, 200);
+    assert_eq!(wait_for_audit(&gw, "config_applied", 2).await.len(), 2);
 }

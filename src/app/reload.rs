@@ -17,16 +17,18 @@
 //!   the platform has no watcher, and SIGHUP forces a reload. The same bytes are no change: the
 //!   loader's digest decides.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{compile, CompileContext, Models, Signing};
 use crate::config::{ConfigIssue, LoadedConfig};
+use crate::gateway::Snapshot;
 use crate::routing::BackendTrust;
 use crate::server::AppState;
 use crate::telemetry::audit::AuditEvent;
@@ -36,6 +38,47 @@ use crate::telemetry::audit::AuditEvent;
 const SETTLE: Duration = Duration::from_millis(200);
 /// The fallback poll, and the longest a change waits when no event reports it.
 const POLL: Duration = Duration::from_secs(1);
+
+/// `--rollback-*`: a reloaded configuration whose answers fail is replaced by the one before.
+#[derive(Debug, Clone, Copy)]
+pub struct RollbackPolicy {
+    /// How long a new configuration is watched after it went into service.
+    pub window: Duration,
+    /// Answers needed before its error share counts.
+    pub min_requests: u64,
+    /// The 5xx share above which it is rolled back; 0 turns rollback off.
+    pub error_ratio: f64,
+}
+
+impl Default for RollbackPolicy {
+    /// The seed's alert: more than 5 % 5xx (its Prometheus rule), over a minute.
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(60),
+            min_requests: 20,
+            error_ratio: 0.05,
+        }
+    }
+}
+
+/// A reloaded configuration still being watched, and what to go back to.
+struct Probation {
+    since: Instant,
+    previous: Arc<Snapshot>,
+    previous_generation: u64,
+    previous_key: String,
+    /// The previous configuration's 5xx share over its last window.
+    previous_ratio: f64,
+}
+
+/// errors / answered, 0 without answers.
+fn share(answered: u64, errors: u64) -> f64 {
+    if answered == 0 {
+        0.0
+    } else {
+        errors as f64 / answered as f64
+    }
+}
 
 /// What a reload came to.
 #[derive(Debug)]
@@ -66,6 +109,11 @@ pub struct Reloader {
     digest: String,
     /// [`change_key`] of the bytes last refused: refused once, not again at every poll.
     refused_digest: Option<String>,
+    rollback: RollbackPolicy,
+    probation: Option<Probation>,
+    /// The serving snapshot's (answered, 5xx) counts, sampled each second over the last
+    /// window: its error share when a reload replaces it.
+    history: VecDeque<(Instant, (u64, u64))>,
 }
 
 /// What a change is recognised by: the configuration's digest (the loader's, without parsing)
@@ -96,6 +144,7 @@ pub struct ReloadParts {
     pub probes: CancellationToken,
     pub loaded: LoadedConfig,
     pub signing: Option<Signing>,
+    pub rollback: RollbackPolicy,
 }
 
 impl Reloader {
@@ -114,6 +163,9 @@ impl Reloader {
             digest,
             refused_digest: None,
             signing: parts.signing,
+            rollback: parts.rollback,
+            probation: None,
+            history: VecDeque::new(),
         };
         reloader.state.metrics.config_generation(1);
         reloader.state.metrics.config_loaded_at_start();
@@ -163,6 +215,86 @@ impl Reloader {
         }
     }
 
+    /// Once a second: samples the serving snapshot's answers, and rolls a configuration on
+    /// probation back when its 5xx share is over the threshold and over the previous one's.
+    pub fn watch_answers(&mut self) {
+        let now = Instant::now();
+        let counts = self.state.snapshot.load().answers.read();
+        self.history.push_back((now, counts));
+        while self
+            .history
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > self.rollback.window)
+        {
+            self.history.pop_front();
+        }
+        let Some(probation) = &self.probation else {
+            return;
+        };
+        let (answered, errors) = counts;
+        let ratio = share(answered, errors);
+        if answered >= self.rollback.min_requests
+            && ratio > self.rollback.error_ratio
+            && ratio > probation.previous_ratio
+        {
+            self.roll_back(counts);
+        } else if probation.since.elapsed() >= self.rollback.window {
+            self.probation = None;
+        }
+    }
+
+    /// The 5xx share of `snapshot` over the sampled window (its last answers).
+    fn recent_share(&self, snapshot: &Snapshot) -> f64 {
+        let (answered, errors) = snapshot.answers.read();
+        let (before_answered, before_errors) =
+            self.history.front().map_or((0, 0), |(_, counts)| *counts);
+        share(
+            answered.saturating_sub(before_answered),
+            errors.saturating_sub(before_errors),
+        )
+    }
+
+    fn roll_back(&mut self, (answered, errors): (u64, u64)) {
+        let Some(probation) = self.probation.take() else {
+            return;
+        };
+        let probes = self.shutdown.child_token();
+        probation.previous.start(&self.state.metrics, &probes);
+        self.state.snapshot.store(Arc::clone(&probation.previous));
+        std::mem::replace(&mut self.probes, probes).cancel();
+        let failed = std::mem::replace(&mut self.generation, probation.previous_generation);
+        // the failed bytes are not applied again by the next poll; a new change is
+        self.refused_digest = Some(std::mem::replace(&mut self.digest, probation.previous_key));
+        self.history.clear();
+        let ratio = share(answered, errors);
+        tracing::error!(
+            failed_generation = failed,
+            restored_generation = self.generation,
+            error_ratio = ratio,
+            previous_error_ratio = probation.previous_ratio,
+            answered,
+            "the reloaded configuration's answers failed; rolled back to the previous one"
+        );
+        self.state.metrics.config_reload("rolled_back");
+        self.state.metrics.config_generation(self.generation);
+        self.state.audit.record(
+            AuditEvent::new(
+                "config_rolled_back",
+                "",
+                "",
+                "success",
+                self.path.display().to_string(),
+            )
+            .detail("failed_generation", failed)
+            .detail("restored_generation", self.generation)
+            .detail("error_ratio", ratio)
+            .detail("previous_error_ratio", probation.previous_ratio)
+            .detail("threshold", self.rollback.error_ratio)
+            .detail("answered", answered)
+            .detail("server_errors", errors),
+        );
+    }
+
     /// The bytes are those in service, or those last refused.
     fn seen(&self, digest: &str) -> bool {
         digest == self.digest || self.refused_digest.as_deref() == Some(digest)
@@ -208,7 +340,17 @@ impl Reloader {
     ) -> Reloaded {
         let probes = self.shutdown.child_token();
         snapshot.start(&self.state.metrics, &probes);
-        self.state.snapshot.store(Arc::new(snapshot));
+        let previous = self.state.snapshot.swap(Arc::new(snapshot));
+        if self.rollback.error_ratio > 0.0 {
+            self.probation = Some(Probation {
+                since: Instant::now(),
+                previous_ratio: self.recent_share(&previous),
+                previous,
+                previous_generation: self.generation,
+                previous_key: self.digest.clone(),
+            });
+        }
+        self.history.clear();
         // the old snapshot's probes stop; requests still on it finish with it
         std::mem::replace(&mut self.probes, probes).cancel();
         self.generation += 1;
@@ -308,6 +450,7 @@ pub fn spawn_watch(
                 Some(()) = woken.recv() => tokio::time::sleep(SETTLE).await,
             }
             while woken.try_recv().is_ok() {}
+            reloader.watch_answers();
             reloader.reload(forced.swap(false, Ordering::AcqRel)).await;
         }
     })

@@ -85,6 +85,34 @@ impl Gateway {
     }
 }
 
+/// What this snapshot's answers were: counted by the records layer for every request that
+/// started on it, for the rollback check of a reload (`app::reload`).
+#[derive(Debug, Default)]
+pub struct AnswerCounts {
+    answered: std::sync::atomic::AtomicU64,
+    /// 5xx answers, the gateway's own 502/503/504 included (client errors are not counted).
+    server_errors: std::sync::atomic::AtomicU64,
+}
+
+impl AnswerCounts {
+    pub fn record(&self, status: u16) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.answered.fetch_add(1, Relaxed);
+        if status >= 500 {
+            self.server_errors.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// (answered, 5xx) so far.
+    pub fn read(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.answered.load(Relaxed),
+            self.server_errors.load(Relaxed),
+        )
+    }
+}
+
 /// Everything a request needs from configuration, swapped atomically as a whole.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -95,6 +123,8 @@ pub struct Snapshot {
     pub apis: Vec<Arc<ApiRoute>>,
     /// The client towards `API` services.
     pub api_client: reqwest::Client,
+    /// The answers given on this snapshot.
+    pub answers: Arc<AnswerCounts>,
 }
 
 impl Snapshot {
@@ -118,6 +148,7 @@ impl Snapshot {
             default,
             apis,
             api_client,
+            answers: Arc::default(),
         }
     }
 

@@ -44,6 +44,8 @@ pub async fn request_context(
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let client_ip = client_ip_of(&state, &request);
+    // counted on the snapshot the request started on, whatever a reload does meanwhile
+    let answers = std::sync::Arc::clone(&state.snapshot.load().answers);
     let (method, path) = (request.method().clone(), request.uri().path().to_string());
     // the access log's header rules read the request's headers after the route took them
     let headers = state
@@ -73,6 +75,7 @@ pub async fn request_context(
         access_log: &state.access_log,
     };
     let status = response.status().as_u16();
+    answers.record(status);
     outcome::finish(
         sinks,
         facts,
