@@ -564,6 +564,40 @@ def features(work, core):
     ]
     if extra and lines:
         lines += ["Feature-section parameters: " + ", ".join(extra) + ".", ""]
+    # ---- 4. live configuration ----
+    rel = {v: rounds(work, "max", f"reload-{v}") for v in ("steady", "reloading")}
+    m = load_meta(work, "reload")
+    if any(rel.values()):
+        steady, reloading = rel["steady"], rel["reloading"]
+        rs, rr = agg(steady), agg(reloading)
+        lines += [
+            "## 4. Live configuration (issue 12)",
+            "",
+            "*reloading*: the core path with its configuration file replaced every second (new bytes "
+            "renamed over it, so each is a full reload: read, validate, compile, swap); *steady*: the "
+            f"same configuration, never changed. {rounds_n} rounds of {round_s} s each, the order "
+            "rotated every round; *reloading / steady* is the median of the per-round ratios.",
+            "",
+            "| metric | steady | reloading | reloading / steady |",
+            "| --- | ---: | ---: | ---: |",
+            f"| max throughput, {conns} connections (req/s) | {fmt(rs and rs['rps'], 0)} | "
+            f"{fmt(rr and rr['rps'], 0)} | {show_paired(paired(steady, reloading, 'rps', 1.0, ratio=True), 3)} |",
+            f"| answers by status | {status_text(rs and rs['codes'])} | "
+            f"{status_text(rr and rr['codes'])} | |",
+            "",
+            f"- Reloads applied during the rounds: {m.get('reloads', 'n/a')}; refused: {m.get('refused', 'n/a')}.",
+        ]
+        c = Checks()
+        ratio, _ = paired(steady, reloading, "rps", 1.0, ratio=True)
+        c.add("req/s while reloading every second ≥ 95 % of steady", ratio, ratio is not None and ratio >= 0.95,
+              f"{fmt(ratio * 100 if ratio is not None else None, 1)} %")
+        total = (rr or {}).get("total") or 0
+        ok = sum(n for k, n in ((rr or {}).get("codes") or {}).items() if str(k).startswith("2"))
+        failed = total - ok if total else None
+        c.add("failed requests while reloading", failed, failed == 0, f"{failed}")
+        lines += c.table() + [""]
+        missed = missed or c.missed
+
     return lines, missed
 
 

@@ -22,7 +22,7 @@ STREAM_TOKENS=${LT_STREAM_TOKENS:-100}      # slow mock: tokens per stream
 BUILD=${LT_BUILD:-1}                        # 0: use the binaries already in target/release
 ENFORCE=${LT_ENFORCE:-0}                    # 1: exit 1 when a target is missed
 RESULTS=${LT_RESULTS:-$HERE/results.md}
-SECTIONS=${LT_SECTIONS:-access,telemetry,cache} # feature sections to run (comma-separated; "" for none)
+SECTIONS=${LT_SECTIONS:-access,telemetry,cache,reload} # feature sections to run (comma-separated; "" for none)
 CACHE_CONNECTIONS=${LT_CACHE_CONNECTIONS:-8}    # semantic cache: concurrent connections
 CACHE_SEQUENTIAL=${LT_CACHE_SEQUENTIAL:-200}    # semantic cache: sequential requests per prompt set
 ROUNDS=${LT_ROUNDS:-3}                          # access/telemetry: rounds per variant, order rotated
@@ -42,6 +42,8 @@ TEL_OFF=127.0.0.1:18085 TEL_OFF_ADMIN=127.0.0.1:19093
 TEL_FULL=127.0.0.1:18086 TEL_FULL_ADMIN=127.0.0.1:19094
 CACHE_GW=127.0.0.1:18087 CACHE_ADMIN=127.0.0.1:19095
 CACHE_CORE=127.0.0.1:18089 CACHE_CORE_ADMIN=127.0.0.1:19097
+RELOAD_GW=127.0.0.1:18092 RELOAD_ADMIN=127.0.0.1:19100
+RELOAD_STEADY=127.0.0.1:18093 RELOAD_STEADY_ADMIN=127.0.0.1:19101
 BODY='{"model":"bench-model","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
 
 log() { printf '[load-tests %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -81,7 +83,8 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 section() { [[ ,$SECTIONS, == *,$1,* ]]; }
 
 for addr in $MOCK $SLOW_MOCK $NGINX $NGINX_SLOW $GATEWAY $ADMIN $ACCESS_CORE $ACCESS_CORE_ADMIN $ACCESS_MEM $ACCESS_MEM_ADMIN $ACCESS_REDIS \
-    $ACCESS_REDIS_ADMIN $TEL_OFF $TEL_OFF_ADMIN $TEL_FULL $TEL_FULL_ADMIN $CACHE_GW $CACHE_ADMIN $CACHE_CORE $CACHE_CORE_ADMIN; do
+    $ACCESS_REDIS_ADMIN $TEL_OFF $TEL_OFF_ADMIN $TEL_FULL $TEL_FULL_ADMIN $CACHE_GW $CACHE_ADMIN $CACHE_CORE $CACHE_CORE_ADMIN \
+    $RELOAD_GW $RELOAD_ADMIN $RELOAD_STEADY $RELOAD_STEADY_ADMIN; do
     if port_busy "$addr"; then
         log "port $addr is already in use; stop whatever listens there first"
         exit 1
@@ -564,6 +567,45 @@ if section cache; then
     else
         meta cache note "the semantic-cache gateway did not start"
     fi
+fi
+
+# ---- 4. live configuration: req/s while the configuration is reloaded every second ----
+if section reload; then
+    REQ_BODY=$BODY
+    RELOAD=() RELOAD_PID="" STEADY_PID="" WRITER_PID=""
+    mkdir -p "$WORK/reload"
+    cp "$HERE/airgate-bench.yaml" "$WORK/reload/gateway.yaml"
+    if start_gateway reload-steady $RELOAD_STEADY $RELOAD_STEADY_ADMIN "$HERE/airgate-bench.yaml"; then
+        RELOAD+=(steady) STEADY_PID=$SCEN_PID
+    fi
+    if start_gateway reloading $RELOAD_GW $RELOAD_ADMIN "$WORK/reload/gateway.yaml"; then
+        RELOAD+=(reloading) RELOAD_PID=$SCEN_PID
+    fi
+    ADDR_steady=$RELOAD_STEADY ADDR_reloading=$RELOAD_GW
+    ARGS_steady=() ARGS_reloading=()
+    if ((${#RELOAD[@]} == 2)); then
+        # new bytes every second, written aside and renamed over the file as editors and
+        # GitOps syncs do: each one is a full reload (read, compile, swap)
+        (
+            i=0
+            while :; do
+                i=$((i + 1))
+                { cat "$HERE/airgate-bench.yaml"; echo "# reload $i"; } >"$WORK/reload/.gateway.yaml.tmp"
+                mv "$WORK/reload/.gateway.yaml.tmp" "$WORK/reload/gateway.yaml"
+                sleep 1
+            done
+        ) &
+        WRITER_PID=$!
+        PIDS+=("$WRITER_PID")
+        for v in "${RELOAD[@]}"; do eval "oha_warmup \"\$ADDR_$v\"" || true; done
+        reloads_before=$(metric $RELOAD_ADMIN '^airgate_config_reloads_total[{]result="success"')
+        run_rounds max reload "${RELOAD[@]}"
+        meta reload reloads "$(($(metric $RELOAD_ADMIN '^airgate_config_reloads_total[{]result="success"') - reloads_before))"
+        meta reload refused "$(metric $RELOAD_ADMIN '^airgate_config_reloads_total[{]result="failure"')"
+        stop_pid "$WRITER_PID"
+    fi
+    if [[ -n $RELOAD_PID ]]; then stop_pid "$RELOAD_PID"; fi
+    if [[ -n $STEADY_PID ]]; then stop_pid "$STEADY_PID"; fi
 fi
 
 # ---- report ----

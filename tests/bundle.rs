@@ -229,4 +229,8 @@ async fn a_tampered_reload_is_refused_and_a_signed_one_applied() {
         64,
         "{last}"
     );
+    // what `sha256sum bundle.yaml` prints: an auditor can match the record to the bundle
+    use sha2::Digest as _;
+    let sum = hex::encode(sha2::Sha256::digest(std::fs::read(&bundle).unwrap()));
+    assert_eq!(last["details"]["sha256"], sum, "{last}");
 }

@@ -62,14 +62,36 @@ fn config_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigIssue> {
     Ok(files)
 }
 
-/// Adds one file, its name and bytes, to a configuration digest.
-fn digest_file(digest: &mut Sha256, file: &Path, bytes: &[u8]) {
-    let name = file
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    for part in [name.as_bytes(), bytes] {
-        digest.update((part.len() as u64).to_be_bytes());
-        digest.update(part);
+/// The digest of a configuration's bytes ([`LoadedConfig::digest`]). For one file it is the
+/// SHA-256 of its bytes, what `sha256sum` prints, so that an auditor can check a bundle against
+/// its `config_applied` record by hand; for a folder, a SHA-256 over each file's name and
+/// bytes, length-framed, in the order read.
+#[derive(Default)]
+struct ConfigDigest {
+    framed: Sha256,
+    plain: Sha256,
+    files: usize,
+}
+
+impl ConfigDigest {
+    fn add(&mut self, file: &Path, bytes: &[u8]) {
+        let name = file
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        for part in [name.as_bytes(), bytes] {
+            self.framed.update((part.len() as u64).to_be_bytes());
+            self.framed.update(part);
+        }
+        self.plain.update(bytes);
+        self.files += 1;
+    }
+
+    fn finish(self) -> String {
+        hex::encode(if self.files == 1 {
+            self.plain.finalize()
+        } else {
+            self.framed.finalize()
+        })
     }
 }
 
@@ -81,19 +103,19 @@ pub fn digest_path(path: &Path) -> Option<String> {
     } else {
         vec![path.to_path_buf()]
     };
-    let mut digest = Sha256::new();
+    let mut digest = ConfigDigest::default();
     for file in files {
-        digest_file(&mut digest, &file, &fs::read(&file).ok()?);
+        digest.add(&file, &fs::read(&file).ok()?);
     }
-    Some(hex::encode(digest.finalize()))
+    Some(digest.finish())
 }
 
 #[derive(Default)]
 struct Accumulator {
     config: LoadedConfig,
     errors: Vec<ConfigIssue>,
-    /// Over each file's name and bytes, in the order read.
-    digest: Sha256,
+    /// Over the files read, in order.
+    digest: ConfigDigest,
 }
 
 /// How a document is handled, decided from `apiVersion` and `kind`.
@@ -137,13 +159,7 @@ impl Accumulator {
     }
 
     fn parse_file(&mut self, file: &Path, text: &str) {
-        let name = file
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        for part in [name.as_bytes(), text.as_bytes()] {
-            self.digest.update((part.len() as u64).to_be_bytes());
-            self.digest.update(part);
-        }
+        self.digest.add(file, text.as_bytes());
         let chunks = split_documents(text);
         tracing::debug!(file = %file.display(), documents = chunks.len(), "parsing configuration file");
         for (index, chunk) in chunks.iter().enumerate() {
@@ -285,7 +301,7 @@ impl Accumulator {
         self.check_duplicates();
         self.check_default_gateways();
         if self.errors.is_empty() {
-            self.config.digest = hex::encode(self.digest.finalize());
+            self.config.digest = std::mem::take(&mut self.digest).finish();
             Ok(self.config)
         } else {
             Err(self.errors)

@@ -38,8 +38,9 @@ pub struct LoadedConfig {
     pub apis: Vec<Located<Api>>,
     /// Non-fatal issues, e.g. documents of kinds AirGate does not handle.
     pub warnings: Vec<ConfigIssue>,
-    /// SHA-256 (hex) over every file read, in order, each with its name: changes exactly when
-    /// the configuration's bytes do (a reload of the same bytes is no change).
+    /// SHA-256 (hex) of the configuration's bytes: of the file, or over every file of a folder
+    /// with its name. Changes exactly when the bytes do (a reload of the same bytes is no
+    /// change).
     pub digest: String,
 }
 
