@@ -366,17 +366,19 @@ fn audit_config(args: &ServeArgs) -> anyhow::Result<AuditConfig> {
 pub fn validate(paths: &[PathBuf], secrets_dir: Option<&Path>) -> i32 {
     let mut failed = false;
     for path in paths {
-        let checked = app::load(path).and_then(|loaded| match secrets_dir {
-            None => Ok(loaded),
-            Some(dir) => {
-                let issues = check_secrets(&loaded, dir, &BackendTrust::default());
-                if issues.is_empty() {
-                    Ok(loaded)
-                } else {
-                    Err(issues)
+        let checked = app::load(path)
+            .and_then(app::patterns_compile)
+            .and_then(|loaded| match secrets_dir {
+                None => Ok(loaded),
+                Some(dir) => {
+                    let issues = check_secrets(&loaded, dir, &BackendTrust::default());
+                    if issues.is_empty() {
+                        Ok(loaded)
+                    } else {
+                        Err(issues)
+                    }
                 }
-            }
-        });
+            });
         match checked {
             Ok(loaded) => {
                 for warning in &loaded.warnings {

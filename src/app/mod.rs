@@ -117,10 +117,11 @@ pub fn build(config: &LoadedConfig, process: Process) -> Result<Built, Vec<Confi
     Ok(Built { state, probes })
 }
 
-/// Loads a path, compiles what only compiles at run time (guard patterns) so that `validate`
-/// reports it too, and adds the not-enforced warnings.
+/// Loads a path and adds the not-enforced warnings. The guard patterns compile with the rest
+/// ([`compile`], which reports them with their fields); `validate`, which compiles nothing
+/// else, checks them with [`patterns_compile`].
 pub fn load(path: &Path) -> Result<LoadedConfig, Vec<ConfigIssue>> {
-    checked(config::load_path(path)?)
+    config::load_path(path).map(with_unenforced_warnings)
 }
 
 /// The key a signed configuration must verify against, and where its signature is.
@@ -173,22 +174,23 @@ pub fn load_checked(path: &Path, signing: Option<&Signing>) -> Result<LoadedConf
         )])
     })?;
     config::parse_str(path, &text)
-        .and_then(checked)
+        .map(with_unenforced_warnings)
         .map_err(Refused::Invalid)
 }
 
-/// The guard patterns compiled (so that `validate` reports them too) and the not-enforced
-/// warnings added.
-fn checked(loaded: LoadedConfig) -> Result<LoadedConfig, Vec<ConfigIssue>> {
+/// `loaded`, when every guard pattern compiles; for `validate`, which compiles nothing else
+/// (`serve` and a reload get the same issues from [`compile`]).
+pub fn patterns_compile(loaded: LoadedConfig) -> Result<LoadedConfig, Vec<ConfigIssue>> {
     let pattern_errors = compile::pattern_issues(&loaded);
-    if !pattern_errors.is_empty() {
-        return Err(pattern_errors);
+    if pattern_errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(pattern_errors)
     }
-    Ok(with_unenforced_warnings(loaded))
 }
 
 /// Adds a warning for each configured feature this version does not enforce.
-pub fn with_unenforced_warnings(mut loaded: LoadedConfig) -> LoadedConfig {
+fn with_unenforced_warnings(mut loaded: LoadedConfig) -> LoadedConfig {
     let unenforced = config::unenforced_warnings(&loaded, &enforcement());
     loaded.warnings.extend(unenforced);
     loaded

@@ -173,10 +173,6 @@ impl Reloader {
         reloader
     }
 
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
     /// Reads, validates and compiles the path again; swaps the result in if all of it compiles.
     /// Unless `forced` (SIGHUP: secrets may have changed beside it), the same bytes are no
     /// change.
