@@ -9,10 +9,11 @@ root=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "system packages (redis-server for the shared rate-limit tests, openssl for test keys)"
+step "system packages (redis-server for the shared rate-limit tests, openssl for test keys, kubectl for the manifests' dry run)"
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v openssl >/dev/null || need+=(openssl)
+command -v kubectl >/dev/null || need+=(kubernetes-client)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}"; else sudo apt-get update -qq && sudo apt-get install -y -qq "${need[@]}"; fi
 fi
@@ -51,6 +52,11 @@ if [ -d ../shared/seed-examples ]; then
   # The seed manifests, as users have them, must load unchanged.
   ./target/debug/airgate validate ../shared/seed-examples/ai-gateway.yaml ../shared/seed-examples/payment-gateway.yaml
 fi
+
+step "Kubernetes manifests: kubectl apply --dry-run=client on every k8s/*.yaml, with no cluster"
+# Against a local discovery stand-in with Kubernetes' OpenAPI schema (scripts/k8s-dry-run.sh
+# says what that checks and what it cannot); fails on any error.
+bash scripts/k8s-dry-run.sh
 
 step "Python venv for the SDK tests"
 if [ ! -x .venv/bin/python ]; then

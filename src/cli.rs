@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -14,6 +15,7 @@ use crate::app::reload::{ReloadParts, Reloader, RollbackPolicy};
 use crate::app::signature::{self, BundleKey};
 use crate::app::{self, check_secrets, Models, Process, Signing};
 use crate::cache::Embedder;
+use crate::cluster::{self, leader::LeaseSettings, ClusterSettings, StartParts};
 use crate::config::{self, LoadedConfig};
 use crate::gateway::body::BodyBudget;
 use crate::routing::BackendTrust;
@@ -52,7 +54,12 @@ pub enum Command {
         secrets_dir: Option<PathBuf>,
     },
     /// Print the CustomResourceDefinitions of AIGateway and API.
-    Crds,
+    Crds {
+        /// The API group: airgate.io, or hub.traefik.io for the seed's manifests in a cluster
+        /// without Traefik Hub.
+        #[arg(long, default_value = "airgate.io", value_parser = ["airgate.io", "hub.traefik.io"])]
+        group: String,
+    },
     /// Audit-log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -91,12 +98,35 @@ pub enum AuditCommand {
 pub struct ServeArgs {
     /// A YAML file or a folder of YAML files (multi-document) with AIGateway and API resources.
     /// Watched: changes are applied without a restart (and on SIGHUP).
+    #[arg(
+        long,
+        required_unless_present = "kubernetes",
+        conflicts_with = "kubernetes"
+    )]
+    pub config: Option<PathBuf>,
+    /// Cluster mode: read AIGateway and API resources (groups airgate.io and hub.traefik.io)
+    /// and the Secrets they name from the Kubernetes API (the pod's service account, else
+    /// KUBECONFIG), apply every change, and write their status (docs/kubernetes.md).
     #[arg(long)]
-    pub config: PathBuf,
+    pub kubernetes: bool,
+    /// Cluster mode: watch only this namespace (repeatable); every namespace by default.
+    #[arg(long = "watch-namespace", requires = "kubernetes")]
+    pub watch_namespaces: Vec<String>,
+    /// Cluster mode: the namespace of the leader-election Lease; default POD_NAMESPACE, then
+    /// the kubeconfig context's namespace.
+    #[arg(long, requires = "kubernetes")]
+    pub leader_election_namespace: Option<String>,
+    /// Cluster mode: the name of the leader-election Lease.
+    #[arg(long, default_value = "airgate-leader")]
+    pub leader_election_lease: String,
+    /// Cluster mode: how long a leader's Lease holds without renewal before another replica
+    /// takes it over (renewed every third of it).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub leader_lease_duration: std::time::Duration,
     /// Refuse a `--config` file whose signature does not verify against this PEM public key
     /// (ECDSA P-256 as `cosign generate-key-pair` writes it, or Ed25519), at start and at
     /// every reload. A folder cannot be signed.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kubernetes")]
     pub config_public_key: Option<PathBuf>,
     /// After a reload, how long the new configuration's answers are watched for a rollback.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -139,7 +169,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub audit_syslog_server_name: Option<String>,
     /// Secrets named by `secretName`, as Kubernetes mounts them: one folder per secret, one file
-    /// per key.
+    /// per key. With --kubernetes, the folder the watched Secrets are written to (one folder per
+    /// namespace above them): it must be empty at first start and memory-backed.
     #[arg(long, default_value = "/var/run/secrets/airgate")]
     pub secrets_dir: PathBuf,
     /// Share rate limits and token budgets between replicas through this Redis
@@ -220,6 +251,9 @@ pub enum RedisPolicyArg {
     FailClosed,
 }
 
+/// At shutdown, how long the cluster tasks get to release the leader lease.
+const CLUSTER_STOP: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Most prompts embedded in one batch.
 const EMBED_BATCH: usize = 16;
 
@@ -234,8 +268,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             signature,
             bundle,
         }) => Ok(verify_bundle(&key, &signature, &bundle)),
-        Command::Crds => {
-            print!("{}", config::crds::render()?);
+        Command::Crds { group } => {
+            print!("{}", config::crds::render_group(&group)?);
             Ok(0)
         }
     }
@@ -268,10 +302,9 @@ fn signing(args: &ServeArgs) -> anyhow::Result<Option<Signing>> {
     };
     Ok(Some(Signing {
         key: BundleKey::load(key)?,
-        signature: args
-            .config_signature
-            .clone()
-            .unwrap_or_else(|| signature::default_signature_path(&args.config)),
+        signature: args.config_signature.clone().unwrap_or_else(|| {
+            signature::default_signature_path(args.config.as_deref().unwrap_or(Path::new("")))
+        }),
     }))
 }
 
@@ -308,6 +341,19 @@ fn tracing_settings(loaded: &LoadedConfig, args: &ServeArgs) -> Option<TracingSe
         }
     };
     Some(TracingSettings::new(endpoint, protocol, spec.sample_rate))
+}
+
+/// Cluster mode: traces go to `--otlp-endpoint` when it is given (resources are not known at
+/// start, so `spec.tracing` cannot choose the exporter), every request sampled.
+fn cluster_tracing_settings(args: &ServeArgs) -> Option<TracingSettings> {
+    let endpoint = args.otlp_endpoint.clone()?;
+    match OtlpProtocol::resolve(None, &endpoint) {
+        Ok(protocol) => Some(TracingSettings::new(endpoint, protocol, 1.0)),
+        Err(e) => {
+            eprintln!("airgate: tracing disabled: {e}");
+            None
+        }
+    }
 }
 
 /// The access log's header rules from the command line.
@@ -402,15 +448,64 @@ pub fn validate(paths: &[PathBuf], secrets_dir: Option<&Path>) -> i32 {
     i32::from(failed)
 }
 
+/// Where `serve` reads its configuration.
+enum Source {
+    /// `--config`: a file or folder, reloaded when it changes.
+    Path(PathBuf, Option<Signing>),
+    /// `--kubernetes`: the cluster's resources.
+    Cluster(kube::Client, ClusterSettings),
+}
+
+impl Source {
+    /// The name records and errors give it.
+    fn name(&self) -> PathBuf {
+        match self {
+            Source::Path(path, _) => path.clone(),
+            Source::Cluster(..) => PathBuf::from("kubernetes"),
+        }
+    }
+}
+
+/// The source the flags name; in cluster mode, connected, with its secrets folder claimed.
+async fn source(args: &ServeArgs) -> anyhow::Result<Source> {
+    let Some(path) = args.config.clone().filter(|_| !args.kubernetes) else {
+        let (client, context_namespace) = cluster::connect().await?;
+        cluster::claim_secrets_dir(&args.secrets_dir)?;
+        let settings = ClusterSettings {
+            namespaces: args.watch_namespaces.clone(),
+            lease: LeaseSettings {
+                namespace: cluster::lease_namespace(
+                    args.leader_election_namespace.as_deref(),
+                    &context_namespace,
+                ),
+                name: args.leader_election_lease.clone(),
+                identity: cluster::identity(),
+                duration: args.leader_lease_duration,
+            },
+        };
+        return Ok(Source::Cluster(client, settings));
+    };
+    Ok(Source::Path(path, signing(args)?))
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let path = args.config.as_path();
-    let signing = signing(&args)?;
-    let loaded =
-        app::load_checked(path, signing.as_ref()).map_err(|refused| refused.into_issues(path));
-    let tracing_settings = loaded
-        .as_ref()
-        .ok()
-        .and_then(|l| tracing_settings(l, &args));
+    let source = source(&args).await?;
+    let source_name = source.name();
+    let path = source_name.as_path();
+    let loaded = match &source {
+        Source::Path(path, signing) => {
+            app::load_checked(path, signing.as_ref()).map_err(|refused| refused.into_issues(path))
+        }
+        // nothing is known before the first list: the gateway starts empty, not ready
+        Source::Cluster(..) => Ok(LoadedConfig::default()),
+    };
+    let tracing_settings = match &source {
+        Source::Path(..) => loaded
+            .as_ref()
+            .ok()
+            .and_then(|l| tracing_settings(l, &args)),
+        Source::Cluster(..) => cluster_tracing_settings(&args),
+    };
     let tracing_guard =
         otel::init(tracing_settings).map_err(|e| anyhow::anyhow!("tracing: {e}"))?;
     let loaded = loaded.map_err(|errors| invalid_configuration(&errors, path))?;
@@ -436,13 +531,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::try_new()?);
-    let models = Models::load_for(
-        &loaded,
-        &args.model_dir,
-        &args.wordnet_dir,
-        args.embed_workers,
-        EMBED_BATCH,
-    )?;
+    let models = match &source {
+        Source::Path(..) => Models::load_for(
+            &loaded,
+            &args.model_dir,
+            &args.wordnet_dir,
+            args.embed_workers,
+            EMBED_BATCH,
+        )?,
+        Source::Cluster(..) => Models::load_if_present(
+            &args.model_dir,
+            &args.wordnet_dir,
+            args.embed_workers,
+            EMBED_BATCH,
+        )?,
+    };
+    let cluster_synced = matches!(source, Source::Cluster(..)).then(Arc::<AtomicBool>::default);
     let backend_trust = BackendTrust::load(&args.backend_ca).context("--backend-ca")?;
     let tls = server_tls(&args, &shutdown)?;
     let limiter = match &args.redis_url {
@@ -486,6 +590,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_shutdown: public_shutdown.clone(),
         listener_stats: Arc::clone(&public_limits.stats),
         body_budget: BodyBudget::new(body_budget),
+        cluster_synced: cluster_synced.clone(),
     };
     let built =
         app::build(&loaded, process).map_err(|errors| invalid_configuration(&errors, path))?;
@@ -505,23 +610,41 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .detail("apis", loaded.apis.len())
         .detail("warnings", loaded.warnings.len()),
     );
-    let reloader = Reloader::new(ReloadParts {
-        path: path.to_path_buf(),
-        secrets_dir: args.secrets_dir.clone(),
-        backend_trust: reload_trust,
-        models: reload_models,
-        state: Arc::clone(&state),
-        shutdown: shutdown.clone(),
-        probes: built.probes,
-        loaded,
-        signing,
-        rollback: RollbackPolicy {
-            window: args.rollback_window,
-            min_requests: args.rollback_min_requests,
-            error_ratio: args.rollback_error_ratio.max(0.0),
-        },
-    });
-    app::reload::spawn_watch(reloader, shutdown.clone());
+    let cluster_task = match source {
+        Source::Path(path, signing) => {
+            let reloader = Reloader::new(ReloadParts {
+                path,
+                secrets_dir: args.secrets_dir.clone(),
+                backend_trust: reload_trust,
+                models: reload_models,
+                state: Arc::clone(&state),
+                shutdown: shutdown.clone(),
+                probes: built.probes,
+                loaded,
+                signing,
+                rollback: RollbackPolicy {
+                    window: args.rollback_window,
+                    min_requests: args.rollback_min_requests,
+                    error_ratio: args.rollback_error_ratio.max(0.0),
+                },
+            });
+            app::reload::spawn_watch(reloader, shutdown.clone());
+            None
+        }
+        Source::Cluster(client, settings) => Some(cluster::start(
+            client,
+            settings,
+            StartParts {
+                state: Arc::clone(&state),
+                secrets_dir: args.secrets_dir.clone(),
+                backend_trust: reload_trust,
+                models: reload_models,
+                probes: built.probes,
+                synced: cluster_synced.unwrap_or_default(),
+            },
+            shutdown.clone(),
+        )),
+    };
     if let Some(embedder) = to_warm {
         spawn_warm_up(&state, embedder);
     }
@@ -556,6 +679,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     stop(&state, public_task, args.shutdown_grace).await;
     shutdown.cancel();
+    if let Some(task) = cluster_task {
+        // the leader releases its lease, so that a follower takes over at once
+        let _ = tokio::time::timeout(CLUSTER_STOP, task).await;
+    }
     admin_shutdown.drain();
     let _ = admin_task.await;
     let _ = tracing_guard.shutdown_async().await;

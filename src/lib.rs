@@ -30,6 +30,7 @@ pub mod apis;
 pub mod app;
 pub mod cache;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod gateway;

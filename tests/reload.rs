@@ -262,6 +262,7 @@ fn compile_against(
         embedder: Some(&embedder),
         wordnet: Some(&wordnet),
         previous,
+        secrets_by_namespace: false,
     };
     airgate::app::compile(&loaded, &ctx).unwrap()
 }

@@ -775,6 +775,7 @@ async fn missing_secrets_are_reported_at_load_with_the_field_path() {
                 embedder: None,
                 wordnet: None,
                 previous: None,
+                secrets_by_namespace: false,
             };
             let issues = airgate::app::compile(&loaded, &ctx).err().unwrap();
             issues

@@ -87,7 +87,7 @@ impl ApiRoute {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            id: format!("{namespace}/{}", api.metadata.name),
+            id: api.id(),
             prefixes,
             upstream,
             timeout: spec.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),

@@ -11,7 +11,7 @@
 //! the module map has no cycle between top-level modules.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::access::settings::{load_verifier, GatewayLimits};
@@ -42,6 +42,20 @@ pub struct CompileContext<'a> {
     /// The snapshot in service, on a reload: what it learnt carries over (backend health and
     /// load for an unchanged URL, cache entries for unchanged cache settings).
     pub previous: Option<&'a Snapshot>,
+    /// Cluster mode: a resource reads the Secrets of its own namespace, written to
+    /// `secrets_dir/<namespace>/`; a folder configuration has one flat `secrets_dir`.
+    pub secrets_by_namespace: bool,
+}
+
+impl CompileContext<'_> {
+    /// The folder the secrets of a resource in `namespace` are read from.
+    pub fn secrets_for(&self, namespace: &str) -> PathBuf {
+        if self.secrets_by_namespace {
+            self.secrets_dir.join(namespace)
+        } else {
+            self.secrets_dir.to_path_buf()
+        }
+    }
 }
 
 /// A problem of one resource, before it is placed in its file and document.
@@ -98,48 +112,152 @@ pub fn compile(
     config: &LoadedConfig,
     ctx: &CompileContext<'_>,
 ) -> Result<Snapshot, Vec<ConfigIssue>> {
-    let mut issues = Vec::new();
-    let mut clients = UpstreamClients::new(ctx.backend_trust, ctx.secrets_dir);
-    let api_client = match clients.default_client() {
-        Ok(client) => Some(client.inner().clone()),
-        Err(error) => {
-            let file = config.gateways.first().map(|g| g.source.file.clone());
-            issues.push(ConfigIssue::new(
-                file.unwrap_or_default(),
-                error.to_string(),
-            ));
-            None
-        }
-    };
-    let mut apis = Vec::new();
-    for located in &config.apis {
-        match ApiRoute::try_new(&located.resource, ctx.secrets_dir) {
-            Ok(route) => apis.push(Arc::new(route)),
-            Err(message) => issues.push(FieldIssue::message(message).located(located)),
-        }
-    }
-    let mut gateways = HashMap::new();
-    let mut marked_default = None;
-    for located in &config.gateways {
-        match compile_gateway(&located.resource, ctx, &mut clients) {
-            Ok(gateway) => {
-                let gateway = Arc::new(gateway);
-                if is_marked_default(&located.resource) {
-                    marked_default = Some(Arc::clone(&gateway));
-                }
-                gateways.insert(gateway.id.clone(), gateway);
-            }
-            Err(problems) => issues.extend(problems.into_iter().map(|p| p.located(located))),
-        }
-    }
-    match api_client {
+    let mut parts = Parts::compile(config, ctx);
+    let mut issues = std::mem::take(&mut parts.process_issues);
+    issues.extend(parts.failed.drain(..).flat_map(|(_, issues)| issues));
+    match parts.api_client.take() {
         Some(api_client) if issues.is_empty() => Ok(Snapshot::assemble(
-            gateways,
-            marked_default,
-            apis,
+            parts.gateways,
+            parts.marked_default,
+            parts.apis,
             api_client,
         )),
         _ => Err(issues),
+    }
+}
+
+/// Which kind of resource a compiled part came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PartKind {
+    Gateway,
+    Api,
+}
+
+/// A resource by kind and `namespace/name` (the id its compiled part has).
+pub type PartId = (PartKind, String);
+
+/// What compiling resource by resource came to (cluster mode): a resource that does not compile
+/// is left out, or, when it served before, its last good compiled version serves on.
+pub struct Isolated {
+    pub snapshot: Snapshot,
+    /// Every problem of each resource that did not compile.
+    pub failed: Vec<(PartId, Vec<ConfigIssue>)>,
+    /// Resources served by the version the previous snapshot had: those that failed and those
+    /// the caller asked to keep (invalid before compiling).
+    pub kept: Vec<PartId>,
+}
+
+/// Compiles each resource on its own. Those that fail, and those of `keep` (refused before
+/// compiling), keep the compiled version of `ctx.previous` when it has one; the rest serve as
+/// they compiled. `Err` only when the process itself cannot build the `API` client.
+pub fn compile_isolated(
+    config: &LoadedConfig,
+    keep: &[PartId],
+    ctx: &CompileContext<'_>,
+) -> Result<Isolated, Vec<ConfigIssue>> {
+    let mut parts = Parts::compile(config, ctx);
+    let Some(api_client) = parts.api_client.take() else {
+        return Err(parts.process_issues);
+    };
+    let mut kept = Vec::new();
+    let to_keep = parts.failed.iter().map(|(id, _)| id).chain(keep);
+    for (kind, id) in to_keep {
+        let Some(previous) = ctx.previous else {
+            continue;
+        };
+        let found = match kind {
+            PartKind::Gateway => previous.gateway_by_id(id).map(|gateway| {
+                let was_default = previous
+                    .default
+                    .as_ref()
+                    .is_some_and(|d| Arc::ptr_eq(d, gateway));
+                if was_default && parts.marked_default.is_none() {
+                    parts.marked_default = Some(Arc::clone(gateway));
+                }
+                parts.gateways.insert(id.clone(), Arc::clone(gateway));
+            }),
+            PartKind::Api => previous.apis.iter().find(|a| a.id == *id).map(|api| {
+                parts.apis.push(Arc::clone(api));
+            }),
+        };
+        if found.is_some() {
+            kept.push((*kind, id.clone()));
+        }
+    }
+    Ok(Isolated {
+        snapshot: Snapshot::assemble(parts.gateways, parts.marked_default, parts.apis, api_client),
+        failed: parts.failed,
+        kept,
+    })
+}
+
+/// Each resource compiled on its own, the failures with their issues.
+struct Parts {
+    gateways: HashMap<String, Arc<Gateway>>,
+    marked_default: Option<Arc<Gateway>>,
+    apis: Vec<Arc<ApiRoute>>,
+    api_client: Option<reqwest::Client>,
+    /// Problems of the process, not of a resource (the default client's TLS setup).
+    process_issues: Vec<ConfigIssue>,
+    failed: Vec<(PartId, Vec<ConfigIssue>)>,
+}
+
+impl Parts {
+    fn compile(config: &LoadedConfig, ctx: &CompileContext<'_>) -> Self {
+        let mut parts = Parts {
+            gateways: HashMap::new(),
+            marked_default: None,
+            apis: Vec::new(),
+            api_client: None,
+            process_issues: Vec::new(),
+            failed: Vec::new(),
+        };
+        // one set of clients per secrets folder: a secret name means another secret elsewhere
+        let mut clients: HashMap<PathBuf, UpstreamClients<'_>> = HashMap::new();
+        let default_dir = ctx.secrets_dir.to_path_buf();
+        let default_clients = clients
+            .entry(default_dir.clone())
+            .or_insert_with(|| UpstreamClients::new(ctx.backend_trust, &default_dir));
+        match default_clients.default_client() {
+            Ok(client) => parts.api_client = Some(client.inner().clone()),
+            Err(error) => {
+                let file = config.gateways.first().map(|g| g.source.file.clone());
+                parts.process_issues.push(ConfigIssue::new(
+                    file.unwrap_or_default(),
+                    error.to_string(),
+                ));
+            }
+        }
+        for located in &config.apis {
+            let secrets = ctx.secrets_for(located.resource.metadata.namespace());
+            match ApiRoute::try_new(&located.resource, &secrets) {
+                Ok(route) => parts.apis.push(Arc::new(route)),
+                Err(message) => parts.failed.push((
+                    (PartKind::Api, located.resource.id()),
+                    vec![FieldIssue::message(message).located(located)],
+                )),
+            }
+        }
+        for located in &config.gateways {
+            let secrets = ctx.secrets_for(located.resource.metadata.namespace());
+            let clients = clients
+                .entry(secrets.clone())
+                .or_insert_with(|| UpstreamClients::new(ctx.backend_trust, &secrets));
+            match compile_gateway(&located.resource, ctx, &secrets, clients) {
+                Ok(gateway) => {
+                    let gateway = Arc::new(gateway);
+                    if is_marked_default(&located.resource) {
+                        parts.marked_default = Some(Arc::clone(&gateway));
+                    }
+                    parts.gateways.insert(gateway.id.clone(), gateway);
+                }
+                Err(problems) => parts.failed.push((
+                    (PartKind::Gateway, located.resource.id()),
+                    problems.into_iter().map(|p| p.located(located)).collect(),
+                )),
+            }
+        }
+        parts
     }
 }
 
@@ -156,14 +274,11 @@ fn is_marked_default(resource: &AiGateway) -> bool {
 fn compile_gateway(
     resource: &AiGateway,
     ctx: &CompileContext<'_>,
+    secrets_dir: &Path,
     clients: &mut UpstreamClients<'_>,
 ) -> Result<Gateway, Vec<FieldIssue>> {
     let mut issues = Vec::new();
-    let id = format!(
-        "{}/{}",
-        resource.metadata.namespace(),
-        resource.metadata.name
-    );
+    let id = resource.id();
     let previous = ctx.previous.and_then(|s| s.gateway_by_id(&id));
     let routing = resource.spec.routing.clone().unwrap_or_default();
     let health = HealthSettings {
@@ -197,7 +312,7 @@ fn compile_gateway(
         issues.extend(errors.into_iter().map(pattern_issue));
         None
     });
-    let verifier = load_verifier(resource.spec.authentication.as_ref(), ctx.secrets_dir)
+    let verifier = load_verifier(resource.spec.authentication.as_ref(), secrets_dir)
         .unwrap_or_else(|e| {
             issues.push(FieldIssue::at("spec.authentication.jwt", e));
             None
@@ -436,6 +551,7 @@ spec:
             embedder: None,
             wordnet: None,
             previous: None,
+            secrets_by_namespace: false,
         };
         let Err(issues) = compile(&loaded, &ctx) else {
             panic!("a configuration with missing secrets compiled");

@@ -64,6 +64,30 @@ impl Models {
     }
 }
 
+impl Models {
+    /// Cluster mode, where no resource is known at start: loads the models when their folders
+    /// are there (the image ships them), else none, and a gateway that enables the semantic
+    /// cache is refused with the fetch hint.
+    pub fn load_if_present(
+        model_dir: &Path,
+        wordnet_dir: &Path,
+        workers: usize,
+        batch: usize,
+    ) -> anyhow::Result<Self> {
+        if !model_dir.join("model.safetensors").is_file() || !wordnet_dir.is_dir() {
+            tracing::info!(model_dir = %model_dir.display(), "no embedding model: a gateway enabling semanticCache will be refused");
+            return Ok(Self::default());
+        }
+        let embedder = Embedder::load(model_dir, workers.max(1), batch)?;
+        let wordnet = WordNet::load(wordnet_dir)?;
+        tracing::info!(model_dir = %model_dir.display(), "embedding model and WordNet loaded");
+        Ok(Self {
+            embedder: Some(Arc::new(embedder)),
+            wordnet: Some(Arc::new(wordnet)),
+        })
+    }
+}
+
 /// What the process provides beyond the configuration.
 pub struct Process {
     pub metrics: Arc<Metrics>,
@@ -83,6 +107,8 @@ pub struct Process {
     pub public_shutdown: Shutdown,
     pub listener_stats: Arc<ListenerStats>,
     pub body_budget: BodyBudget,
+    /// Cluster mode: set once the cluster's first complete list is applied (`/readyz`).
+    pub cluster_synced: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// A gateway built and in service.
@@ -102,6 +128,7 @@ pub fn build(config: &LoadedConfig, process: Process) -> Result<Built, Vec<Confi
         embedder: process.models.embedder.as_ref(),
         wordnet: process.models.wordnet.as_ref(),
         previous: None,
+        secrets_by_namespace: false,
     };
     let snapshot = compile(config, &ctx)?;
     let probes = process.shutdown.child_token();
@@ -112,7 +139,8 @@ pub fn build(config: &LoadedConfig, process: Process) -> Result<Built, Vec<Confi
             .with_access_log(process.access_log)
             .with_shutdown(process.public_shutdown)
             .with_listener_stats(process.listener_stats)
-            .with_body_budget(process.body_budget),
+            .with_body_budget(process.body_budget)
+            .with_cluster_synced(process.cluster_synced),
     );
     Ok(Built { state, probes })
 }
@@ -122,6 +150,11 @@ pub fn build(config: &LoadedConfig, process: Process) -> Result<Built, Vec<Confi
 /// else, checks them with [`patterns_compile`].
 pub fn load(path: &Path) -> Result<LoadedConfig, Vec<ConfigIssue>> {
     config::load_path(path).map(with_unenforced_warnings)
+}
+
+/// [`load`] for text read elsewhere (a cluster object's document); `path` names it in issues.
+pub fn load_text(path: &Path, text: &str) -> Result<LoadedConfig, Vec<ConfigIssue>> {
+    config::parse_str(path, text).map(with_unenforced_warnings)
 }
 
 /// The key a signed configuration must verify against, and where its signature is.

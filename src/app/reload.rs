@@ -316,6 +316,7 @@ impl Reloader {
                 embedder: models.embedder.as_ref(),
                 wordnet: models.wordnet.as_ref(),
                 previous: Some(&previous),
+                secrets_by_namespace: false,
             };
             compile(&loaded, &ctx)
         })

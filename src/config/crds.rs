@@ -10,11 +10,20 @@ use super::{AiGatewaySpec, ApiSpec};
 /// The API group of AirGate's own resources; the seed's `hub.traefik.io` is accepted on input.
 pub const GROUP: &str = "airgate.io";
 
-/// Both CRDs as one multi-document YAML text.
+/// The seed's group: its CRDs come with Traefik Hub; `airgate crds --group hub.traefik.io`
+/// renders them for a cluster without it.
+pub const SEED_GROUP: &str = "hub.traefik.io";
+
+/// Both CRDs of AirGate's own group as one multi-document YAML text.
 pub fn render() -> Result<String, serde_yaml_ng::Error> {
+    render_group(GROUP)
+}
+
+/// Both CRDs of `group` as one multi-document YAML text.
+pub fn render_group(group: &str) -> Result<String, serde_yaml_ng::Error> {
     let docs = [
-        crd::<AiGatewaySpec>("AIGateway", "aigateways", "aigateway"),
-        crd::<ApiSpec>("API", "apis", "api"),
+        crd::<AiGatewaySpec>(group, "AIGateway", "aigateways", "aigateway"),
+        crd::<ApiSpec>(group, "API", "apis", "api"),
     ];
     let mut out = String::new();
     for doc in docs {
@@ -24,7 +33,46 @@ pub fn render() -> Result<String, serde_yaml_ng::Error> {
     Ok(out)
 }
 
-fn crd<T: JsonSchema>(kind: &str, plural: &str, singular: &str) -> Value {
+/// `status` as cluster mode writes it (docs/kubernetes.md): the resource's observed generation
+/// and the conditions `Accepted` and `Programmed`, in the shape of `metav1.Condition`.
+fn status_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "observedGeneration": { "type": "integer", "format": "int64" },
+            "conditions": {
+                "type": "array",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+                "items": {
+                    "type": "object",
+                    "required": ["type", "status", "reason", "message", "lastTransitionTime"],
+                    "properties": {
+                        "type": { "type": "string" },
+                        "status": { "type": "string", "enum": ["True", "False", "Unknown"] },
+                        "reason": { "type": "string" },
+                        "message": { "type": "string", "maxLength": 32768 },
+                        "observedGeneration": { "type": "integer", "format": "int64" },
+                        "lastTransitionTime": { "type": "string", "format": "date-time" }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// `kubectl get` shows both conditions.
+fn printer_columns() -> Value {
+    json!([
+        { "name": "Accepted", "type": "string",
+          "jsonPath": ".status.conditions[?(@.type==\"Accepted\")].status" },
+        { "name": "Programmed", "type": "string",
+          "jsonPath": ".status.conditions[?(@.type==\"Programmed\")].status" },
+        { "name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp" }
+    ])
+}
+
+fn crd<T: JsonSchema>(group: &str, kind: &str, plural: &str, singular: &str) -> Value {
     let settings = SchemaSettings::openapi3().with(|s| {
         s.inline_subschemas = true;
         s.meta_schema = None;
@@ -37,19 +85,21 @@ fn crd<T: JsonSchema>(kind: &str, plural: &str, singular: &str) -> Value {
     json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": { "name": format!("{plural}.{GROUP}") },
+        "metadata": { "name": format!("{plural}.{group}") },
         "spec": {
-            "group": GROUP,
+            "group": group,
             "names": { "kind": kind, "plural": plural, "singular": singular, "listKind": format!("{kind}List") },
             "scope": "Namespaced",
             "versions": [{
                 "name": "v1alpha1",
                 "served": true,
                 "storage": true,
+                "subresources": { "status": {} },
+                "additionalPrinterColumns": printer_columns(),
                 "schema": { "openAPIV3Schema": {
                     "type": "object",
                     "required": ["spec"],
-                    "properties": { "spec": spec }
+                    "properties": { "spec": spec, "status": status_schema() }
                 }}
             }]
         }

@@ -52,6 +52,11 @@ impl ObjectMeta {
     pub fn namespace(&self) -> &str {
         self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
     }
+
+    /// `namespace/name`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace(), self.name)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -72,6 +77,11 @@ impl AiGateway {
     /// `"AIGateway namespace/name"`, as used in diagnostics.
     pub fn display_name(&self) -> String {
         resource_label(KIND_AI_GATEWAY, &self.metadata)
+    }
+
+    /// `namespace/name`: the compiled gateway's id.
+    pub fn id(&self) -> String {
+        self.metadata.id()
     }
 
     /// Whether the gateway carries `airgate.io/default: "true"`.
@@ -411,6 +421,11 @@ impl Api {
     /// `"API namespace/name"`, as used in diagnostics.
     pub fn display_name(&self) -> String {
         resource_label(KIND_API, &self.metadata)
+    }
+
+    /// `namespace/name`: the compiled route's id.
+    pub fn id(&self) -> String {
+        self.metadata.id()
     }
 }
 

@@ -118,15 +118,15 @@ impl Choice {
 /// Builds the backend clients of one snapshot, one per distinct TLS configuration.
 pub struct UpstreamClients<'a> {
     trust: &'a BackendTrust,
-    secrets_dir: &'a Path,
+    secrets_dir: PathBuf,
     built: HashMap<[Option<String>; 3], UpstreamClient>,
 }
 
 impl<'a> UpstreamClients<'a> {
-    pub fn new(trust: &'a BackendTrust, secrets_dir: &'a Path) -> Self {
+    pub fn new(trust: &'a BackendTrust, secrets_dir: &Path) -> Self {
         Self {
             trust,
-            secrets_dir,
+            secrets_dir: secrets_dir.to_path_buf(),
             built: HashMap::new(),
         }
     }

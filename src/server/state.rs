@@ -32,6 +32,9 @@ pub struct AppState {
     pub body_budget: BodyBudget,
     /// Set while the embedding model warms up at start: `/readyz` waits for it.
     pub warming_up: Arc<AtomicBool>,
+    /// Cluster mode: set once the first complete list of the cluster's resources is applied.
+    /// `None` for a `--config` folder or file.
+    pub cluster_synced: Option<Arc<AtomicBool>>,
 }
 
 impl AppState {
@@ -47,7 +50,15 @@ impl AppState {
             listener_stats: Arc::default(),
             body_budget: BodyBudget::default(),
             warming_up: Arc::default(),
+            cluster_synced: None,
         }
+    }
+
+    /// Cluster mode: ready once `synced` is set, with routes or without (an empty cluster is a
+    /// configuration too, and a rollout must not wait for the first resource).
+    pub fn with_cluster_synced(mut self, synced: Option<Arc<AtomicBool>>) -> Self {
+        self.cluster_synced = synced;
+        self
     }
 
     /// Sets the process-wide memory budget for buffered request bodies.
@@ -91,9 +102,14 @@ impl AppState {
         self
     }
 
-    /// Ready once a configuration with at least one gateway is serving and the embedding
-    /// model, when one is used, has warmed up.
+    /// Ready once a configuration with at least one gateway is serving (in cluster mode: once
+    /// the cluster's first complete list is applied) and the embedding model, when one is used,
+    /// has warmed up.
     pub fn is_ready(&self) -> bool {
-        !self.snapshot.load().is_empty() && !self.warming_up.load(Ordering::Acquire)
+        let configured = match &self.cluster_synced {
+            Some(synced) => synced.load(Ordering::Acquire),
+            None => !self.snapshot.load().is_empty(),
+        };
+        configured && !self.warming_up.load(Ordering::Acquire)
     }
 }

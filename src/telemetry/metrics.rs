@@ -129,6 +129,9 @@ struct ProcessMetrics {
     audit_sink_errors: IntCounter,
     access_log_dropped: IntCounter,
     cache_warmup: Gauge,
+    cluster_leader: IntGauge,
+    cluster_refused: IntGauge,
+    cluster_watch_errors: IntCounterVec,
 }
 
 impl ProcessMetrics {
@@ -140,6 +143,19 @@ impl ProcessMetrics {
                 "airgate_config_reloads_total",
                 "Configuration reloads, by result (success, failure, rolled_back).",
                 &["result"],
+            )?,
+            cluster_leader: gauge(
+                "airgate_cluster_leader",
+                "Cluster mode: 1 while this replica holds the leader Lease (and writes status).",
+            )?,
+            cluster_refused: gauge(
+                "airgate_cluster_resources_refused",
+                "Cluster mode: AIGateway and API resources not accepted or not programmed.",
+            )?,
+            cluster_watch_errors: r.counters(
+                "airgate_cluster_watch_errors_total",
+                "Cluster mode: watch failures (each is followed by a re-list), by watched kind.",
+                &["resource"],
             )?,
             config_generation: gauge(
                 "airgate_config_generation",
@@ -589,6 +605,26 @@ impl Metrics {
     /// The configuration `serve` started with is in service: the last "reload" succeeded.
     pub fn config_loaded_at_start(&self) {
         self.process.config_last_reload_success.set(1);
+    }
+
+    /// Cluster mode: whether this replica leads.
+    pub fn cluster_leader(&self, leading: bool) {
+        self.process.cluster_leader.set(i64::from(leading));
+    }
+
+    /// Cluster mode: how many resources are refused (not accepted or not programmed).
+    pub fn cluster_refused(&self, refused: usize) {
+        self.process
+            .cluster_refused
+            .set(i64::try_from(refused).unwrap_or(i64::MAX));
+    }
+
+    /// Cluster mode: a watch of `resource` (`apiVersion Kind`) failed.
+    pub fn cluster_watch_error(&self, resource: &str) {
+        self.process
+            .cluster_watch_errors
+            .with_label_values(&[resource])
+            .inc();
     }
 
     /// The generation of the configuration now in service.

@@ -105,6 +105,7 @@ impl TestGateway {
             public_shutdown: public_shutdown.clone(),
             listener_stats: Arc::clone(&limits.stats),
             body_budget: body_budget.unwrap_or_default(),
+            cluster_synced: None,
         };
         let state = app::build(&loaded, process)
             .unwrap_or_else(|issues| panic!("test config does not compile: {issues:?}"))

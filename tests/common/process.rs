@@ -41,12 +41,45 @@ impl GatewayProcess {
         config: &std::path::Path,
         extra: &[&str],
     ) -> Self {
+        let source = ["--config".into(), config.as_os_str().to_owned()];
+        let gateway = Self::spawn(dir, &source, extra, &[]);
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    /// Starts `airgate serve --kubernetes` against the API server `kubeconfig` names (written
+    /// to the process's folder as `KUBECONFIG`), its watched secrets in `dir/secrets`; does not
+    /// wait for readiness ([`GatewayProcess::wait_ready`]).
+    pub fn cluster(kubeconfig: &str, extra: &[&str], envs: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(&path, kubeconfig).unwrap();
+        let mut envs: Vec<(&str, &str)> = envs.to_vec();
+        let path = path.to_string_lossy().into_owned();
+        envs.push(("KUBECONFIG", &path));
+        let secrets = dir.path().join("secrets");
+        let source = [
+            "--kubernetes".into(),
+            "--secrets-dir".into(),
+            secrets.into_os_string(),
+        ];
+        Self::spawn(dir, &source, extra, &envs)
+    }
+
+    fn spawn(
+        dir: tempfile::TempDir,
+        source: &[std::ffi::OsString],
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let output = std::fs::File::create(dir.path().join("output.log")).unwrap();
         let (port, admin_port) = (free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_airgate"))
             .arg("serve")
-            .arg("--config")
-            .arg(config)
+            .args(source)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("POD_NAMESPACE")
+            .envs(envs.iter().copied())
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
             .arg("--audit-log")
@@ -58,17 +91,16 @@ impl GatewayProcess {
             .stderr(Stdio::from(output))
             .spawn()
             .unwrap();
-        let gateway = GatewayProcess {
+        GatewayProcess {
             child,
             url: format!("http://127.0.0.1:{port}"),
             admin: format!("http://127.0.0.1:{admin_port}"),
             dir,
-        };
-        gateway.wait_ready().await;
-        gateway
+        }
     }
 
-    async fn wait_ready(&self) {
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(response) = reqwest::get(format!("{}/readyz", self.admin)).await {
@@ -88,6 +120,12 @@ impl GatewayProcess {
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Ends the process at once (SIGKILL): no shutdown sequence, no lease release.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn terminate(&self) {
