@@ -119,6 +119,10 @@ pub struct ServeArgs {
     /// Cluster mode: the name of the leader-election Lease.
     #[arg(long, default_value = "airgate-leader")]
     pub leader_election_lease: String,
+    /// Cluster mode: how often a kind the API server does not serve (its CRD not installed) is
+    /// looked for again; it is watched once it is served.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub kubernetes_discovery_interval: std::time::Duration,
     /// Cluster mode: how long a leader's Lease holds without renewal before another replica
     /// takes it over (renewed every third of it).
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
@@ -473,6 +477,7 @@ async fn source(args: &ServeArgs) -> anyhow::Result<Source> {
         cluster::claim_secrets_dir(&args.secrets_dir)?;
         let settings = ClusterSettings {
             namespaces: args.watch_namespaces.clone(),
+            rediscovery: args.kubernetes_discovery_interval,
             lease: LeaseSettings {
                 namespace: cluster::lease_namespace(
                     args.leader_election_namespace.as_deref(),

@@ -534,6 +534,33 @@ async fn a_leader_that_stops_releases_its_lease_at_once() {
     .await;
 }
 
+#[tokio::test]
+async fn a_group_installed_after_start_is_watched_once_served() {
+    let kube = FakeKube::start(&["airgate.io"]).await.unwrap();
+    let mock = backend().await;
+    kube.apply(
+        "aigateways",
+        gateway(OWN, "ml", "own", "m1", &mock.url(), json!({})),
+    );
+    // stored, but its group is not served yet (Traefik Hub's CRDs not installed)
+    kube.apply(
+        "aigateways",
+        gateway(HUB, "ml", "seed", "m2", &mock.url(), json!({})),
+    );
+    let gw = replica(&kube, "solo", &["--kubernetes-discovery-interval", "300ms"]).await;
+    assert_eq!(
+        models(&gw, "/gateways/ml/own").await,
+        Some(vec!["m1".into()])
+    );
+    assert_eq!(models(&gw, "/gateways/ml/seed").await, None);
+    assert!(gw.output().contains("does not serve this kind"));
+    kube.serve_group("hub.traefik.io");
+    eventually("the newly served group's gateway serves", &gw, || async {
+        models(&gw, "/gateways/ml/seed").await == Some(vec!["m2".into()])
+    })
+    .await;
+}
+
 #[test]
 fn config_and_kubernetes_together_are_refused() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_airgate"))

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use apply::{Applier, ApplierParts};
 use leader::LeaseSettings;
 use objects::Watched;
+use watch::Watchers;
 
 /// Marks a secrets folder as cluster mode's own: it removes what no resource names, so it
 /// refuses a folder that holds anything else.
@@ -43,6 +44,8 @@ pub struct ClusterSettings {
     /// Empty: every namespace.
     pub namespaces: Vec<String>,
     pub lease: LeaseSettings,
+    /// How often kinds the API server did not serve are looked for again.
+    pub rediscovery: Duration,
 }
 
 /// A client from `kube::Config::infer` (the pod's service account, else `KUBECONFIG` or
@@ -102,42 +105,69 @@ pub fn claim_secrets_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The watched kinds the API server serves. A group whose CRD is not installed is left out
-/// with a warning (the seed's `hub.traefik.io` is often absent); an unreachable server is
-/// retried until it answers or `shutdown`.
-async fn served_kinds(client: &Client, shutdown: &CancellationToken) -> Vec<Watched> {
-    let mut served = Vec::new();
+/// Whether the API server serves a watched kind: `Ok(false)` when its group or kind is not
+/// installed, `Err` when the server could not be asked.
+async fn is_served(client: &Client, watched: &Watched) -> Result<bool, kube::Error> {
+    match client
+        .list_api_group_resources(&watched.resource.api_version)
+        .await
+    {
+        Ok(list) => Ok(list
+            .resources
+            .iter()
+            .any(|r| r.name == watched.resource.plural)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Watches each watched kind the API server serves. At start an unreachable server is retried
+/// until it answers, so that readiness waits for a real first list; afterwards the kinds not
+/// served (a group whose CRDs are not installed yet) are looked for again every
+/// `rediscovery`, and watched once they appear.
+async fn watch_served_kinds(watchers: &Watchers, rediscovery: Duration) {
+    let shutdown = watchers.shutdown.clone();
+    let mut missing = Vec::new();
     for watched in Watched::all() {
-        let api_version = &watched.resource.api_version;
         loop {
-            match client.list_api_group_resources(api_version).await {
-                Ok(list) => {
-                    if list
-                        .resources
-                        .iter()
-                        .any(|r| r.name == watched.resource.plural)
-                    {
-                        served.push(watched);
-                    } else {
-                        tracing::warn!(%api_version, kind = %watched.resource.kind, "the API server does not serve this kind; not watched (install its CRD and restart)");
-                    }
-                    break;
-                }
-                Err(kube::Error::Api(status)) if status.code == 404 => {
-                    tracing::warn!(%api_version, kind = %watched.resource.kind, "the API server does not serve this group; not watched (install its CRD and restart)");
-                    break;
+            match is_served(&watchers.client, &watched).await {
+                Ok(true) => watchers.watch_kind(&watched),
+                Ok(false) => {
+                    tracing::warn!(api_version = %watched.resource.api_version, kind = %watched.resource.kind, "the API server does not serve this kind; looked for again every {rediscovery:?}");
+                    missing.push(watched);
                 }
                 Err(error) => {
-                    tracing::warn!(%api_version, error = %error, "API discovery failed; retrying");
+                    tracing::warn!(api_version = %watched.resource.api_version, error = %error, "API discovery failed; retrying");
                     tokio::select! {
-                        _ = shutdown.cancelled() => return served,
+                        _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
+                    continue;
                 }
             }
+            break;
         }
     }
-    served
+    watchers.watch_secrets();
+    watchers.store.lock().mark_started();
+    watchers.changed.notify_one();
+    while !missing.is_empty() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(rediscovery) => {}
+        }
+        let mut still_missing = Vec::new();
+        for watched in missing {
+            if matches!(is_served(&watchers.client, &watched).await, Ok(true)) {
+                tracing::info!(api_version = %watched.resource.api_version, kind = %watched.resource.kind, "the API server now serves this kind; watching it");
+                watchers.watch_kind(&watched);
+                watchers.changed.notify_one();
+            } else {
+                still_missing.push(watched);
+            }
+        }
+        missing = still_missing;
+    }
 }
 
 /// Starts watching, applying, electing and writing status, until `shutdown`. The task ends
@@ -149,7 +179,6 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let kinds = served_kinds(&client, &shutdown).await;
         let store = Arc::new(Mutex::new(watch::Store::default()));
         let changed = Arc::new(Notify::new());
         let (verdicts_tx, verdicts_rx) = tokio::sync::watch::channel(Arc::default());
@@ -165,15 +194,16 @@ pub fn start(
             synced: parts.synced,
             verdicts: verdicts_tx,
         });
-        watch::spawn_watchers(
-            &client,
-            &kinds,
-            &settings.namespaces,
-            &store,
-            &changed,
-            &metrics,
-            &shutdown,
-        );
+        let watchers = Watchers {
+            client: client.clone(),
+            namespaces: settings.namespaces,
+            store: Arc::clone(&store),
+            changed: Arc::clone(&changed),
+            metrics: Arc::clone(&metrics),
+            shutdown: shutdown.clone(),
+        };
+        let rediscovery = settings.rediscovery;
+        tokio::spawn(async move { watch_served_kinds(&watchers, rediscovery).await });
         let (leading, election) =
             leader::spawn(client.clone(), settings.lease, metrics, shutdown.clone());
         tokio::spawn(status::run_writer(

@@ -37,6 +37,9 @@ pub struct Store {
     /// Shelves whose first list is complete.
     synced: BTreeSet<usize>,
     shelves: usize,
+    /// Every watcher of the start is started: until then a complete set of shelves is only
+    /// the part started so far.
+    started: bool,
 }
 
 /// A copy of the store, for one compile.
@@ -68,8 +71,13 @@ impl Store {
         Seen {
             resources,
             secrets,
-            complete: self.synced.len() == self.shelves,
+            complete: self.started && self.synced.len() == self.shelves,
         }
+    }
+
+    /// The watchers of the start are all started.
+    pub fn mark_started(&mut self) {
+        self.started = true;
     }
 
     /// The object at `key` as last seen (its status included), for the status writer.
@@ -93,77 +101,87 @@ fn object_id<K: Resource>(object: &K) -> String {
     )
 }
 
-/// Where one watcher keeps what it sees.
+/// Where one watcher keeps what it sees: its shelf, made when the watcher was started.
 trait Shelf: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static {
-    fn shelf(store: &mut Store, id: usize) -> &mut BTreeMap<String, Self>;
+    fn shelf(store: &mut Store, id: usize) -> Option<&mut BTreeMap<String, Self>>;
 }
 
 impl Shelf for DynamicObject {
-    fn shelf(store: &mut Store, id: usize) -> &mut BTreeMap<String, Self> {
-        // the entry is made with its kind before the watcher starts
-        &mut store
-            .resources
-            .entry(id)
-            .or_insert_with(|| (Arc::new(Watched::all().remove(0)), BTreeMap::new()))
-            .1
+    fn shelf(store: &mut Store, id: usize) -> Option<&mut BTreeMap<String, Self>> {
+        store.resources.get_mut(&id).map(|(_, objects)| objects)
     }
 }
 
 impl Shelf for Secret {
-    fn shelf(store: &mut Store, id: usize) -> &mut BTreeMap<String, Self> {
-        store.secrets.entry(id).or_default()
+    fn shelf(store: &mut Store, id: usize) -> Option<&mut BTreeMap<String, Self>> {
+        store.secrets.get_mut(&id)
     }
 }
 
-/// Starts every watcher: each watched kind and the Secrets, in each of `namespaces` (every
-/// namespace when empty). `changed` is notified after every change to the store.
-pub fn spawn_watchers(
-    client: &Client,
-    kinds: &[Watched],
-    namespaces: &[String],
-    store: &Arc<Mutex<Store>>,
-    changed: &Arc<Notify>,
-    metrics: &Arc<Metrics>,
-    shutdown: &CancellationToken,
-) {
-    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
-        vec![None]
-    } else {
-        namespaces.iter().map(|n| Some(n.as_str())).collect()
-    };
-    let mut next = 0;
-    for scope in scopes {
-        for watched in kinds {
-            let api: Api<DynamicObject> = match scope {
-                Some(ns) => Api::namespaced_with(client.clone(), ns, &watched.resource),
-                None => Api::all_with(client.clone(), &watched.resource),
-            };
-            store
-                .lock()
-                .resources
-                .insert(next, (Arc::new(watched.clone()), BTreeMap::new()));
-            let label = format!("{} {}", watched.resource.api_version, watched.resource.kind);
-            let sinks = (store, changed, metrics);
-            spawn_one(
-                api,
-                watcher::Config::default(),
-                next,
-                label,
-                sinks,
-                shutdown,
-            );
-            next += 1;
+/// Starts watchers, each on a new shelf of the store: every namespace, or each of
+/// `namespaces`.
+pub struct Watchers {
+    pub client: Client,
+    pub namespaces: Vec<String>,
+    pub store: Arc<Mutex<Store>>,
+    /// Notified after every change to the store.
+    pub changed: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+}
+
+impl Watchers {
+    fn scopes(&self) -> Vec<Option<String>> {
+        if self.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.namespaces.iter().cloned().map(Some).collect()
         }
-        let secrets: Api<Secret> = match scope {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        let config = watcher::Config::default().fields(SECRET_FIELD_SELECTOR);
-        let sinks = (store, changed, metrics);
-        spawn_one(secrets, config, next, "v1 Secret".into(), sinks, shutdown);
-        next += 1;
     }
-    store.lock().shelves = next;
+
+    /// Watches one kind of one group.
+    pub fn watch_kind(&self, watched: &Watched) {
+        for scope in self.scopes() {
+            let api: Api<DynamicObject> = match &scope {
+                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &watched.resource),
+                None => Api::all_with(self.client.clone(), &watched.resource),
+            };
+            let id = {
+                let mut store = self.store.lock();
+                let id = store.shelves;
+                store.shelves += 1;
+                let shelf = (Arc::new(watched.clone()), BTreeMap::new());
+                store.resources.insert(id, shelf);
+                id
+            };
+            let label = format!("{} {}", watched.resource.api_version, watched.resource.kind);
+            self.spawn(api, watcher::Config::default(), id, label);
+        }
+    }
+
+    /// Watches the Secrets.
+    pub fn watch_secrets(&self) {
+        for scope in self.scopes() {
+            let api: Api<Secret> = match &scope {
+                Some(ns) => Api::namespaced(self.client.clone(), ns),
+                None => Api::all(self.client.clone()),
+            };
+            let id = {
+                let mut store = self.store.lock();
+                let id = store.shelves;
+                store.shelves += 1;
+                store.secrets.insert(id, BTreeMap::new());
+                id
+            };
+            let config = watcher::Config::default().fields(SECRET_FIELD_SELECTOR);
+            self.spawn(api, config, id, "v1 Secret".into());
+        }
+    }
+
+    fn spawn<K: Shelf>(&self, api: Api<K>, config: watcher::Config, id: usize, label: String) {
+        let sinks = (&self.store, &self.changed, &self.metrics);
+        spawn_one(api, config, id, label, sinks, &self.shutdown);
+    }
 }
 
 /// Where a watcher reports: the store, its change signal, the metrics.
@@ -210,16 +228,22 @@ fn spawn_one<K: Shelf>(
                     continue;
                 }
                 Event::InitDone => {
-                    *K::shelf(&mut store, id) = listing.take().unwrap_or_default();
+                    if let Some(shelf) = K::shelf(&mut store, id) {
+                        *shelf = listing.take().unwrap_or_default();
+                    }
                     if store.synced.insert(id) {
                         tracing::info!(watch = %label, "first list complete");
                     }
                 }
                 Event::Apply(object) => {
-                    K::shelf(&mut store, id).insert(object_id(&object), object);
+                    if let Some(shelf) = K::shelf(&mut store, id) {
+                        shelf.insert(object_id(&object), object);
+                    }
                 }
                 Event::Delete(object) => {
-                    K::shelf(&mut store, id).remove(&object_id(&object));
+                    if let Some(shelf) = K::shelf(&mut store, id) {
+                        shelf.remove(&object_id(&object));
+                    }
                 }
             }
             drop(store);

@@ -244,6 +244,17 @@ impl FakeKube {
         let _ = self.shared.closes.send(());
     }
 
+    /// Starts serving `AIGateway` and `API` of `group` (its CRDs installed now).
+    pub fn serve_group(&self, group: &str) {
+        lock(&self.shared.inner).served.insert(
+            format!("{group}/v1alpha1"),
+            vec![
+                ("aigateways".into(), "AIGateway".into()),
+                ("apis".into(), "API".into()),
+            ],
+        );
+    }
+
     /// Lists wait until [`FakeKube::release_lists`].
     pub fn hold_lists(&self) {
         self.shared.holding.send_replace(true);
