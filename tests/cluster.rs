@@ -8,6 +8,8 @@
 mod common;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use airgate_test_support::kube_api::FakeKube;
@@ -366,13 +368,15 @@ async fn an_expired_watch_relists_with_no_gap_in_what_is_served() {
     let lists_before = kube.lists();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let url = gw.url.clone();
+    let answers = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&answers);
     // polls the default gateway throughout: m1 must never be missing
     let poller = tokio::spawn(async move {
         let mut stopped = stopped;
-        let (mut answers, mut gaps) = (0, 0);
+        let mut gaps = 0;
         loop {
             if stopped.try_recv().is_ok() {
-                return (answers, gaps);
+                return gaps;
             }
             let body: Value = reqwest::get(format!("{url}/v1/models"))
                 .await
@@ -380,13 +384,23 @@ async fn an_expired_watch_relists_with_no_gap_in_what_is_served() {
                 .json()
                 .await
                 .unwrap();
-            answers += 1;
+            counted.fetch_add(1, Ordering::Relaxed);
             if !body.to_string().contains("\"m1\"") {
                 gaps += 1;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
+    let polled = |n: usize| {
+        let answers = Arc::clone(&answers);
+        async move {
+            while answers.load(Ordering::Relaxed) < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    polled(3).await;
+    let before_expiry = answers.load(Ordering::Relaxed);
     kube.expire_watches();
     // made while every watch is down: only a relist can show it
     kube.apply(
@@ -397,17 +411,20 @@ async fn an_expired_watch_relists_with_no_gap_in_what_is_served() {
         models(&gw, "/gateways/ml/late").await == Some(vec!["m5".into()])
     })
     .await;
+    // and a few answers after the relist
+    polled(answers.load(Ordering::Relaxed) + 3).await;
     stop.send(()).unwrap();
-    let (answers, gaps) = poller.await.unwrap();
-    assert!(answers > 10, "{answers}");
+    let gaps = poller.await.unwrap();
+    let answers = answers.load(Ordering::Relaxed);
+    assert!(answers >= before_expiry + 3, "{answers}");
     assert_eq!(
         gaps, 0,
         "{gaps} of {answers} answers lacked the served model"
     );
-    assert!(
-        kube.lists() > lists_before,
-        "no relist after the watch expired"
-    );
+    eventually("a relist after the watch expired", &gw, || async {
+        kube.lists() > lists_before
+    })
+    .await;
     // the resumed watches were told 410 Gone, and re-listed
     let output = gw.output();
     let gone = output

@@ -573,7 +573,10 @@ fn watch(shared: &Shared, target: &Target, params: &BTreeMap<String, String>) ->
             }
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
+                // a close sent before a change is seen before it: nothing after an expiry is
+                // delivered on a watch from before it
                 tokio::select! {
+                    biased;
                     _ = closes.recv() => return,
                     change = changes.recv() => {
                         let Ok(change) = change else { return };
