@@ -65,21 +65,45 @@ struct Plan {
     /// Refused before compiling: their last good compiled version serves on.
     keep: Vec<PartId>,
     secrets: SecretFiles,
-    /// Over every input: the same digest is the same configuration.
-    digest: String,
+}
+
+/// Each object's document and what validating it gave, so that an event that leaves the
+/// document as it was (a status write, the leader's own included) is not validated again.
+#[derive(Default)]
+struct Admissions(HashMap<ObjectKey, (Value, Admission)>);
+
+impl Admissions {
+    fn admit(&mut self, key: &ObjectKey, watched: &Watched, document: &Value) -> Admission {
+        if let Some((seen, admission)) = self.0.get(key) {
+            if seen == document {
+                return admission.clone();
+            }
+        }
+        let admission = match objects::load(key, watched, document) {
+            Ok(loaded) => Admission::Accepted(loaded),
+            Err(issues) => Admission::Invalid(issues),
+        };
+        self.0
+            .insert(key.clone(), (document.clone(), admission.clone()));
+        admission
+    }
+
+    /// Forgets objects no longer seen.
+    fn retain(&mut self, seen: &Seen) {
+        let keys: BTreeSet<&ObjectKey> = seen.resources.iter().map(|(_, key, _)| key).collect();
+        self.0.retain(|key, _| keys.contains(key));
+    }
 }
 
 impl Plan {
-    fn new(seen: &Seen) -> Self {
+    fn new(seen: &Seen, admissions: &mut Admissions) -> Self {
+        admissions.retain(seen);
         let mut candidates: Vec<Candidate> = seen
             .resources
             .iter()
             .map(|(watched, key, object)| {
                 let document = objects::document(watched, object);
-                let admission = match objects::load(key, watched, &document) {
-                    Ok(loaded) => Admission::Accepted(loaded),
-                    Err(issues) => Admission::Invalid(issues),
-                };
+                let admission = admissions.admit(key, watched, &document);
                 Candidate {
                     part: (watched.part, key.id()),
                     watched: Arc::clone(watched),
@@ -127,7 +151,6 @@ impl Plan {
         digest.update(secrets.digest());
         config.digest = hex::encode(digest.finalize());
         Plan {
-            digest: config.digest.clone(),
             candidates,
             config,
             keep,
@@ -192,6 +215,7 @@ pub struct Applier {
     applied: Option<String>,
     /// The problem last audited per resource: a problem is audited once, not every round.
     audited: HashMap<ObjectKey, String>,
+    admissions: Admissions,
 }
 
 impl Applier {
@@ -201,6 +225,7 @@ impl Applier {
             generation: 0,
             applied: None,
             audited: HashMap::new(),
+            admissions: Admissions::default(),
         }
     }
 
@@ -223,8 +248,8 @@ impl Applier {
         if !seen.complete && self.generation == 0 {
             return;
         }
-        let plan = Plan::new(&seen);
-        if self.applied.as_deref() == Some(plan.digest.as_str()) {
+        let plan = Plan::new(&seen, &mut self.admissions);
+        if self.applied.as_deref() == Some(plan.config.digest.as_str()) {
             // nothing to compile; generations may have moved (a status-only or no-op change)
             self.refresh_generations(&plan);
             return;
@@ -289,7 +314,7 @@ impl Applier {
         state.snapshot.store(Arc::new(snapshot));
         std::mem::replace(&mut self.parts.probes, probes).cancel();
         self.generation += 1;
-        self.applied = Some(plan.digest.clone());
+        self.applied = Some(plan.config.digest.clone());
         tracing::info!(
             generation = self.generation,
             gateways,
@@ -302,7 +327,7 @@ impl Applier {
         state.audit.record(
             AuditEvent::new("config_applied", "", "", "success", SOURCE.to_string())
                 .detail("generation", self.generation)
-                .detail("sha256", plan.digest.clone())
+                .detail("sha256", plan.config.digest.clone())
                 .detail("gateways", gateways)
                 .detail("apis", apis),
         );
@@ -471,6 +496,10 @@ mod tests {
     use serde_json::json;
     use std::collections::BTreeMap;
 
+    fn plan(seen: &Seen) -> Plan {
+        Plan::new(seen, &mut Admissions::default())
+    }
+
     fn seen(objects: &[(usize, &str, &str, Value, Option<&str>)]) -> Seen {
         let kinds = Watched::all();
         let resources = objects
@@ -501,7 +530,7 @@ mod tests {
 
     #[test]
     fn an_invalid_resource_is_kept_out_and_the_rest_is_planned() {
-        let plan = Plan::new(&seen(&[
+        let plan = plan(&seen(&[
             (0, "good", "2026-01-01T00:00:00Z", gateway_spec(), None),
             (
                 0,
@@ -518,7 +547,7 @@ mod tests {
     #[test]
     fn the_same_name_in_both_groups_and_two_defaults_are_conflicts_the_oldest_wins() {
         // kinds: 0 = hub.traefik.io AIGateway, 2 = airgate.io AIGateway
-        let plan = Plan::new(&seen(&[
+        let plan = plan(&seen(&[
             (2, "twin", "2026-01-02T00:00:00Z", gateway_spec(), None),
             (0, "twin", "2026-01-01T00:00:00Z", gateway_spec(), None),
             (

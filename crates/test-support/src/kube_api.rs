@@ -78,6 +78,14 @@ struct Shared {
     holding: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
+impl Shared {
+    /// A change in the history, and to every open watch.
+    fn record(&self, inner: &mut Inner, change: Change) {
+        inner.history.push(change.clone());
+        let _ = self.changes.send(change);
+    }
+}
+
 /// The running stand-in; stops when dropped.
 pub struct FakeKube {
     pub addr: SocketAddr,
@@ -103,13 +111,9 @@ impl FakeKube {
     pub async fn start(groups: &[&str]) -> std::io::Result<Self> {
         let mut inner = Inner::default();
         for group in groups {
-            inner.served.insert(
-                format!("{group}/v1alpha1"),
-                vec![
-                    ("aigateways".into(), "AIGateway".into()),
-                    ("apis".into(), "API".into()),
-                ],
-            );
+            inner
+                .served
+                .insert(format!("{group}/v1alpha1"), gateway_kinds());
         }
         inner.served.insert(
             "coordination.k8s.io/v1".into(),
@@ -189,7 +193,16 @@ impl FakeKube {
             object["status"] = status.clone();
         }
         inner.objects.insert(key, object.clone());
-        self.record(&mut inner, rv, collection, namespace, kind, object);
+        self.shared.record(
+            &mut inner,
+            Change {
+                rv,
+                collection,
+                namespace,
+                kind,
+                object,
+            },
+        );
     }
 
     /// Deletes an object.
@@ -201,35 +214,15 @@ impl FakeKube {
             inner.rv += 1;
             let rv = inner.rv;
             object["metadata"]["resourceVersion"] = json!(rv.to_string());
-            self.record(
-                &mut inner,
+            let change = Change {
                 rv,
                 collection,
-                namespace.to_string(),
-                "DELETED",
+                namespace: namespace.to_string(),
+                kind: "DELETED",
                 object,
-            );
+            };
+            self.shared.record(&mut inner, change);
         }
-    }
-
-    fn record(
-        &self,
-        inner: &mut Inner,
-        rv: u64,
-        collection: Collection,
-        namespace: String,
-        kind: &'static str,
-        object: Value,
-    ) {
-        let change = Change {
-            rv,
-            collection,
-            namespace,
-            kind,
-            object,
-        };
-        inner.history.push(change.clone());
-        let _ = self.shared.changes.send(change);
     }
 
     /// Compacts the history (every resourceVersion so far becomes too old: a watch resuming
@@ -246,13 +239,9 @@ impl FakeKube {
 
     /// Starts serving `AIGateway` and `API` of `group` (its CRDs installed now).
     pub fn serve_group(&self, group: &str) {
-        lock(&self.shared.inner).served.insert(
-            format!("{group}/v1alpha1"),
-            vec![
-                ("aigateways".into(), "AIGateway".into()),
-                ("apis".into(), "API".into()),
-            ],
-        );
+        lock(&self.shared.inner)
+            .served
+            .insert(format!("{group}/v1alpha1"), gateway_kinds());
     }
 
     /// Lists wait until [`FakeKube::release_lists`].
@@ -289,6 +278,14 @@ impl FakeKube {
     pub fn writes(&self) -> Vec<Write> {
         lock(&self.shared.inner).writes.clone()
     }
+}
+
+/// `AIGateway` and `API` as discovery lists them: `(plural, kind)`.
+fn gateway_kinds() -> Vec<(String, String)> {
+    vec![
+        ("aigateways".into(), "AIGateway".into()),
+        ("apis".into(), "API".into()),
+    ]
 }
 
 fn split_collection(group_version: &str, plural: &str) -> Collection {
@@ -339,6 +336,11 @@ fn parse_target(path: &str) -> Option<Target> {
 fn status(code: u16, reason: &str, message: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": message, "reason": reason, "code": code})
+}
+
+fn not_found() -> Response {
+    let message = "the server could not find the requested resource";
+    answer(404, status(404, "NotFound", message))
 }
 
 fn answer(code: u16, body: Value) -> Response {
@@ -421,14 +423,7 @@ async fn handle(
         }
     }
     let Some(target) = parse_target(&path) else {
-        return answer(
-            404,
-            status(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ),
-        );
+        return not_found();
     };
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     match (method.clone(), target.name.is_some(), target.status) {
@@ -455,14 +450,7 @@ fn discovery(shared: &Shared, group: &str, version: &str) -> Response {
     let inner = lock(&shared.inner);
     let group_version = format!("{group}/{version}");
     let Some(kinds) = inner.served.get(&group_version) else {
-        return answer(
-            404,
-            status(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ),
-        );
+        return not_found();
     };
     let mut resources = Vec::new();
     for (plural, kind) in kinds {
@@ -511,7 +499,7 @@ fn get(shared: &Shared, target: &Target) -> Response {
     );
     match inner.objects.get(&key) {
         Some(object) => answer(200, object.clone()),
-        None => answer(404, status(404, "NotFound", "not found")),
+        None => not_found(),
     }
 }
 
@@ -661,7 +649,7 @@ fn patch_status(
         target.name.clone().unwrap_or_default(),
     );
     let Some(mut object) = inner.objects.get(&key).cloned() else {
-        return answer(404, status(404, "NotFound", "not found"));
+        return not_found();
     };
     // the status subresource: only `status` changes
     if let Some(patch) = body.get("status") {
@@ -678,8 +666,7 @@ fn patch_status(
         kind: "MODIFIED",
         object: object.clone(),
     };
-    inner.history.push(change.clone());
-    let _ = shared.changes.send(change);
+    shared.record(&mut inner, change);
     answer(200, object)
 }
 
@@ -711,7 +698,7 @@ fn replace(shared: &Shared, target: &Target, path: &str, token: &str, mut body: 
         target.name.clone().unwrap_or_default(),
     );
     let Some(current) = inner.objects.get(&key) else {
-        return answer(404, status(404, "NotFound", "not found"));
+        return not_found();
     };
     if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
         return answer(409, status(409, "Conflict", "the object has been modified; please apply your changes to the latest version and try again"));
