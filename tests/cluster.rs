@@ -588,3 +588,44 @@ fn config_and_kubernetes_together_are_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot be used with"), "{stderr}");
 }
+
+/// A measurement, not a check (no timing is asserted): how long 500 gateways take to be ready,
+/// and one more to be served among them, in debug builds. Run with
+/// `cargo nextest run --test cluster --run-ignored only --no-capture measure`.
+#[tokio::test]
+#[ignore = "a measurement, run by hand"]
+async fn measure_a_change_among_500_gateways() {
+    let kube = FakeKube::start(&["airgate.io"]).await.unwrap();
+    let mock = backend().await;
+    let n = 500;
+    for i in 0..n {
+        let mut object = gateway(
+            OWN,
+            &format!("ns{}", i % 20),
+            &format!("gw{i}"),
+            &format!("m{i}"),
+            &mock.url(),
+            json!({}),
+        );
+        object["spec"]["contentGuard"] =
+            json!({"enabled": true, "blockPatterns": [{"regex": "(?i)secret", "action": "block"}]});
+        kube.apply("aigateways", object);
+    }
+    let started = Instant::now();
+    let gw = replica(&kube, "solo", &[]).await;
+    println!("ready with {n} gateways after {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let started = Instant::now();
+    kube.apply(
+        "aigateways",
+        gateway(OWN, "ns0", "new", "fresh", &mock.url(), json!({})),
+    );
+    let took = eventually("the new gateway serves", &gw, || async {
+        models(&gw, "/gateways/ns0/new").await.is_some()
+    })
+    .await;
+    println!(
+        "one change among {n} served after {took:?} ({:?} with the apply)",
+        started.elapsed()
+    );
+}

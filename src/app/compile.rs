@@ -10,7 +10,7 @@
 //! It lives above `config` and `gateway` (not in `config`, which the compiled types depend on):
 //! the module map has no cycle between top-level modules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -112,7 +112,7 @@ pub fn compile(
     config: &LoadedConfig,
     ctx: &CompileContext<'_>,
 ) -> Result<Snapshot, Vec<ConfigIssue>> {
-    let mut parts = Parts::compile(config, ctx);
+    let mut parts = Parts::compile(config, ctx, &HashSet::new());
     let mut issues = std::mem::take(&mut parts.process_issues);
     issues.extend(parts.failed.drain(..).flat_map(|(_, issues)| issues));
     match parts.api_client.take() {
@@ -149,13 +149,16 @@ pub struct Isolated {
 
 /// Compiles each resource on its own. Those that fail, and those of `keep` (refused before
 /// compiling), keep the compiled version of `ctx.previous` when it has one; the rest serve as
-/// they compiled. `Err` only when the process itself cannot build the `API` client.
+/// they compiled. Those of `unchanged` (the same inputs as their part in `ctx.previous`: the
+/// same document and secrets) are not compiled again: their part is taken over. `Err` only
+/// when the process itself cannot build the `API` client.
 pub fn compile_isolated(
     config: &LoadedConfig,
     keep: &[PartId],
+    unchanged: &HashSet<PartId>,
     ctx: &CompileContext<'_>,
 ) -> Result<Isolated, Vec<ConfigIssue>> {
-    let mut parts = Parts::compile(config, ctx);
+    let mut parts = Parts::compile(config, ctx, unchanged);
     let Some(api_client) = parts.api_client.take() else {
         return Err(parts.process_issues);
     };
@@ -203,7 +206,25 @@ struct Parts {
 }
 
 impl Parts {
-    fn compile(config: &LoadedConfig, ctx: &CompileContext<'_>) -> Self {
+    /// Every resource compiled, but those of `unchanged`, whose part in `ctx.previous` is
+    /// taken over.
+    fn compile(
+        config: &LoadedConfig,
+        ctx: &CompileContext<'_>,
+        unchanged: &HashSet<PartId>,
+    ) -> Self {
+        let previous_api = |id: &String| {
+            unchanged
+                .contains(&(PartKind::Api, id.clone()))
+                .then(|| ctx.previous?.apis.iter().find(|a| a.id == *id).cloned())
+                .flatten()
+        };
+        let previous_gateway = |id: &String| {
+            unchanged
+                .contains(&(PartKind::Gateway, id.clone()))
+                .then(|| ctx.previous?.gateway_by_id(id).cloned())
+                .flatten()
+        };
         let mut parts = Parts {
             gateways: HashMap::new(),
             marked_default: None,
@@ -229,6 +250,10 @@ impl Parts {
             }
         }
         for located in &config.apis {
+            if let Some(route) = previous_api(&located.resource.id()) {
+                parts.apis.push(route);
+                continue;
+            }
             let secrets = ctx.secrets_for(located.resource.metadata.namespace());
             match ApiRoute::try_new(&located.resource, &secrets) {
                 Ok(route) => parts.apis.push(Arc::new(route)),
@@ -243,9 +268,12 @@ impl Parts {
             let clients = clients
                 .entry(secrets.clone())
                 .or_insert_with(|| UpstreamClients::new(ctx.backend_trust, &secrets));
-            match compile_gateway(&located.resource, ctx, &secrets, clients) {
+            let compiled = match previous_gateway(&located.resource.id()) {
+                Some(gateway) => Ok(gateway),
+                None => compile_gateway(&located.resource, ctx, &secrets, clients).map(Arc::new),
+            };
+            match compiled {
                 Ok(gateway) => {
-                    let gateway = Arc::new(gateway);
                     if is_marked_default(&located.resource) {
                         parts.marked_default = Some(Arc::clone(&gateway));
                     }
@@ -574,5 +602,92 @@ spec:
             .unwrap_or_else(|| panic!("no issue for the API: {issues:?}"));
         assert!(api.to_string().contains("payment-jwt-secret"), "{api}");
         assert!(issues.iter().all(|i| i.file == Path::new("gw.yaml")));
+    }
+
+    /// Compiling resource by resource: an unchanged resource's part is taken over from the
+    /// snapshot in service (the same gateway, not a copy), a changed one is compiled anew, and
+    /// one that fails keeps its part in service.
+    #[tokio::test]
+    async fn isolated_compile_takes_over_unchanged_parts_and_keeps_failed_ones() {
+        let gateway = |name: &str, url: &str| {
+            format!(
+                "apiVersion: airgate.io/v1alpha1\nkind: AIGateway\nmetadata: {{name: {name}, namespace: ml}}\nspec:\n  backends:\n    - {{name: a, url: \"{url}\", models: [m]}}\n"
+            )
+        };
+        let load =
+            |yaml: String| crate::config::parse_str(Path::new("gw.yaml"), &yaml).expect("valid");
+        let secrets = std::env::temp_dir().join("airgate-compile-test-no-secrets");
+        let trust = BackendTrust::default();
+        let ctx = |previous| CompileContext {
+            secrets_dir: &secrets,
+            backend_trust: &trust,
+            embedder: None,
+            wordnet: None,
+            previous,
+            secrets_by_namespace: true,
+        };
+        let first = load(format!(
+            "{}---\n{}",
+            gateway("a", "http://a:1"),
+            gateway("b", "http://b:1")
+        ));
+        let Ok(before) = compile_isolated(&first, &[], &HashSet::new(), &ctx(None)) else {
+            panic!("the first compile failed");
+        };
+        let before = before.snapshot;
+        // `a` unchanged; `b` moves to another URL
+        let second = load(format!(
+            "{}---\n{}",
+            gateway("a", "http://a:1"),
+            gateway("b", "http://b:2")
+        ));
+        let unchanged = HashSet::from([(PartKind::Gateway, "ml/a".to_string())]);
+        let Ok(after) = compile_isolated(&second, &[], &unchanged, &ctx(Some(&before))) else {
+            panic!("the second compile failed");
+        };
+        let part = |snapshot: &Snapshot, id: &str| {
+            snapshot
+                .gateway_by_id(id)
+                .cloned()
+                .unwrap_or_else(|| panic!("{id} not served"))
+        };
+        assert!(Arc::ptr_eq(
+            &part(&before, "ml/a"),
+            &part(&after.snapshot, "ml/a")
+        ));
+        assert!(!Arc::ptr_eq(
+            &part(&before, "ml/b"),
+            &part(&after.snapshot, "ml/b")
+        ));
+        assert_eq!(
+            part(&after.snapshot, "ml/b").backends[0]
+                .base_url
+                .trim_end_matches('/'),
+            "http://b:2"
+        );
+
+        // `b` now fails to compile (its JWT secret is missing): the part in service stays
+        let broken = load(format!(
+            "{}---\n{}  authentication:\n    jwt: {{secretName: missing, issuer: i, audience: a}}\n",
+            gateway("a", "http://a:1"),
+            gateway("b", "http://b:3")
+        ));
+        let Ok(kept) = compile_isolated(&broken, &[], &HashSet::new(), &ctx(Some(&after.snapshot)))
+        else {
+            panic!("the third compile failed");
+        };
+        assert_eq!(
+            kept.failed.len(),
+            1,
+            "{:?}",
+            kept.failed.iter().map(|f| &f.0).collect::<Vec<_>>()
+        );
+        assert_eq!(kept.kept, vec![(PartKind::Gateway, "ml/b".to_string())]);
+        assert_eq!(
+            part(&kept.snapshot, "ml/b").backends[0]
+                .base_url
+                .trim_end_matches('/'),
+            "http://b:2"
+        );
     }
 }

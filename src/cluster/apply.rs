@@ -9,7 +9,7 @@
 //! are written to the secrets folder; everything compiles resource by resource; the snapshot
 //! is swapped in; and a verdict per resource goes to the status writer.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -61,6 +61,9 @@ struct Candidate {
 /// What one round will compile.
 struct Plan {
     candidates: Vec<Candidate>,
+    /// What each accepted resource's compile reads (its document and the Secrets it names),
+    /// as a digest: the same inputs compile to the same part.
+    inputs: HashMap<PartId, String>,
     config: LoadedConfig,
     /// Refused before compiling: their last good compiled version serves on.
     keep: Vec<PartId>,
@@ -130,14 +133,18 @@ impl Plan {
             .map(|c| c.part.clone())
             .collect();
         let mut keep = Vec::new();
+        let mut named = HashMap::new();
         for candidate in &candidates {
             match &candidate.admission {
                 Admission::Accepted(loaded) => {
                     config.gateways.extend(loaded.gateways.iter().cloned());
                     config.apis.extend(loaded.apis.iter().cloned());
-                    for name in objects::secret_names(&candidate.document) {
-                        wanted.insert((candidate.key.namespace.clone(), name));
-                    }
+                    let names: Vec<(String, String)> = objects::secret_names(&candidate.document)
+                        .into_iter()
+                        .map(|name| (candidate.key.namespace.clone(), name))
+                        .collect();
+                    wanted.extend(names.iter().cloned());
+                    named.insert(candidate.part.clone(), names);
                     digest.update(candidate.document.to_string());
                 }
                 _ if !served.contains(&candidate.part) => {
@@ -150,8 +157,17 @@ impl Plan {
         let secrets = SecretFiles::select(&wanted, &seen.secrets);
         digest.update(secrets.digest());
         config.digest = hex::encode(digest.finalize());
+        let inputs = candidates
+            .iter()
+            .filter_map(|c| {
+                let names = named.get(&c.part)?;
+                let inputs = format!("{}:{}", c.document, secrets.digest_of(names));
+                Some((c.part.clone(), hex::encode(Sha256::digest(inputs))))
+            })
+            .collect();
         Plan {
             candidates,
+            inputs,
             config,
             keep,
             secrets,
@@ -216,6 +232,9 @@ pub struct Applier {
     /// The problem last audited per resource: a problem is audited once, not every round.
     audited: HashMap<ObjectKey, String>,
     admissions: Admissions,
+    /// The inputs each part in service was compiled from ([`Plan::inputs`]): a resource whose
+    /// inputs are the same is taken over, not compiled again.
+    served_inputs: HashMap<PartId, String>,
 }
 
 impl Applier {
@@ -226,6 +245,7 @@ impl Applier {
             applied: None,
             audited: HashMap::new(),
             admissions: Admissions::default(),
+            served_inputs: HashMap::new(),
         }
     }
 
@@ -260,6 +280,7 @@ impl Applier {
                 failed,
                 kept,
             }) => {
+                self.remember_inputs(&plan, &failed, &kept);
                 self.swap(&plan, snapshot);
                 self.publish(&plan, &failed, &kept);
             }
@@ -272,10 +293,41 @@ impl Applier {
         }
     }
 
-    /// Writes the named Secrets, then compiles resource by resource, on a blocking thread.
+    /// What each part now in service was compiled from: the new inputs of those that
+    /// compiled, the old ones of those kept.
+    fn remember_inputs(
+        &mut self,
+        plan: &Plan,
+        failed: &[(PartId, Vec<ConfigIssue>)],
+        kept: &[PartId],
+    ) {
+        let failed: HashSet<&PartId> = failed.iter().map(|(id, _)| id).collect();
+        let mut served: HashMap<PartId, String> = plan
+            .inputs
+            .iter()
+            .filter(|(id, _)| !failed.contains(id))
+            .map(|(id, inputs)| (id.clone(), inputs.clone()))
+            .collect();
+        for id in kept {
+            if let Some(inputs) = self.served_inputs.get(id) {
+                served.insert(id.clone(), inputs.clone());
+            }
+        }
+        self.served_inputs = served;
+    }
+
+    /// Writes the named Secrets, then compiles resource by resource, on a blocking thread;
+    /// resources whose inputs are those their part in service was compiled from are taken
+    /// over.
     async fn compile(&self, plan: &Plan) -> Result<Isolated, Vec<ConfigIssue>> {
         let (config, keep, secrets) =
             (plan.config.clone(), plan.keep.clone(), plan.secrets.clone());
+        let unchanged: HashSet<PartId> = plan
+            .inputs
+            .iter()
+            .filter(|(id, inputs)| self.served_inputs.get(*id) == Some(*inputs))
+            .map(|(id, _)| id.clone())
+            .collect();
         let dir = self.parts.secrets_dir.clone();
         let trust = self.parts.backend_trust.clone();
         let models = self.parts.models.clone();
@@ -295,7 +347,7 @@ impl Applier {
                 previous: Some(&previous),
                 secrets_by_namespace: true,
             };
-            compile_isolated(&config, &keep, &ctx)
+            compile_isolated(&config, &keep, &unchanged, &ctx)
         })
         .await;
         compiled.unwrap_or_else(|error| {

@@ -47,17 +47,27 @@ impl SecretFiles {
 
     /// A digest of every name and byte, for deciding whether anything changed.
     pub fn digest(&self) -> String {
+        self.digest_of(self.0.keys())
+    }
+
+    /// A digest of the named Secrets only (a missing one counts as absent): what one
+    /// resource's compile reads.
+    pub fn digest_of<'a>(&self, names: impl IntoIterator<Item = &'a (String, String)>) -> String {
         let mut hash = Sha256::new();
-        for ((namespace, name), keys) in &self.0 {
-            for part in [namespace.as_bytes(), name.as_bytes()] {
-                hash.update((part.len() as u64).to_be_bytes());
-                hash.update(part);
-            }
+        let mut framed = |part: &[u8]| {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        };
+        for name in names {
+            framed(name.0.as_bytes());
+            framed(name.1.as_bytes());
+            let Some(keys) = self.0.get(name) else {
+                framed(b"absent");
+                continue;
+            };
             for (key, value) in keys {
-                for part in [key.as_bytes(), value.as_slice()] {
-                    hash.update((part.len() as u64).to_be_bytes());
-                    hash.update(part);
-                }
+                framed(key.as_bytes());
+                framed(value);
             }
         }
         hex::encode(hash.finalize())
