@@ -359,6 +359,43 @@ async fn an_invalid_resource_is_refused_with_its_field_while_the_others_serve() 
     );
 }
 
+/// The attack: a tenant who may create `API`s in its own namespace claims another team's
+/// `pathPrefix`, to receive its callers' requests (and their tokens).
+#[tokio::test]
+async fn a_later_api_claiming_a_served_path_prefix_is_refused() {
+    let kube = fake().await;
+    let (owner, attacker) = (backend().await, backend().await);
+    let api = |namespace: &str, url: String| {
+        json!({"apiVersion": OWN, "kind": "API", "metadata": {"name": "pay", "namespace": namespace},
+               "spec": {"service": {"name": "pay", "port": {"number": 80}, "url": url},
+                        "pathPrefix": "/payments"}})
+    };
+    kube.apply("apis", api("finance", owner.url()));
+    let gw = replica(&kube, "solo", &[]).await;
+    kube.apply("apis", api("tenant", attacker.url()));
+    eventually("the claim is refused", &gw, || async {
+        condition(&kube.get(OWN, "apis", "tenant", "pay"), "Accepted")["reason"] == "Conflicted"
+    })
+    .await;
+    let accepted = condition(&kube.get(OWN, "apis", "tenant", "pay"), "Accepted");
+    assert!(
+        accepted["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.pathPrefix: /payments is already served by API finance/pay"),
+        "{accepted}"
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{}/payments/v1/chat/completions", gw.url))
+        .bearer_auth("a-caller-token")
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "pay 10"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!((owner.requests(), attacker.requests()), (1, 0));
+}
+
 #[tokio::test]
 async fn an_expired_watch_relists_with_no_gap_in_what_is_served() {
     let kube = fake().await;

@@ -175,12 +175,14 @@ impl Plan {
     }
 }
 
-/// The same kind and `namespace/name` in both groups, or two default gateways: the oldest
-/// wins (then the group name decides), the others are refused.
+/// The same kind and `namespace/name` in both groups, two default gateways, or two `API`s
+/// with the same `pathPrefix`: the oldest wins (then the group name decides), the others are
+/// refused.
 fn refuse_conflicts(candidates: &mut [Candidate]) {
     candidates.sort_by(|a, b| (&a.created, &a.key).cmp(&(&b.created, &b.key)));
     let mut winners: HashMap<PartId, ObjectKey> = HashMap::new();
     let mut default: Option<ObjectKey> = None;
+    let mut prefixes: HashMap<String, ObjectKey> = HashMap::new();
     for candidate in candidates.iter_mut() {
         let Admission::Accepted(loaded) = &candidate.admission else {
             continue;
@@ -194,6 +196,20 @@ fn refuse_conflicts(candidates: &mut [Candidate]) {
             ));
             continue;
         }
+        // a path prefix is global to the listener: a later API claiming one in service would
+        // take its traffic (a tenant's hijack), so the older keeps it
+        let claimed = loaded
+            .apis
+            .iter()
+            .find_map(|a| a.resource.spec.path_prefix.clone());
+        if let Some(prefix) = &claimed {
+            if let Some(owner) = prefixes.get(prefix) {
+                candidate.admission = Admission::Conflicted(format!(
+                    "spec.pathPrefix: {prefix} is already served by {owner}, which is older"
+                ));
+                continue;
+            }
+        }
         let marked_default = loaded.gateways.iter().any(|g| g.resource.is_default());
         if marked_default {
             if let Some(first) = &default {
@@ -203,6 +219,9 @@ fn refuse_conflicts(candidates: &mut [Candidate]) {
                 continue;
             }
             default = Some(candidate.key.clone());
+        }
+        if let Some(prefix) = claimed {
+            prefixes.insert(prefix, candidate.key.clone());
         }
         winners.insert(candidate.part.clone(), candidate.key.clone());
     }

@@ -300,6 +300,7 @@ impl Accumulator {
     fn finish(mut self) -> Result<LoadedConfig, Vec<ConfigIssue>> {
         self.check_duplicates();
         self.check_default_gateways();
+        self.check_path_prefixes();
         if self.errors.is_empty() {
             self.config.digest = std::mem::take(&mut self.digest).finish();
             Ok(self.config)
@@ -338,6 +339,33 @@ impl Accumulator {
                 ),
                 None => {
                     seen.insert(key, source);
+                }
+            }
+        }
+    }
+
+    /// Two `API`s with the same `pathPrefix`: which one answered would depend on their order.
+    fn check_path_prefixes(&mut self) {
+        let mut claimed: HashMap<&str, &Located<Api>> = HashMap::new();
+        for api in &self.config.apis {
+            let Some(prefix) = api.resource.spec.path_prefix.as_deref() else {
+                continue;
+            };
+            match claimed.get(prefix) {
+                Some(first) => self.errors.push(
+                    ConfigIssue::at(
+                        &api.source,
+                        format!(
+                            "{prefix} is already the pathPrefix of {} ({})",
+                            first.resource.display_name(),
+                            first.source
+                        ),
+                    )
+                    .with_resource(api.resource.display_name())
+                    .with_field("spec.pathPrefix"),
+                ),
+                None => {
+                    claimed.insert(prefix, api);
                 }
             }
         }

@@ -681,6 +681,25 @@ spec:
 }
 
 #[test]
+fn two_apis_with_one_path_prefix_are_rejected() {
+    let api = |name: &str| {
+        format!(
+            "apiVersion: airgate.io/v1alpha1\nkind: API\nmetadata: {{name: {name}, namespace: team}}\nspec:\n  service: {{name: svc, port: {{number: 80}}}}\n  pathPrefix: /payments\n"
+        )
+    };
+    let errs = errors(&format!("{}---\n{}", api("first"), api("second")));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].document, Some(2));
+    assert_eq!(errs[0].field.as_deref(), Some("spec.pathPrefix"));
+    assert!(
+        errs[0]
+            .message
+            .contains("/payments is already the pathPrefix of API team/first"),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn duplicate_resources_and_two_default_gateways_are_rejected() {
     let default_gw = |name: &str| {
         MINIMAL_GATEWAY.replace(

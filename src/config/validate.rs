@@ -187,7 +187,7 @@ pub(crate) fn api(api: &Api) -> Vec<FieldError> {
     if spec.service.port.number.is_none() && spec.service.url.is_none() {
         errors.add(
             "spec.service.port",
-            "a named port needs the Kubernetes watcher (not built yet): give port.number or service.url",
+            "a named port is not resolved (AirGate does not read Services, in cluster mode either): give port.number or service.url",
         );
     }
 
