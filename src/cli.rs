@@ -112,6 +112,11 @@ pub struct ServeArgs {
     /// Cluster mode: watch only this namespace (repeatable); every namespace by default.
     #[arg(long = "watch-namespace", requires = "kubernetes")]
     pub watch_namespaces: Vec<String>,
+    /// Cluster mode: `NAMESPACE/NAME` of the only AIGateway that serves `/v1`, annotated as
+    /// the default or not; any other annotated `airgate.io/default` is refused. Set it in a
+    /// cluster where several teams may create AIGateways.
+    #[arg(long, requires = "kubernetes")]
+    pub default_gateway: Option<String>,
     /// Cluster mode: the namespace of the leader-election Lease; default POD_NAMESPACE, then
     /// the kubeconfig context's namespace.
     #[arg(long, requires = "kubernetes")]
@@ -473,11 +478,20 @@ impl Source {
 /// The source the flags name; in cluster mode, connected, with its secrets folder claimed.
 async fn source(args: &ServeArgs) -> anyhow::Result<Source> {
     let Some(path) = args.config.clone().filter(|_| !args.kubernetes) else {
+        if let Some(pinned) = &args.default_gateway {
+            let plain = pinned.split_once('/').is_some_and(|(ns, name)| {
+                cluster::objects::is_plain_name(ns) && cluster::objects::is_plain_name(name)
+            });
+            if !plain {
+                anyhow::bail!("--default-gateway {pinned:?}: expected NAMESPACE/NAME");
+            }
+        }
         let (client, context_namespace) = cluster::connect().await?;
         cluster::claim_secrets_dir(&args.secrets_dir)?;
         let settings = ClusterSettings {
             namespaces: args.watch_namespaces.clone(),
             rediscovery: args.kubernetes_discovery_interval,
+            default_gateway: args.default_gateway.clone(),
             lease: LeaseSettings {
                 namespace: cluster::lease_namespace(
                     args.leader_election_namespace.as_deref(),

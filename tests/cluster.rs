@@ -396,6 +396,35 @@ async fn a_later_api_claiming_a_served_path_prefix_is_refused() {
     assert_eq!((owner.requests(), attacker.requests()), (1, 0));
 }
 
+/// The attack: a tenant annotates its own gateway as the default, to receive every `/v1`
+/// caller's prompts. With `--default-gateway` pinning the platform's gateway (which carries
+/// no annotation), the tenant's is refused and `/v1` stays with the platform.
+#[tokio::test]
+async fn a_pinned_default_gateway_cannot_be_taken_over() {
+    let kube = fake().await;
+    let (platform, attacker) = (backend().await, backend().await);
+    kube.apply(
+        "aigateways",
+        gateway(OWN, "ml", "platform", "m1", &platform.url(), json!({})),
+    );
+    kube.apply(
+        "aigateways",
+        gateway(OWN, "ml", "other", "m2", &platform.url(), json!({})),
+    );
+    let gw = replica(&kube, "solo", &["--default-gateway", "ml/platform"]).await;
+    assert_eq!(models(&gw, "").await, Some(vec!["m1".to_string()]));
+    let mut hijack = gateway(OWN, "tenant", "grab", "m1", &attacker.url(), json!({}));
+    hijack["metadata"]["annotations"] = json!({"airgate.io/default": "true"});
+    kube.apply("aigateways", hijack);
+    eventually("the hijack is refused", &gw, || async {
+        condition(&kube.get(OWN, "aigateways", "tenant", "grab"), "Accepted")["reason"]
+            == "Conflicted"
+    })
+    .await;
+    assert_eq!(chat(&gw, "m1", None).await, 200);
+    assert_eq!((platform.requests(), attacker.requests()), (1, 0));
+}
+
 #[tokio::test]
 async fn an_expired_watch_relists_with_no_gap_in_what_is_served() {
     let kube = fake().await;

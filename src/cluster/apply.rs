@@ -99,7 +99,8 @@ impl Admissions {
 }
 
 impl Plan {
-    fn new(seen: &Seen, admissions: &mut Admissions) -> Self {
+    /// `pinned_default`: `--default-gateway`, the only gateway that may serve `/v1`.
+    fn new(seen: &Seen, admissions: &mut Admissions, pinned_default: Option<&str>) -> Self {
         admissions.retain(seen);
         let mut candidates: Vec<Candidate> = seen
             .resources
@@ -123,7 +124,7 @@ impl Plan {
                 }
             })
             .collect();
-        refuse_conflicts(&mut candidates);
+        refuse_conflicts(&mut candidates, pinned_default);
         let mut config = LoadedConfig::default();
         let mut wanted = BTreeSet::new();
         let mut digest = Sha256::new();
@@ -178,7 +179,10 @@ impl Plan {
 /// The same kind and `namespace/name` in both groups, two default gateways, or two `API`s
 /// with the same `pathPrefix`: the oldest wins (then the group name decides), the others are
 /// refused.
-fn refuse_conflicts(candidates: &mut [Candidate]) {
+///
+/// With `--default-gateway` (`pinned`), that gateway is the default, annotated or not, and
+/// any other annotated as the default is refused.
+fn refuse_conflicts(candidates: &mut [Candidate], pinned: Option<&str>) {
     candidates.sort_by(|a, b| (&a.created, &a.key).cmp(&(&b.created, &b.key)));
     let mut winners: HashMap<PartId, ObjectKey> = HashMap::new();
     let mut default: Option<ObjectKey> = None;
@@ -211,7 +215,18 @@ fn refuse_conflicts(candidates: &mut [Candidate]) {
             }
         }
         let marked_default = loaded.gateways.iter().any(|g| g.resource.is_default());
-        if marked_default {
+        if let Some(pinned) = pinned {
+            let is_pinned = !loaded.gateways.is_empty() && candidate.key.id() == pinned;
+            if marked_default && !is_pinned {
+                candidate.admission = Admission::Conflicted(format!(
+                    "metadata.annotations[\"{DEFAULT_GATEWAY_ANNOTATION}\"]: --default-gateway pins {pinned} as the default"
+                ));
+                continue;
+            }
+            if is_pinned {
+                pin_as_default(&mut candidate.admission);
+            }
+        } else if marked_default {
             if let Some(first) = &default {
                 candidate.admission = Admission::Conflicted(format!(
                     "metadata.annotations[\"{DEFAULT_GATEWAY_ANNOTATION}\"]: only one AIGateway may be the default; {first} is older and is the default"
@@ -224,6 +239,19 @@ fn refuse_conflicts(candidates: &mut [Candidate]) {
             prefixes.insert(prefix, candidate.key.clone());
         }
         winners.insert(candidate.part.clone(), candidate.key.clone());
+    }
+}
+
+/// Marks an accepted gateway as the default (`--default-gateway`), as its annotation would.
+fn pin_as_default(admission: &mut Admission) {
+    if let Admission::Accepted(loaded) = admission {
+        for gateway in &mut loaded.gateways {
+            gateway
+                .resource
+                .metadata
+                .annotations
+                .insert(DEFAULT_GATEWAY_ANNOTATION.to_string(), "true".to_string());
+        }
     }
 }
 
@@ -240,6 +268,8 @@ pub struct ApplierParts {
     /// Set after the first complete list is applied: `/readyz`.
     pub synced: Arc<AtomicBool>,
     pub verdicts: watch::Sender<Arc<Verdicts>>,
+    /// `--default-gateway`: `namespace/name` of the only gateway that may serve `/v1`.
+    pub default_gateway: Option<String>,
 }
 
 /// Applies the store's contents whenever they change.
@@ -287,7 +317,8 @@ impl Applier {
         if !seen.complete && self.generation == 0 {
             return;
         }
-        let plan = Plan::new(&seen, &mut self.admissions);
+        let pinned = self.parts.default_gateway.as_deref();
+        let plan = Plan::new(&seen, &mut self.admissions, pinned);
         if self.applied.as_deref() == Some(plan.config.digest.as_str()) {
             // nothing to compile; generations may have moved (a status-only or no-op change)
             self.refresh_generations(&plan);
@@ -568,7 +599,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn plan(seen: &Seen) -> Plan {
-        Plan::new(seen, &mut Admissions::default())
+        Plan::new(seen, &mut Admissions::default(), None)
     }
 
     fn seen(objects: &[(usize, &str, &str, Value, Option<&str>)]) -> Seen {

@@ -46,6 +46,8 @@ pub struct ClusterSettings {
     pub lease: LeaseSettings,
     /// How often kinds the API server did not serve are looked for again.
     pub rediscovery: Duration,
+    /// `--default-gateway`: `namespace/name` of the only gateway that may serve `/v1`.
+    pub default_gateway: Option<String>,
 }
 
 /// A client from `kube::Config::infer` (the pod's service account, else `KUBECONFIG` or
@@ -193,6 +195,7 @@ pub fn start(
             probes: parts.probes,
             synced: parts.synced,
             verdicts: verdicts_tx,
+            default_gateway: settings.default_gateway.clone(),
         });
         let watchers = Watchers {
             client: client.clone(),
