@@ -296,6 +296,11 @@ async fn a_rotated_secret_accepts_the_new_key_and_refuses_the_old() {
     .await;
     println!("rotation: applied after {took:?}");
     assert_eq!(chat(&gw, "m1", Some(&token(old))).await, 401);
+    // at shutdown the written keys are removed
+    let mut gw = gw;
+    gw.terminate();
+    gw.wait_exit(Duration::from_secs(20));
+    assert!(!gw.dir.path().join("secrets/ml").exists());
 }
 
 #[tokio::test]

@@ -303,11 +303,18 @@ impl Applier {
         let shutdown = self.parts.shutdown.clone();
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 _ = changed.notified() => {}
             }
             tokio::time::sleep(SETTLE).await;
             self.apply_once().await;
+        }
+        // the keys are in memory; a copy left in the folder outlives the process for nothing
+        // (a pod's emptyDir goes with the pod, a folder on a workstation does not)
+        let dir = self.parts.secrets_dir.clone();
+        let removed = tokio::task::spawn_blocking(move || SecretFiles::default().write(&dir)).await;
+        if !matches!(removed, Ok(Ok(()))) {
+            tracing::warn!("removing the written Secrets at shutdown failed");
         }
     }
 
