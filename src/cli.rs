@@ -53,6 +53,15 @@ pub enum Command {
         #[arg(long)]
         secrets_dir: Option<PathBuf>,
     },
+    /// The breaking changes from OLD to NEW (files or folders): exit 0 when there are none, 1
+    /// when there are, 2 when either does not load. See docs/policy.md for the checks.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        /// `text` (one line per change, as `validate` prints) or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
     /// Print the CustomResourceDefinitions of AIGateway and API.
     Crds {
         /// The API group: airgate.io, or hub.traefik.io for the seed's manifests in a cluster
@@ -277,11 +286,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             signature,
             bundle,
         }) => Ok(verify_bundle(&key, &signature, &bundle)),
+        Command::Diff { old, new, format } => Ok(diff(&old, &new, &format)),
         Command::Crds { group } => {
             print!("{}", config::crds::render_group(&group)?);
             Ok(0)
         }
     }
+}
+
+/// `airgate diff`: 0 with no breaking change, 1 with some, 2 when an input does not load.
+fn diff(old: &Path, new: &Path, format: &str) -> i32 {
+    let (before, after) = match (app::load(old), app::load(new)) {
+        (Ok(before), Ok(after)) => (before, after),
+        (before, after) => {
+            for issue in [before.err(), after.err()].into_iter().flatten().flatten() {
+                println!("error: {issue}");
+            }
+            return 2;
+        }
+    };
+    let breaking = crate::policy::diff::breaking_changes(&before, &after);
+    if format == "json" {
+        let json = serde_json::json!({ "breaking": breaking });
+        println!("{json}");
+    } else if breaking.is_empty() {
+        println!(
+            "ok: no breaking change from {} to {}",
+            old.display(),
+            new.display()
+        );
+    } else {
+        for change in &breaking {
+            println!("breaking: {change}");
+        }
+    }
+    i32::from(!breaking.is_empty())
 }
 
 fn verify_bundle(key: &Path, signature: &Path, bundle: &Path) -> i32 {

@@ -36,6 +36,7 @@ pub mod error;
 pub mod gateway;
 pub mod guard;
 pub mod openai;
+pub mod policy;
 pub mod redact;
 pub mod routing;
 pub mod server;

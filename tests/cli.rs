@@ -204,3 +204,40 @@ fn credentials_in_a_config_never_reach_the_output() {
     assert_eq!(code, 1, "{out}");
     assert!(!out.contains("S3cretPass"), "{out}");
 }
+
+/// `airgate diff` on the seed: the same files pass, a model taken out of a backend and an
+/// `API` path prefix changed fail with their checks (text and JSON), an unreadable input is 2.
+#[test]
+fn diff_reports_breaking_changes_with_its_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = repo("config/seed/ai-gateway.yaml");
+    let text = std::fs::read_to_string(&seed).unwrap();
+    let (code, out) = run_airgate(&["diff", &seed, &seed]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ok: no breaking change"), "{out}");
+
+    let changed = dir.path().join("ai-gateway.yaml");
+    let without = text.replace("        - llama-3-8b-instruct\n", "");
+    assert_ne!(without, text, "fixture edit did not apply");
+    std::fs::write(&changed, &without).unwrap();
+    let new = changed.display().to_string();
+    let (code, out) = run_airgate(&["diff", &seed, &new]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("(AIGateway ml-team/sovereign-ai-gateway): spec.backends: model-removed: model \"llama-3-8b-instruct\""),
+        "{out}"
+    );
+    let (code, out) = run_airgate(&["diff", "--format", "json", &seed, &new]);
+    assert_eq!(code, 1, "{out}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["breaking"][0]["check"], "model-removed");
+    assert_eq!(json["breaking"][0]["field"], "spec.backends");
+
+    let (code, out) = run_airgate(&[
+        "diff",
+        &seed,
+        &dir.path().join("missing.yaml").display().to_string(),
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.starts_with("error:"), "{out}");
+}
