@@ -23,6 +23,7 @@ use crate::cache::wordnet::WordNet;
 use crate::cache::Embedder;
 use crate::config::{self, ConfigIssue, Enforcement, LoadedConfig};
 use crate::gateway::body::BodyBudget;
+use crate::gateway::Snapshot;
 use crate::routing::BackendTrust;
 use crate::server::{AppState, ListenerStats};
 use crate::shutdown::Shutdown;
@@ -51,20 +52,10 @@ impl Models {
         if !needs_models(config) {
             return Ok(Self::default());
         }
-        let embedder = Embedder::load(model_dir, workers.max(1), batch)
-            .map_err(|e| anyhow::anyhow!("semanticCache is enabled: {e}"))?;
-        tracing::info!(model_dir = %model_dir.display(), "embedding model loaded");
-        let wordnet = WordNet::load(wordnet_dir)
-            .map_err(|e| anyhow::anyhow!("semanticCache is enabled: {e}"))?;
-        tracing::info!(wordnet_dir = %wordnet_dir.display(), "WordNet loaded");
-        Ok(Self {
-            embedder: Some(Arc::new(embedder)),
-            wordnet: Some(Arc::new(wordnet)),
-        })
+        Self::load(model_dir, wordnet_dir, workers, batch)
+            .map_err(|e| anyhow::anyhow!("semanticCache is enabled: {e}"))
     }
-}
 
-impl Models {
     /// Cluster mode, where no resource is known at start: loads the models when their folders
     /// are there (the image ships them), else none, and a gateway that enables the semantic
     /// cache is refused with the fetch hint.
@@ -78,14 +69,41 @@ impl Models {
             tracing::info!(model_dir = %model_dir.display(), "no embedding model: a gateway enabling semanticCache will be refused");
             return Ok(Self::default());
         }
+        Self::load(model_dir, wordnet_dir, workers, batch)
+    }
+
+    fn load(
+        model_dir: &Path,
+        wordnet_dir: &Path,
+        workers: usize,
+        batch: usize,
+    ) -> anyhow::Result<Self> {
         let embedder = Embedder::load(model_dir, workers.max(1), batch)?;
+        tracing::info!(model_dir = %model_dir.display(), "embedding model loaded");
         let wordnet = WordNet::load(wordnet_dir)?;
-        tracing::info!(model_dir = %model_dir.display(), "embedding model and WordNet loaded");
+        tracing::info!(wordnet_dir = %wordnet_dir.display(), "WordNet loaded");
         Ok(Self {
             embedder: Some(Arc::new(embedder)),
             wordnet: Some(Arc::new(wordnet)),
         })
     }
+}
+
+/// Puts `snapshot` in service: starts its health probes (a child of `shutdown`), swaps it in,
+/// and stops the probes of the snapshot it replaces (requests still on that one finish with
+/// it). `probes` becomes the new snapshot's; the replaced snapshot is returned. A reload, a
+/// rollback and a cluster change all go through here.
+pub fn put_in_service(
+    state: &AppState,
+    snapshot: Arc<Snapshot>,
+    shutdown: &CancellationToken,
+    probes: &mut CancellationToken,
+) -> Arc<Snapshot> {
+    let next = shutdown.child_token();
+    snapshot.start(&state.metrics, &next);
+    let replaced = state.snapshot.swap(snapshot);
+    std::mem::replace(probes, next).cancel();
+    replaced
 }
 
 /// What the process provides beyond the configuration.

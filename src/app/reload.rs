@@ -254,10 +254,12 @@ impl Reloader {
         let Some(probation) = self.probation.take() else {
             return;
         };
-        let probes = self.shutdown.child_token();
-        probation.previous.start(&self.state.metrics, &probes);
-        self.state.snapshot.store(Arc::clone(&probation.previous));
-        std::mem::replace(&mut self.probes, probes).cancel();
+        super::put_in_service(
+            &self.state,
+            Arc::clone(&probation.previous),
+            &self.shutdown,
+            &mut self.probes,
+        );
         let failed = std::mem::replace(&mut self.generation, probation.previous_generation);
         // the failed bytes are not applied again by the next poll; a new change is
         self.refused_digest = Some(std::mem::replace(&mut self.digest, probation.previous_key));
@@ -335,9 +337,13 @@ impl Reloader {
         loaded: &LoadedConfig,
         key: Option<String>,
     ) -> Reloaded {
-        let probes = self.shutdown.child_token();
-        snapshot.start(&self.state.metrics, &probes);
-        let previous = self.state.snapshot.swap(Arc::new(snapshot));
+        // the old snapshot's probes stop; requests still on it finish with it
+        let previous = super::put_in_service(
+            &self.state,
+            Arc::new(snapshot),
+            &self.shutdown,
+            &mut self.probes,
+        );
         if self.rollback.error_ratio > 0.0 {
             self.probation = Some(Probation {
                 since: Instant::now(),
@@ -348,8 +354,6 @@ impl Reloader {
             });
         }
         self.history.clear();
-        // the old snapshot's probes stop; requests still on it finish with it
-        std::mem::replace(&mut self.probes, probes).cancel();
         self.generation += 1;
         self.digest = key.unwrap_or_default();
         self.refused_digest = None;

@@ -417,11 +417,13 @@ impl Applier {
 
     fn swap(&mut self, plan: &Plan, snapshot: crate::gateway::Snapshot) {
         let state = &self.parts.state;
-        let probes = self.parts.shutdown.child_token();
-        snapshot.start(&state.metrics, &probes);
         let (gateways, apis) = (snapshot.len(), snapshot.apis.len());
-        state.snapshot.store(Arc::new(snapshot));
-        std::mem::replace(&mut self.parts.probes, probes).cancel();
+        crate::app::put_in_service(
+            state,
+            Arc::new(snapshot),
+            &self.parts.shutdown,
+            &mut self.parts.probes,
+        );
         self.generation += 1;
         self.applied = Some(plan.config.digest.clone());
         tracing::info!(

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::{AiGateway, Api, LoadedConfig, Located, Source};
+use crate::config::{AiGateway, Api, AuthenticationSpec, LoadedConfig, Located, Source};
 
 /// One breaking change, placed in the file and document of the resource in NEW (or in OLD,
 /// for a removed resource).
@@ -103,11 +103,11 @@ pub fn breaking_changes(old: &LoadedConfig, new: &LoadedConfig) -> Vec<Breaking>
                 format!("model {model:?} is no longer served"),
             ));
         }
-        if before.resource.spec.authentication.is_none()
-            && after.resource.spec.authentication.is_some()
-        {
-            found.push(authentication_added(&after.source, name));
-        }
+        let auth = (
+            &before.resource.spec.authentication,
+            &after.resource.spec.authentication,
+        );
+        found.extend(authentication_added(auth, &after.source, name));
     }
     let (old_apis, new_apis) = (by_id(&old.apis, Api::id), by_id(&new.apis, Api::id));
     for (id, before) in &old_apis {
@@ -138,11 +138,11 @@ pub fn breaking_changes(old: &LoadedConfig, new: &LoadedConfig) -> Vec<Breaking>
                 format!("{was} is {now}: callers of {was} get 404"),
             ));
         }
-        if before.resource.spec.authentication.is_none()
-            && after.resource.spec.authentication.is_some()
-        {
-            found.push(authentication_added(&after.source, name));
-        }
+        let auth = (
+            &before.resource.spec.authentication,
+            &after.resource.spec.authentication,
+        );
+        found.extend(authentication_added(auth, &after.source, name));
     }
     found
 }
@@ -156,14 +156,21 @@ fn served_models(gateway: &AiGateway) -> BTreeSet<&str> {
         .collect()
 }
 
-fn authentication_added(source: &Source, resource: String) -> Breaking {
-    Breaking::at(
-        source,
-        resource,
-        "authentication-added",
-        "spec.authentication",
-        "authentication is now required: callers without a token are refused (401)".into(),
-    )
+/// `authentication` absent before and present after: callers without a token are refused.
+fn authentication_added(
+    (before, after): (&Option<AuthenticationSpec>, &Option<AuthenticationSpec>),
+    source: &Source,
+    resource: String,
+) -> Option<Breaking> {
+    (before.is_none() && after.is_some()).then(|| {
+        Breaking::at(
+            source,
+            resource,
+            "authentication-added",
+            "spec.authentication",
+            "authentication is now required: callers without a token are refused (401)".into(),
+        )
+    })
 }
 
 #[cfg(test)]
