@@ -11,6 +11,7 @@
 //! - [`server`]: listeners (public and admin), hostile-HTTP limits, TLS on the public listener,
 //!   the route table.
 //! - [`openai`]: OpenAI wire shapes: errors, the SSE codec, the text-bearing fields of answers.
+//! - [`openapi`]: OpenAPI documents named by `API` resources: reading (and enforcing) them.
 //! - [`redact`]: credentials out of error messages and logs.
 //! - [`gateway`]: the AI request pipeline that composes the stages, top to bottom.
 //! - [`guard`]: the content guard: compiled pattern sets, built-in detectors, the streaming scanner.
@@ -36,6 +37,7 @@ pub mod error;
 pub mod gateway;
 pub mod guard;
 pub mod openai;
+pub mod openapi;
 pub mod policy;
 pub mod redact;
 pub mod routing;

@@ -530,12 +530,12 @@ struct Chunk {
 /// Deepest bracket nesting (`[` and `{`) a document may have. The YAML parser's work grows with
 /// the square of flow nesting (100,000 levels kept a core busy for minutes) before serde's own
 /// recursion limit (128) refuses the document, so deeper nesting is refused before parsing.
-const MAX_FLOW_NESTING: usize = 128;
+pub(crate) const MAX_FLOW_NESTING: usize = 128;
 
 /// The 1-based line where `text`'s bracket nesting first exceeds [`MAX_FLOW_NESTING`]. Brackets
 /// inside quotes or comments are counted too: a real configuration stays far below the limit
 /// either way, and a count that ignores YAML's quoting rules cannot be fooled by them.
-fn flow_nesting_too_deep(text: &str) -> Option<usize> {
+pub(crate) fn flow_nesting_too_deep(text: &str) -> Option<usize> {
     let mut depth = 0usize;
     let mut line = 1;
     for byte in text.bytes() {

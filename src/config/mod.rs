@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 pub mod crds;
 mod enforcement;
-mod loader;
+pub(crate) mod loader;
 mod resources;
 mod units;
 pub(crate) mod validate;
