@@ -16,8 +16,10 @@ use crate::app::signature::{self, BundleKey};
 use crate::app::{self, check_secrets, Models, Process, Signing};
 use crate::cache::Embedder;
 use crate::cluster::{self, leader::LeaseSettings, ClusterSettings, StartParts};
-use crate::config::{self, LoadedConfig};
+use crate::config::{self, ConfigIssue, LoadedConfig};
 use crate::gateway::body::BodyBudget;
+use crate::policy::gate;
+use crate::policy::report::Format;
 use crate::routing::BackendTrust;
 use crate::server::tls::{ServerTls, ServerTlsSettings};
 use crate::server::{self, AppState, ServerLimits, Shutdown};
@@ -44,7 +46,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Serve(Box<ServeArgs>),
-    /// Check configuration files; exit 0 when valid, 1 otherwise, one line per problem.
+    /// Check configuration files against the schema and the rule packs (baseline, and pci-dss
+    /// or hipaa where a `compliance` label asks); exit 1 on any error finding, 0 on warnings
+    /// only. See docs/policy.md for every rule.
     Validate {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -52,6 +56,12 @@ pub enum Command {
         /// reads it) and report each one that is missing or unusable.
         #[arg(long)]
         secrets_dir: Option<PathBuf>,
+        /// User rules in CEL: a YAML list of {id, match, expression, message, severity}.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// `text` (one line per finding), `json`, or `sarif` (SARIF 2.1.0, for code scanning).
+        #[arg(long, default_value = "text", value_parser = Format::NAMES)]
+        format: String,
     },
     /// The breaking changes from OLD to NEW (files or folders): exit 0 when there are none, 1
     /// when there are, 2 when either does not load. See docs/policy.md for the checks.
@@ -279,7 +289,17 @@ const EMBED_BATCH: usize = 16;
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve(args) => serve(*args).await.map(|()| 0),
-        Command::Validate { paths, secrets_dir } => Ok(validate(&paths, secrets_dir.as_deref())),
+        Command::Validate {
+            paths,
+            secrets_dir,
+            policy,
+            format,
+        } => Ok(validate(
+            &paths,
+            secrets_dir.as_deref(),
+            policy.as_deref(),
+            Format::parse(&format).unwrap_or(Format::Text),
+        )),
         Command::Audit(AuditCommand::Verify { files }) => Ok(verify_audit(&files)),
         Command::Bundle(BundleCommand::Verify {
             key,
@@ -456,44 +476,42 @@ fn audit_config(args: &ServeArgs) -> anyhow::Result<AuditConfig> {
     Ok(config)
 }
 
-/// Loads every path; prints errors and warnings one per line; returns 0 when all are valid.
-pub fn validate(paths: &[PathBuf], secrets_dir: Option<&Path>) -> i32 {
-    let mut failed = false;
-    for path in paths {
-        let checked = app::load(path)
-            .and_then(app::patterns_compile)
-            .and_then(|loaded| match secrets_dir {
-                None => Ok(loaded),
-                Some(dir) => {
-                    let issues = check_secrets(&loaded, dir, &BackendTrust::default());
-                    if issues.is_empty() {
-                        Ok(loaded)
-                    } else {
-                        Err(issues)
-                    }
-                }
-            });
-        match checked {
-            Ok(loaded) => {
-                for warning in &loaded.warnings {
-                    println!("warning: {warning}");
-                }
-                println!(
-                    "ok: {} ({} AIGateway, {} API)",
-                    path.display(),
-                    loaded.gateways.len(),
-                    loaded.apis.len()
-                );
-            }
-            Err(errors) => {
-                failed = true;
-                for error in errors {
-                    println!("error: {error}");
-                }
-            }
-        }
+/// Loads every path, runs the rule packs and the `--policy` rules over what loaded, prints the
+/// findings in `format`; returns 1 on any error finding, else 0.
+pub fn validate(
+    paths: &[PathBuf],
+    secrets_dir: Option<&Path>,
+    policy: Option<&Path>,
+    format: Format,
+) -> i32 {
+    let inputs = paths
+        .iter()
+        .map(|path| gate::Input {
+            path: path.clone(),
+            loaded: load_for_validate(path, secrets_dir),
+        })
+        .collect();
+    let report = gate::check(inputs, policy);
+    print!("{}", report.render(format));
+    report.exit_code()
+}
+
+/// What `serve` would load from `path`, with its patterns compiled and, with `secrets_dir`,
+/// every secret it names read.
+fn load_for_validate(
+    path: &Path,
+    secrets_dir: Option<&Path>,
+) -> Result<LoadedConfig, Vec<ConfigIssue>> {
+    let loaded = app::load(path).and_then(app::patterns_compile)?;
+    let Some(dir) = secrets_dir else {
+        return Ok(loaded);
+    };
+    let issues = check_secrets(&loaded, dir, &BackendTrust::default());
+    if issues.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(issues)
     }
-    i32::from(failed)
 }
 
 /// Where `serve` reads its configuration.

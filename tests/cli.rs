@@ -49,7 +49,8 @@ fn a_typo_fails_with_file_document_and_field() {
         .lines()
         .find(|l| l.starts_with("error:"))
         .unwrap_or_else(|| panic!("{out}"));
-    assert!(line.contains("gw.yaml: document 2"), "{line}");
+    // the file, the line of the misspelt field's mapping, the document
+    assert!(line.contains("gw.yaml:58: document 2"), "{line}");
     assert!(line.contains("spec.semanticCache"), "{line}");
     assert!(line.contains("similarityTreshold"), "{line}");
 }
@@ -164,7 +165,7 @@ fn validate_with_a_secrets_dir_reports_every_missing_secret() {
         .lines()
         .find(|l| l.starts_with("error:"))
         .unwrap_or_else(|| panic!("{out}"));
-    assert!(line.contains("payment-gateway.yaml: document 1 (API finance/payment-gateway): spec.authentication.jwt"), "{line}");
+    assert!(line.contains("payment-gateway.yaml:36: document 1 (API finance/payment-gateway): spec.authentication.jwt"), "{line}");
     assert!(line.contains("payment-jwt-secret"), "{line}");
     let (code, out) = run_airgate(&[
         "validate",

@@ -46,7 +46,7 @@ pub fn parse_str(file: &Path, text: &str) -> Result<LoadedConfig, Vec<ConfigIssu
 
 /// The configuration files of a folder, in the order they are read: `*.yaml` and `*.yml`,
 /// sorted; entries whose names start with `.` (a ConfigMap's `..data`) are never configuration.
-fn config_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigIssue> {
+pub(crate) fn config_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigIssue> {
     let listing_error =
         |e: std::io::Error| ConfigIssue::new(dir, format!("cannot list folder: {e}"));
     let mut files = Vec::new();
@@ -446,6 +446,12 @@ fn classify(api_version: &str, kind: &str) -> Disposition {
             };
         }
     }
+    if kind == "Namespace" && api_version == "v1" {
+        return Disposition::Skip(
+            "skipped by serve; `airgate validate` reads its `compliance` label to select rule packs"
+                .to_string(),
+        );
+    }
     Disposition::Skip(format!(
         "skipped: {kind} ({api_version}) is not a resource AirGate reads \
          (it reads {} with apiVersion {})",
@@ -517,9 +523,9 @@ fn clean_typed_message(message: &str, path: &str) -> String {
 
 /// One document of a file: its text and the 0-based index of its first line in the file.
 #[derive(Debug)]
-struct Chunk {
-    first_line: usize,
-    text: String,
+pub(crate) struct Chunk {
+    pub(crate) first_line: usize,
+    pub(crate) text: String,
 }
 
 /// Splits a YAML stream at `---` / `...` markers, keeping non-empty documents.
@@ -554,7 +560,7 @@ pub(crate) fn flow_nesting_too_deep(text: &str) -> Option<usize> {
     None
 }
 
-fn split_documents(text: &str) -> Vec<Chunk> {
+pub(crate) fn split_documents(text: &str) -> Vec<Chunk> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut chunks = Vec::new();
     let mut current = String::new();

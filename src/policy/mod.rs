@@ -1,8 +1,18 @@
-//! Policy as code: the checks a change passes in CI before it is signed and applied.
+//! Policy as code: the checks a change passes in CI before it is signed and applied, from the
+//! one `airgate` binary (docs/policy.md).
 //!
+//! - [`gate`]: `airgate validate`: the loader's findings, the built-in [`rules`] packs
+//!   (`baseline`, `pci-dss`, `hipaa`) and the user's CEL rules ([`user_rules`]).
 //! - [`diff`]: `airgate diff OLD NEW`, the breaking changes between two configurations.
-//!
-//! Issue 14 is in progress: compliance rule packs, CEL rules, SARIF output and the OpenAPI
-//! checks are not built yet (docs/policy.md).
+//! - [`finding`], [`report`], [`sarif`]: one finding shape, printed as text, JSON or SARIF.
+//! - [`documents`], [`yaml_lines`]: the input as written: lines, raw documents, `Namespace`s.
 
 pub mod diff;
+pub mod documents;
+pub mod finding;
+pub mod gate;
+pub mod report;
+pub mod rules;
+pub mod sarif;
+pub mod user_rules;
+pub mod yaml_lines;
