@@ -14,10 +14,10 @@ use crate::access::{FailurePolicy, IpNet, RateLimiter};
 use crate::app::reload::{ReloadParts, Reloader, RollbackPolicy};
 use crate::app::signature::{self, BundleKey};
 use crate::app::{self, check_secrets, Models, Process, Signing};
+use crate::body::BodyBudget;
 use crate::cache::Embedder;
 use crate::cluster::{self, leader::LeaseSettings, ClusterSettings, StartParts};
 use crate::config::{self, LoadedConfig};
-use crate::gateway::body::BodyBudget;
 use crate::routing::BackendTrust;
 use crate::server::tls::{ServerTls, ServerTlsSettings};
 use crate::server::{self, AppState, ServerLimits, Shutdown};
@@ -462,6 +462,7 @@ pub fn validate(paths: &[PathBuf], secrets_dir: Option<&Path>) -> i32 {
     for path in paths {
         let checked = app::load(path)
             .and_then(app::patterns_compile)
+            .and_then(app::specs_compile)
             .and_then(|loaded| match secrets_dir {
                 None => Ok(loaded),
                 Some(dir) => {
