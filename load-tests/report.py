@@ -2,7 +2,8 @@
 """Builds load-tests/results.md from the files run.sh left in its work folder.
 
 Sections: the direct/nginx/airgate comparison, then the feature sections (access
-cost, telemetry cost, semantic cache hit path), each against AirGate's core path
+cost, telemetry cost, semantic cache hit path, live configuration, OpenAPI enforcement),
+each against AirGate's core path
 measured in the same run.
 
 usage: report.py WORK_DIR RESULTS_MD
@@ -297,6 +298,19 @@ def paired(a, b, key, scale=1.0, ratio=False):
     return (statistics.median(diffs) if diffs else None), diffs
 
 
+def compare_row(label, a, b, key, scale=1.0, digits=0):
+    """`| label | a | b | b − a | b / a |`: medians over the rounds of two variants, and the medians
+    of their per-round differences and ratios."""
+    ra, rb = agg(a), agg(b)
+    va = ra[key] * scale if ra and ra.get(key) is not None else None
+    vb = rb[key] * scale if rb and rb.get(key) is not None else None
+    return (
+        f"| {label} | {fmt(va, digits)} | {fmt(vb, digits)} | "
+        f"{show_paired(paired(a, b, key, scale), digits)} | "
+        f"{show_paired(paired(a, b, key, 1.0, ratio=True), 3)} |"
+    )
+
+
 def show_paired(p, digits):
     value, each = p
     if value is None:
@@ -445,15 +459,8 @@ def features(work, core):
         ]
 
         def trow(label, a, b, key, scale=1.0, digits=0, core_res=None):
-            ra, rb = agg(a), agg(b)
-            va = ra[key] * scale if ra and ra.get(key) is not None else None
-            vb = rb[key] * scale if rb and rb.get(key) is not None else None
             vc = core_res[key] * scale if core_res and core_res.get(key) is not None else None
-            return (
-                f"| {label} | {fmt(va, digits)} | {fmt(vb, digits)} | "
-                f"{show_paired(paired(a, b, key, scale), digits)} | "
-                f"{show_paired(paired(a, b, key, 1.0, ratio=True), 3)} | {fmt(vc, digits)} |"
-            )
+            return compare_row(label, a, b, key, scale, digits) + f" {fmt(vc, digits)} |"
 
         lines += [
             trow(f"latency p50 at {rate} req/s (µs)", off_r, full_r, "p50", 1000.0, core_res=core_r),
@@ -595,6 +602,48 @@ def features(work, core):
         ok = sum(n for k, n in ((rr or {}).get("codes") or {}).items() if str(k).startswith("2"))
         failed = total - ok if total else None
         c.add("failed requests while reloading", failed, failed == 0, f"{failed}")
+        lines += c.table() + [""]
+        missed = missed or c.missed
+
+    # ---- 5. OpenAPI enforcement ----
+    oas = {v: (rounds(work, "rate", f"openapi-{v}"), rounds(work, "max", f"openapi-{v}")) for v in ("none", "enforce")}
+    m = load_meta(work, "openapi")
+    if any(r or x for r, x in oas.values()):
+        (none_r, none_m), (enf_r, enf_m) = oas["none"], oas["enforce"]
+        lines += [
+            "## 5. OpenAPI enforcement (issue 14)",
+            "",
+            "Two `airgate serve` processes in front of the mock's plain REST route, the same `API` "
+            "(`/pay`): *none* without `openApiSpec`, *enforce* with `scenarios/specs/payments.yaml` "
+            "(OpenAPI 3.0, eight paths, the body by `$ref` through `components`, nested `$ref`s, "
+            "`nullable`, `pattern`, `format`) in `enforce` mode. Every request is "
+            f"`POST /pay/v3/charges` with `scenarios/specs/payment-body.json` ({m.get('body_bytes', 'n/a')} "
+            "bytes, valid): *enforce* matches the path, reads the body whole, parses it strictly and validates "
+            f"it before proxying it. {rounds_n} rounds of {round_s} s per gateway and test, the order rotated "
+            "every round; values are medians over the rounds, *enforce − none* and *enforce / none* the "
+            "medians of the per-round differences and ratios (per-round values in brackets).",
+            "",
+            "| metric | none | enforce | enforce − none | enforce / none |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+
+        lines += [
+            compare_row(f"latency p50 at {rate} req/s (µs)", none_r, enf_r, "p50", 1000.0),
+            compare_row(f"latency p99 at {rate} req/s (µs)", none_r, enf_r, "p99", 1000.0),
+            compare_row(f"max throughput, {conns} connections (req/s)", none_m, enf_m, "rps"),
+            f"| answers by status (fixed rate) | {status_text((agg(none_r) or {}).get('codes'))} | "
+            f"{status_text((agg(enf_r) or {}).get('codes'))} | | |",
+            "",
+            f"- Enforcement on: the valid body HTTP {m.get('status_valid', 'n/a')}, a wrong type HTTP "
+            f"{m.get('status_invalid', 'n/a')}, an undeclared path HTTP {m.get('status_undeclared', 'n/a')}; "
+            f"violations counted during the rounds: {m.get('violations', 'n/a')}.",
+            "- The added work alone, without the network and the machine's noise, is measured by "
+            "`cargo bench --bench openapi` (match + strict parse + validation of the same body).",
+        ]
+        c = Checks()
+        a50, _ = paired(none_r, enf_r, "p50", 1000.0)
+        c.add("OpenAPI enforcement: added latency p50 ≤ 20 µs", a50, a50 is not None and a50 <= 20.0,
+              f"{fmt(a50, 0)} µs")
         lines += c.table() + [""]
         missed = missed or c.missed
 

@@ -22,7 +22,7 @@ STREAM_TOKENS=${LT_STREAM_TOKENS:-100}      # slow mock: tokens per stream
 BUILD=${LT_BUILD:-1}                        # 0: use the binaries already in target/release
 ENFORCE=${LT_ENFORCE:-0}                    # 1: exit 1 when a target is missed
 RESULTS=${LT_RESULTS:-$HERE/results.md}
-SECTIONS=${LT_SECTIONS:-access,telemetry,cache,reload} # feature sections to run (comma-separated; "" for none)
+SECTIONS=${LT_SECTIONS:-access,telemetry,cache,reload,openapi} # feature sections to run (comma-separated; "" for none)
 CACHE_CONNECTIONS=${LT_CACHE_CONNECTIONS:-8}    # semantic cache: concurrent connections
 CACHE_SEQUENTIAL=${LT_CACHE_SEQUENTIAL:-200}    # semantic cache: sequential requests per prompt set
 ROUNDS=${LT_ROUNDS:-3}                          # access/telemetry: rounds per variant, order rotated
@@ -44,6 +44,8 @@ CACHE_GW=127.0.0.1:18087 CACHE_ADMIN=127.0.0.1:19095
 CACHE_CORE=127.0.0.1:18089 CACHE_CORE_ADMIN=127.0.0.1:19097
 RELOAD_GW=127.0.0.1:18092 RELOAD_ADMIN=127.0.0.1:19100
 RELOAD_STEADY=127.0.0.1:18093 RELOAD_STEADY_ADMIN=127.0.0.1:19101
+OPENAPI_NONE=127.0.0.1:18094 OPENAPI_NONE_ADMIN=127.0.0.1:19102
+OPENAPI_ENFORCE=127.0.0.1:18095 OPENAPI_ENFORCE_ADMIN=127.0.0.1:19103
 BODY='{"model":"bench-model","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
 
 log() { printf '[load-tests %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -84,7 +86,8 @@ section() { [[ ,$SECTIONS, == *,$1,* ]]; }
 
 for addr in $MOCK $SLOW_MOCK $NGINX $NGINX_SLOW $GATEWAY $ADMIN $ACCESS_CORE $ACCESS_CORE_ADMIN $ACCESS_MEM $ACCESS_MEM_ADMIN $ACCESS_REDIS \
     $ACCESS_REDIS_ADMIN $TEL_OFF $TEL_OFF_ADMIN $TEL_FULL $TEL_FULL_ADMIN $CACHE_GW $CACHE_ADMIN $CACHE_CORE $CACHE_CORE_ADMIN \
-    $RELOAD_GW $RELOAD_ADMIN $RELOAD_STEADY $RELOAD_STEADY_ADMIN; do
+    $RELOAD_GW $RELOAD_ADMIN $RELOAD_STEADY $RELOAD_STEADY_ADMIN $OPENAPI_NONE $OPENAPI_NONE_ADMIN \
+    $OPENAPI_ENFORCE $OPENAPI_ENFORCE_ADMIN; do
     if port_busy "$addr"; then
         log "port $addr is already in use; stop whatever listens there first"
         exit 1
@@ -159,8 +162,9 @@ if [[ $BUILD == 1 ]]; then
     log "cargo build --release"
     cargo build --release --bins
 fi
-MOCK_BIN=$ROOT/target/release/airgate-mock
-GATEWAY_BIN=$ROOT/target/release/airgate
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+MOCK_BIN=$TARGET_DIR/release/airgate-mock
+GATEWAY_BIN=$TARGET_DIR/release/airgate
 [[ -x $MOCK_BIN ]] || { log "$MOCK_BIN is missing"; exit 1; }
 
 # ---- mocks ----
@@ -350,27 +354,29 @@ start_gateway() {
 }
 
 # oha_rate OUT ADDR [oha args]: latency at the fixed rate; oha_max OUT ADDR CONNECTIONS [oha args]
+# Each POSTs REQ_BODY to REQ_PATH (a chat completion unless a section says otherwise).
 REQ_BODY=$BODY
+REQ_PATH=/v1/chat/completions
 oha_rate() {
     local out=$1 addr=$2
     shift 2
     timeout $((${OHA_SECONDS:-$DURATION} + 60)) "$OHA" --no-tui --output-format json -w -q "$RATE" \
         -z "${OHA_SECONDS:-$DURATION}s" -c "$RATE_CONNECTIONS" --latency-correction -m POST \
         -H 'content-type: application/json' "$@" \
-        -d "$REQ_BODY" "http://$addr/v1/chat/completions" >"$WORK/$out.json"
+        -d "$REQ_BODY" "http://$addr$REQ_PATH" >"$WORK/$out.json"
 }
 oha_max() {
     local out=$1 addr=$2 conns=$3
     shift 3
     timeout $((${OHA_SECONDS:-$DURATION} + 60)) "$OHA" --no-tui --output-format json -w \
         -z "${OHA_SECONDS:-$DURATION}s" -c "$conns" -m POST -H 'content-type: application/json' "$@" \
-        -d "$REQ_BODY" "http://$addr/v1/chat/completions" >"$WORK/$out.json"
+        -d "$REQ_BODY" "http://$addr$REQ_PATH" >"$WORK/$out.json"
 }
 oha_warmup() { # ADDR [oha args]
     local addr=$1
     shift
     timeout 60 "$OHA" --no-tui -n "$WARMUP_REQUESTS" -c 8 -m POST -H 'content-type: application/json' "$@" \
-        -d "$REQ_BODY" "http://$addr/v1/chat/completions" >/dev/null
+        -d "$REQ_BODY" "http://$addr$REQ_PATH" >/dev/null
 }
 # metric ADMIN REGEX: sum of the Prometheus samples whose line matches REGEX (awk ERE)
 metric() {
@@ -609,6 +615,37 @@ if section reload; then
 fi
 
 # ---- report ----
+# ---- 5. OpenAPI enforcement: the same API with and without its spec enforced ----
+if section openapi; then
+    OAS=() OAS_PIDS=()
+    REQ_PATH=/pay/v3/charges
+    REQ_BODY=$(cat "$HERE/scenarios/specs/payment-body.json")
+    ADDR_none=$OPENAPI_NONE ADDR_enforce=$OPENAPI_ENFORCE
+    ARGS_none=() ARGS_enforce=()
+    if start_gateway openapi-none $OPENAPI_NONE $OPENAPI_NONE_ADMIN "$HERE/scenarios/openapi-none.yaml"; then
+        OAS+=(none) OAS_PIDS+=("$SCEN_PID")
+    fi
+    if start_gateway openapi-enforce $OPENAPI_ENFORCE $OPENAPI_ENFORCE_ADMIN "$HERE/scenarios/openapi-enforce.yaml"; then
+        OAS+=(enforce) OAS_PIDS+=("$SCEN_PID")
+        # enforcement is on: the valid body passes, a wrong type and an undeclared path do not
+        meta openapi status_valid "$(http_code "http://$OPENAPI_ENFORCE$REQ_PATH")"
+        meta openapi status_invalid "$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H 'content-type: application/json' \
+            -d '{"amount": "12999"}' "http://$OPENAPI_ENFORCE$REQ_PATH" || true)"
+        meta openapi status_undeclared "$(http_code "http://$OPENAPI_ENFORCE/pay/v3/undeclared")"
+    fi
+    meta openapi body_bytes "$(printf '%s' "$REQ_BODY" | wc -c)"
+    if ((${#OAS[@]} > 0)); then
+        for v in "${OAS[@]}"; do eval "oha_warmup \"\$ADDR_$v\"" || true; done
+        violations_before=$(metric $OPENAPI_ENFORCE_ADMIN '^airgate_openapi_violations_total[{]')
+        run_rounds rate openapi "${OAS[@]}"
+        run_rounds max openapi "${OAS[@]}"
+        meta openapi violations "$(($(metric $OPENAPI_ENFORCE_ADMIN '^airgate_openapi_violations_total[{]') - violations_before))"
+    fi
+    for pid in "${OAS_PIDS[@]}"; do stop_pid "$pid"; done
+    REQ_PATH=/v1/chat/completions
+    REQ_BODY=$BODY
+fi
+
 export LT_DURATION=$DURATION LT_RATE=$RATE LT_RATE_CONNECTIONS=$RATE_CONNECTIONS LT_CONNECTIONS=$CONNECTIONS \
     LT_TTFT_REQUESTS=$TTFT_REQUESTS LT_STREAMS=$STREAMS LT_STREAM_DELAY_MS=$STREAM_DELAY_MS \
     LT_STREAM_TOKENS=$STREAM_TOKENS LT_LOADGEN=$LOADGEN LT_GATEWAY_NOTE=$GATEWAY_NOTE \

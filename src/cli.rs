@@ -14,10 +14,10 @@ use crate::access::{FailurePolicy, IpNet, RateLimiter};
 use crate::app::reload::{ReloadParts, Reloader, RollbackPolicy};
 use crate::app::signature::{self, BundleKey};
 use crate::app::{self, check_secrets, Models, Process, Signing};
+use crate::body::BodyBudget;
 use crate::cache::Embedder;
 use crate::cluster::{self, leader::LeaseSettings, ClusterSettings, StartParts};
 use crate::config::{self, ConfigIssue, LoadedConfig};
-use crate::gateway::body::BodyBudget;
 use crate::policy::gate;
 use crate::policy::report::Format;
 use crate::routing::BackendTrust;
@@ -502,7 +502,9 @@ fn load_for_validate(
     path: &Path,
     secrets_dir: Option<&Path>,
 ) -> Result<LoadedConfig, Vec<ConfigIssue>> {
-    let loaded = app::load(path).and_then(app::patterns_compile)?;
+    let loaded = app::load(path)
+        .and_then(app::patterns_compile)
+        .and_then(app::specs_compile)?;
     let Some(dir) = secrets_dir else {
         return Ok(loaded);
     };

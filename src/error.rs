@@ -73,9 +73,31 @@ pub enum ApiError {
     /// The gateway's own 504: a service did not answer in time.
     #[error("{message}")]
     GatewayTimeout { message: String, code: &'static str },
-    /// The path exists, the method does not.
+    /// The path exists, the method does not; `allow` is the `Allow` header, when known.
     #[error("Method {method} is not allowed on {path}")]
-    MethodNotAllowed { method: String, path: String },
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: Option<String>,
+    },
+    /// The request's body does not follow the `API`'s OpenAPI spec (missing, not JSON, or
+    /// against its schema). The message names the JSON pointer and the schema keyword, never a
+    /// value of the body.
+    #[error("{message}")]
+    InvalidBody {
+        message: String,
+        /// The JSON pointer that failed, when there is one.
+        param: Option<String>,
+        code: &'static str,
+    },
+    /// The body's `Content-Type` is not one the operation declares.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The `API` enforces an OpenAPI spec that could not be obtained: refused, fail closed.
+    #[error(
+        "The OpenAPI spec of this API is unavailable; requests are refused until it can be read"
+    )]
+    SpecUnavailable,
     /// The process-wide memory budget for buffered request bodies is used up.
     #[error("The gateway is at its memory budget for request bodies; retry shortly")]
     Overloaded,
@@ -122,7 +144,11 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::InvalidRequest { .. } | ApiError::InvalidBody { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::SpecUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ModelNotFound(_) | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -147,6 +173,9 @@ impl ApiError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             ApiError::InvalidRequest { .. } => "invalid_request",
+            ApiError::InvalidBody { .. } => "invalid_body",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::SpecUnavailable => "openapi_spec_unavailable",
             ApiError::ModelNotFound(_) => "model_not_found",
             ApiError::RouteNotFound { .. } => "route_not_found",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -181,6 +210,24 @@ impl ApiError {
                     Some("model_not_found"),
                 )
             },
+            ApiError::InvalidBody {
+                message,
+                param,
+                code,
+            } => ErrorObject {
+                param: param.clone(),
+                ..ErrorObject::new(message.clone(), "invalid_request_error", Some(code))
+            },
+            ApiError::UnsupportedMediaType(message) => ErrorObject::new(
+                message.clone(),
+                "invalid_request_error",
+                Some("unsupported_media_type"),
+            ),
+            ApiError::SpecUnavailable => ErrorObject::new(
+                self.to_string(),
+                "server_error",
+                Some("openapi_spec_unavailable"),
+            ),
             ApiError::RouteNotFound { .. } => ErrorObject::new(
                 self.to_string(),
                 "invalid_request_error",
@@ -274,6 +321,13 @@ impl IntoResponse for ApiError {
             } => {
                 for (name, value) in limit_headers {
                     headers.insert(name.clone(), value.clone());
+                }
+            }
+            ApiError::MethodNotAllowed {
+                allow: Some(allow), ..
+            } => {
+                if let Ok(value) = HeaderValue::from_str(allow) {
+                    headers.insert(http::header::ALLOW, value);
                 }
             }
             ApiError::RequestTimeout | ApiError::PayloadTooLarge { .. } => {

@@ -5,6 +5,8 @@
 //!   the mTLS peer identity.
 //! - [`apis`]: general REST APIs from `API` resources: access stages, then a reverse proxy; it
 //!   takes an `ApiContext`, not the server's state.
+//! - [`body`]: reading a request body within its size and time limits and the process-wide
+//!   memory budget (AI requests, and `API` requests whose body is validated).
 //! - [`cache`]: the semantic cache: MiniLM embedder (candle), HNSW index per scope, verification.
 //! - [`cli`]: the `airgate` command (`serve`, `validate`, `crds`).
 //! - [`config`]: the `AIGateway` and `API` resources, loading a folder of YAML, validation.
@@ -29,6 +31,7 @@
 pub mod access;
 pub mod apis;
 pub mod app;
+pub mod body;
 pub mod cache;
 pub mod cli;
 pub mod cluster;

@@ -13,8 +13,29 @@ use serde_json::{json, Value};
 const SECRET: &str = "payment-hmac-secret-of-32-bytes-or-more";
 const SEED: &str = include_str!("../config/seed/payment-gateway.yaml");
 
-/// The seed's API, pointed at `service_url` and also served at `/payments`.
+/// The spec that stands in for the seed's `/specs/payment-v3.yaml` (which exists only in a pod).
+const FIXTURE_SPEC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/openapi/payment-v3.yaml"
+);
+
+/// The seed's API, pointed at `service_url`, also served at `/payments`, its OpenAPI spec read
+/// from the test fixture.
 fn seed_api(service_url: &str) -> String {
+    let with_spec = seed_api_as_shipped(service_url).replace(
+        "    path: /specs/payment-v3.yaml\n",
+        &format!("    path: {FIXTURE_SPEC}\n"),
+    );
+    assert!(
+        with_spec.contains(FIXTURE_SPEC),
+        "fixture edit did not apply"
+    );
+    with_spec
+}
+
+/// The seed's API as shipped (its spec at `/specs/payment-v3.yaml`, absent here), pointed at
+/// `service_url` and also served at `/payments`.
+fn seed_api_as_shipped(service_url: &str) -> String {
     let with_url = SEED.replace(
         "    name: payment-backend\n",
         &format!("    name: payment-backend\n    url: {service_url}\n"),
@@ -54,6 +75,14 @@ async fn start(yaml: &str) -> (TestGateway, tempfile::TempDir) {
 
 fn get(gw: &TestGateway, path: &str) -> reqwest::RequestBuilder {
     reqwest::Client::new().get(gw.url(path))
+}
+
+/// `request` with what the seed's API asks of a caller: a token, MFA, business hours.
+fn admitted(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    request
+        .bearer_auth(token())
+        .header("X-MFA-Verified", "true")
+        .header("X-Request-Time", "09:15")
 }
 
 #[tokio::test]
@@ -255,4 +284,64 @@ async fn an_api_request_writes_an_access_log_line() {
         "{line}"
     );
     assert_eq!(line["headers"]["authorization"], "REDACTED");
+}
+
+/// The seed's spec exists only in a pod (`/specs/payment-v3.yaml`) and its registry URL does not
+/// resolve here: the seed still loads, and its API, which enforces the spec by default, refuses
+/// admitted requests with 503 (fail closed) rather than let them through unchecked.
+#[tokio::test]
+async fn the_seed_api_without_its_spec_answers_503() {
+    let service = echo_service().await;
+    let (gw, _secrets) = start(&seed_api_as_shipped(&service.url)).await;
+    let response = admitted(get(&gw, "/payments/v3/charges"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "openapi_spec_unavailable", "{body}");
+    // admission still comes first: no token, 401
+    let response = get(&gw, "/payments/v3/charges").send().await.unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+/// With the fixture spec, the seed's API refuses what its spec does not declare, and checks
+/// bodies, after its own access rules.
+#[tokio::test]
+async fn the_seed_api_enforces_its_spec_after_admission() {
+    let service = echo_service().await;
+    let (gw, _secrets) = start(&seed_api(&service.url)).await;
+    let client = reqwest::Client::new();
+    let response = admitted(client.get(gw.url("/payments/v3/refunds")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let response = admitted(client.delete(gw.url("/payments/v3/charges")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET, POST, HEAD");
+    let response = admitted(client.post(gw.url("/payments/v3/charges")))
+        .json(&json!({"amount": 10, "currency": "eur"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["param"], "/currency", "{body}");
+    let response = admitted(client.post(gw.url("/payments/v3/charges")))
+        .json(&json!({"amount": 10, "currency": "EUR"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // unauthenticated: refused by admission before the spec is consulted
+    let response = client
+        .get(gw.url("/payments/v3/refunds"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
 }

@@ -216,7 +216,7 @@ async fn large_prompts_past_the_body_memory_budget_get_503_before_their_body_is_
     let gw = TestGateway::start_with(
         &yaml.render(),
         common::GatewayOptions {
-            body_budget: Some(airgate::gateway::body::BodyBudget::new(1024 * 1024)),
+            body_budget: Some(airgate::body::BodyBudget::new(1024 * 1024)),
             ..Default::default()
         },
     )

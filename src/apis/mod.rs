@@ -3,9 +3,11 @@
 //! language, CORS, metrics and audit, then a plain streaming reverse proxy to the service.
 //!
 //! Each API answers at `/apis/{namespace}/{name}/...` and, when `spec.pathPrefix` is set, at that
-//! prefix too; the prefix is stripped before the request goes to the service.
+//! prefix too; the prefix is stripped before the request goes to the service. An API with an
+//! `openApiSpec` checks each admitted request against it first ([`openapi`]).
 
 pub mod cors;
+pub mod openapi;
 pub mod proxy;
 
 use std::net::IpAddr;
@@ -21,6 +23,7 @@ use crate::access::admission::{Admission, AdmissionContext, Caller, Limited};
 use crate::access::rules::Rule;
 use crate::access::settings::load_verifier;
 use crate::access::{Check, JwtVerifier, Limit, LimitKey, RateLimiter};
+use crate::body::BodyBudget;
 use crate::config::{Api, RateLimitStrategy};
 use crate::error::ApiError;
 use crate::telemetry::access_log::AccessRecord;
@@ -28,6 +31,7 @@ use crate::telemetry::audit::{AuditEvent, AuditLog};
 use crate::telemetry::outcome::{MetricLabels, Outcome};
 use crate::telemetry::Metrics;
 use cors::{Cors, CorsVerdict};
+use openapi::OpenApiPolicy;
 
 /// Default time for the service's response head.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,6 +39,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const API_ROUTE: &str = "api";
 /// Largest request body proxied to a service.
 const MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// Time allowed to receive a body that is read whole to be validated (as `bodyReadTimeout`'s
+/// default for AI requests).
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One compiled `API` resource.
 #[derive(Debug)]
@@ -50,6 +57,8 @@ pub struct ApiRoute {
     pub rate_limit: Option<(Limit, RateLimitStrategy)>,
     pub cors: Option<Cors>,
     pub policies: Vec<(String, Rule)>,
+    /// `openApiSpec`, unless absent or `validation: off`.
+    pub openapi: Option<OpenApiPolicy>,
 }
 
 impl ApiRoute {
@@ -95,7 +104,14 @@ impl ApiRoute {
             rate_limit,
             cors: spec.cors.clone().map(Cors::new),
             policies,
+            openapi: None,
         })
+    }
+
+    /// The route checking requests against its `openApiSpec` as `policy` says.
+    pub fn with_openapi(mut self, policy: Option<OpenApiPolicy>) -> Self {
+        self.openapi = policy;
+        self
     }
 
     /// The rest of the path after the prefix this route answers at, if it matches.
@@ -181,6 +197,8 @@ pub struct ApiContext<'a> {
     pub limiter: &'a RateLimiter,
     /// The snapshot's client towards `API` services.
     pub client: &'a reqwest::Client,
+    /// The process-wide budget of buffered request bodies (a validated body is read whole).
+    pub body_budget: &'a BodyBudget,
 }
 
 /// Serves one request to an API route, stage by stage.
@@ -200,12 +218,33 @@ pub async fn handle(
         Err(error) => error.into_response(),
         Ok(Ok(admitted)) => {
             user = admitted.user;
-            let exchange = proxy::Exchange {
-                rest: &rest,
+            let asker = openapi::Asker {
                 request_id,
                 client_ip,
+                user: user.as_deref(),
             };
-            let mut response = proxy::forward(ctx, route, exchange, parts, body).await;
+            let checked = match &route.openapi {
+                None => Ok(openapi::Checked {
+                    body,
+                    reservation: None,
+                }),
+                Some(policy) => {
+                    openapi::check(ctx, route, policy, &parts, &rest, body, asker).await
+                }
+            };
+            let mut response = match checked {
+                Err(error) => error.into_response(),
+                Ok(checked) => {
+                    let exchange = proxy::Exchange {
+                        rest: &rest,
+                        request_id,
+                        client_ip,
+                    };
+                    // the body's share of the memory budget is held until it is sent
+                    let _reservation = checked.reservation;
+                    proxy::forward(ctx, route, exchange, parts, checked.body).await
+                }
+            };
             let headers = response.headers_mut();
             for (name, value) in admitted.cors_headers.into_iter().flatten() {
                 if let Some(name) = name {

@@ -1,5 +1,6 @@
 //! Compiling validated resources into a [`Snapshot`]: every `AIGateway` into a [`Gateway`] and
-//! every `API` into an [`ApiRoute`], with their secrets, TLS clients, guard patterns and caches.
+//! every `API` into an [`ApiRoute`], with their secrets, TLS clients, guard patterns, caches and
+//! OpenAPI specs (obtained by [`super::specs`]).
 //!
 //! Compiling has no side effects (no probe starts, no metric is set: [`Snapshot::start`] does
 //! that once a snapshot is chosen), so a reload can compile a candidate off the request path
@@ -28,6 +29,8 @@ use crate::gateway::runtime::{GatewaySettings, MetricsFlags, DEFAULT_ANNOTATION}
 use crate::gateway::{Gateway, Snapshot};
 use crate::guard::{self, GuardLimits, PatternError, PatternSet, RuleSpec};
 use crate::routing::{Backend, BackendTrust, HealthSettings, UpstreamClients};
+
+use super::specs;
 
 /// What compiling needs besides the resources.
 pub struct CompileContext<'a> {
@@ -249,18 +252,33 @@ impl Parts {
                 ));
             }
         }
+        let mut fresh = Vec::new();
         for located in &config.apis {
-            if let Some(route) = previous_api(&located.resource.id()) {
-                parts.apis.push(route);
-                continue;
+            match previous_api(&located.resource.id()) {
+                Some(route) => parts.apis.push(route),
+                None => fresh.push(located),
             }
+        }
+        // every spec of the configuration at once: the URLs are fetched together
+        let specs = specs::policies(&fresh, ctx);
+        for (located, spec) in fresh.into_iter().zip(specs) {
             let secrets = ctx.secrets_for(located.resource.metadata.namespace());
-            match ApiRoute::try_new(&located.resource, &secrets) {
-                Ok(route) => parts.apis.push(Arc::new(route)),
-                Err(message) => parts.failed.push((
-                    (PartKind::Api, located.resource.id()),
-                    vec![FieldIssue::message(message).located(located)],
-                )),
+            let route = ApiRoute::try_new(&located.resource, &secrets);
+            match (route, spec) {
+                (Ok(route), Ok(policy)) => parts.apis.push(Arc::new(route.with_openapi(policy))),
+                (route, spec) => {
+                    let mut issues = Vec::new();
+                    if let Err(message) = route {
+                        issues.push(FieldIssue::message(message).located(located));
+                    }
+                    if let Err(problem) = spec {
+                        issues
+                            .push(FieldIssue::at(problem.field, problem.message).located(located));
+                    }
+                    parts
+                        .failed
+                        .push(((PartKind::Api, located.resource.id()), issues));
+                }
             }
         }
         for located in &config.gateways {

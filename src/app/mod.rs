@@ -10,6 +10,7 @@
 pub mod compile;
 pub mod reload;
 pub mod signature;
+pub mod specs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,10 +20,10 @@ use tokio_util::sync::CancellationToken;
 pub use compile::{check_secrets, compile, compile_guard, needs_models, CompileContext};
 
 use crate::access::{IpNet, RateLimiter};
+use crate::body::BodyBudget;
 use crate::cache::wordnet::WordNet;
 use crate::cache::Embedder;
 use crate::config::{self, ConfigIssue, Enforcement, LoadedConfig};
-use crate::gateway::body::BodyBudget;
 use crate::gateway::Snapshot;
 use crate::routing::BackendTrust;
 use crate::server::{AppState, ListenerStats};
@@ -240,6 +241,20 @@ pub fn patterns_compile(loaded: LoadedConfig) -> Result<LoadedConfig, Vec<Config
     }
 }
 
+/// `loaded`, when every `API`'s OpenAPI spec that `validate` can read parses and compiles (a
+/// relative `path` must be readable), with a warning for each absolute `path` missing here;
+/// for `validate` (`serve` and a reload get the same errors from [`compile`]). No `url` is
+/// fetched.
+pub fn specs_compile(mut loaded: LoadedConfig) -> Result<LoadedConfig, Vec<ConfigIssue>> {
+    let (errors, warnings) = specs::spec_issues(&loaded);
+    if errors.is_empty() {
+        loaded.warnings.extend(warnings);
+        Ok(loaded)
+    } else {
+        Err(errors)
+    }
+}
+
 /// Adds a warning for each configured feature this version does not enforce.
 fn with_unenforced_warnings(mut loaded: LoadedConfig) -> LoadedConfig {
     let unenforced = config::unenforced_warnings(&loaded, &enforcement());
@@ -261,6 +276,6 @@ pub fn enforcement() -> Enforcement {
         api_rate_limit: true,
         api_cors: true,
         api_access_control: true,
-        ..Enforcement::default()
+        api_openapi: true,
     }
 }

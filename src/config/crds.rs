@@ -28,9 +28,37 @@ pub fn render_group(group: &str) -> Result<String, serde_yaml_ng::Error> {
     let mut out = String::new();
     for doc in docs {
         out.push_str("---\n");
-        out.push_str(&serde_yaml_ng::to_string(&doc)?);
+        out.push_str(&quote_yaml11_booleans(&serde_yaml_ng::to_string(&doc)?));
     }
     Ok(out)
+}
+
+/// The YAML 1.1 booleans (`off`, `on`, `yes`, `no`, `y`, `n`) quoted where they stand alone as
+/// a list item or a mapping's value. The YAML written is 1.2, where they are strings, but
+/// Kubernetes reads manifests as YAML 1.1, where a bare `off` is `false`: the enum of
+/// `openApiSpec.validation` would not be the strings it lists.
+fn quote_yaml11_booleans(text: &str) -> String {
+    const BOOLEANS: &[&str] = &["y", "n", "yes", "no", "on", "off"];
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let split = line.rfind(": ").map(|at| at + 2).or_else(|| {
+            line.trim_start()
+                .starts_with("- ")
+                .then(|| line.find("- ").map(|at| at + 2))
+                .flatten()
+        });
+        match split {
+            Some(at) if BOOLEANS.contains(&line[at..].to_ascii_lowercase().as_str()) => {
+                out.push_str(&line[..at]);
+                out.push('\'');
+                out.push_str(&line[at..]);
+                out.push('\'');
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// `status` as cluster mode writes it (docs/kubernetes.md): the resource's observed generation
@@ -104,4 +132,25 @@ fn crd<T: JsonSchema>(group: &str, kind: &str, plural: &str, singular: &str) -> 
             }]
         }
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_1_1_booleans_are_quoted_so_kubernetes_reads_strings() {
+        let text = "enum:\n- enforce\n- off\nkey: on\nother: 'no'\nwords: off the record\n";
+        assert_eq!(
+            quote_yaml11_booleans(text),
+            "enum:\n- enforce\n- 'off'\nkey: 'on'\nother: 'no'\nwords: off the record\n"
+        );
+        let crds = render().unwrap();
+        assert!(crds.contains("- 'off'"), "{crds}");
+        // still the same document for a YAML 1.2 reader
+        for doc in crds.split("---\n").filter(|d| !d.trim().is_empty()) {
+            serde_yaml_ng::from_str::<Value>(doc).unwrap();
+        }
+    }
 }

@@ -452,14 +452,44 @@ pub struct ApiSpec {
     pub timeout: Option<Duration>,
 }
 
-/// Where the OpenAPI document lives.
+/// Where the OpenAPI document lives, and what is done with it at run time.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OpenApiSpecRef {
+    /// A file: absolute, or relative to the configuration file that names it. Read first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Fetched once per configuration load (5s timeout), when `path` is absent or cannot be
+    /// read; the last spec fetched is kept when a later fetch fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// `enforce` (default): requests that do not follow the spec are refused; `report`: they
+    /// are counted and logged, and pass; `off`: the spec is not read (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<OpenApiValidation>,
+}
+
+impl OpenApiSpecRef {
+    /// `validation`, `enforce` when absent.
+    pub fn validation(&self) -> OpenApiValidation {
+        self.validation.unwrap_or_default()
+    }
+}
+
+/// `API.spec.openApiSpec.validation`. (The variants have plain comments: a doc comment would
+/// make schemars render a `oneOf` with descriptions, which is not a structural CRD schema.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OpenApiValidation {
+    // Refuse requests that do not follow the spec (404, 405, 415, 400); 503 while the spec
+    // cannot be obtained.
+    #[default]
+    Enforce,
+    // Count and log what enforcement would refuse, and let every request through.
+    Report,
+    // Do not read the spec. In a manifest applied with kubectl write it `"off"`: YAML 1.1
+    // (Kubernetes' parser) reads a bare `off` as `false`.
+    Off,
 }
 
 /// The Kubernetes service behind an API.

@@ -5,7 +5,6 @@
 pub mod accounting;
 pub mod admission;
 pub mod answer;
-pub mod body;
 pub mod cache_stage;
 pub mod content_filter;
 pub mod guard_events;

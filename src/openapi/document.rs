@@ -43,6 +43,13 @@ pub fn resolve_path(path: &str, config_file: &Path) -> PathBuf {
 
 /// Reads and parses the spec at `path`; the error says why, without the file's content.
 pub fn read_file(path: &Path) -> Result<Spec, String> {
+    let text = read_text(path)?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reads the text of the spec at `path`, at most [`MAX_SPEC_BYTES`]; the error says why it
+/// could not be read (missing, unreadable, too large, not UTF-8), without the file's content.
+pub fn read_text(path: &Path) -> Result<String, String> {
     let size = std::fs::metadata(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?
         .len();
@@ -52,9 +59,7 @@ pub fn read_file(path: &Path) -> Result<Spec, String> {
             path.display()
         ));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 /// Parses a spec's text (YAML, of which JSON is a subset).

@@ -151,6 +151,7 @@ async fn api_or_not_found(
         limiter: &state.limiter,
         metrics: &state.metrics,
         client: &client,
+        body_budget: &state.body_budget,
     };
     apis::handle(ctx, &route, rest, &id.0, client_ip, request).await
 }
@@ -159,6 +160,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     ApiError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().to_string(),
+        allow: None,
     }
     .into_response()
 }

@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 
 use super::{ListenerStats, Shutdown};
 use crate::access::{IpNet, RateLimiter};
-use crate::gateway::body::BodyBudget;
+use crate::body::BodyBudget;
 use crate::gateway::Snapshot;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::audit::AuditLog;

@@ -105,6 +105,7 @@ pub struct Metrics {
     auth_failures: IntCounterVec,
     rate_limited: IntCounterVec,
     rate_limit_store_errors: IntCounterVec,
+    openapi_violations: IntCounterVec,
     process: ProcessMetrics,
 }
 
@@ -271,6 +272,11 @@ impl Metrics {
                 "Rate-limit decisions made without Redis (error, timeout, skipped while it recovers).",
                 &["kind"],
             )?,
+            openapi_violations: r.counters(
+                "airgate_openapi_violations_total",
+                "API requests that do not follow the API's OpenAPI spec, by kind (unknown_path, method_not_allowed, unsupported_media_type, missing_body, invalid_json, schema, spec_unavailable) and action (refused, reported).",
+                &["api", "kind", "action"],
+            )?,
             cache_requests: r.counters(
                 "airgate_cache_requests_total",
                 "Semantic-cache outcomes of chat completions (hit, miss, bypass).",
@@ -428,6 +434,14 @@ impl Metrics {
     pub fn rate_limited(&self, gateway: &str, route: &str, limit: &str) {
         self.rate_limited
             .with_label_values(&[gateway, route, limit])
+            .inc();
+    }
+
+    /// An `API` request that departs from its OpenAPI spec: refused (`enforce`) or let through
+    /// (`report`). The labels are the API's id and two fixed words, never a request's values.
+    pub fn openapi_violation(&self, api: &str, kind: &str, action: &str) {
+        self.openapi_violations
+            .with_label_values(&[api, kind, action])
             .inc();
     }
 

@@ -32,7 +32,7 @@ pub struct GatewayOptions {
     /// TLS on the public listener, and CAs trusted for backends (see the TLS section below).
     pub tls: TlsOptions,
     /// The memory budget for buffered request bodies (the default when absent).
-    pub body_budget: Option<airgate::gateway::body::BodyBudget>,
+    pub body_budget: Option<airgate::body::BodyBudget>,
 }
 
 /// A running gateway; shuts down on drop.

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use bytes::Bytes;
 use futures::{stream, StreamExt};
@@ -27,6 +27,7 @@ pub fn router(state: MockState) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/health", get(health))
+        .route("/rest/{*path}", any(rest))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(64 << 20))
         .with_state(state)
@@ -97,6 +98,12 @@ async fn health(State(s): State<MockState>) -> Response {
 }
 
 /// FastAPI's (vLLM's) answer for an unknown route.
+/// A plain REST service for `API` routes (the load tests' OpenAPI section): any method, any
+/// path under `/rest/`, the body read and dropped, `{"ok":true}`.
+async fn rest(_body: Bytes) -> Response {
+    json_response(StatusCode::OK, Bytes::from_static(br#"{"ok":true}"#))
+}
+
 async fn not_found() -> Response {
     json_response(
         StatusCode::NOT_FOUND,

@@ -10,6 +10,8 @@
 //! - `GET /v1/models` (OpenAI list shape, `owned_by` is the mock's name),
 //! - `GET /health` (200 when `health_route` is true and the mock is healthy,
 //!   503 after [`MockServer::set_healthy`]`(false)`, 404 when the route is disabled).
+//! - any method on `/rest/...` (a plain REST service for `API` routes: the body is read and
+//!   dropped, the answer is `{"ok":true}`; never faulted, not counted).
 //!
 //! Answers are deterministic: token `i` of the completion is, in order,
 //! `"Mock "`, `"answer "`, `"from "`, `"{name}: "`, then words from a fixed list,

@@ -1,6 +1,7 @@
 //! Reading a request body: bounded in size (413), in time (408), and against a process-wide
 //! memory budget for buffered bodies (503), so that neither a slow nor a huge upload, nor many
-//! large ones at once, can hold a worker or the process's memory.
+//! large ones at once, can hold a worker or the process's memory. Shared by the AI pipeline and
+//! the `API` routes that validate bodies, so it sits below both.
 
 use std::sync::Arc;
 use std::time::Duration;
