@@ -89,6 +89,7 @@ fn version_of(document: &Value) -> Result<SpecVersion, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
