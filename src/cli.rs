@@ -63,8 +63,9 @@ pub enum Command {
         #[arg(long, default_value = "text", value_parser = Format::NAMES)]
         format: String,
     },
-    /// The breaking changes from OLD to NEW (files or folders): exit 0 when there are none, 1
-    /// when there are, 2 when either does not load. See docs/policy.md for the checks.
+    /// The breaking changes from OLD to NEW (files or folders), in the routing contract and in
+    /// the `API`s' OpenAPI specs: exit 0 when there are none, 1 when there are, 2 when either
+    /// does not load or NEW's spec cannot be read. See docs/policy.md for the checks.
     Diff {
         old: PathBuf,
         new: PathBuf,
@@ -314,7 +315,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// `airgate diff`: 0 with no breaking change, 1 with some, 2 when an input does not load.
+/// `airgate diff`: 0 with no breaking change, 1 with some, 2 when an input does not load or
+/// NEW's OpenAPI spec cannot be read where OLD's could.
 fn diff(old: &Path, new: &Path, format: &str) -> i32 {
     let (before, after) = match (app::load(old), app::load(new)) {
         (Ok(before), Ok(after)) => (before, after),
@@ -325,22 +327,36 @@ fn diff(old: &Path, new: &Path, format: &str) -> i32 {
             return 2;
         }
     };
-    let breaking = crate::policy::diff::breaking_changes(&before, &after);
+    let report = crate::policy::diff::compare(&before, &after);
+    if !report.errors.is_empty() {
+        for warning in &report.warnings {
+            println!("warning: {warning}");
+        }
+        for error in &report.errors {
+            println!("error: {error}");
+        }
+        return 2;
+    }
     if format == "json" {
-        let json = serde_json::json!({ "breaking": breaking });
+        let warnings: Vec<String> = report.warnings.iter().map(ToString::to_string).collect();
+        let json = serde_json::json!({ "breaking": report.breaking, "warnings": warnings });
         println!("{json}");
-    } else if breaking.is_empty() {
-        println!(
-            "ok: no breaking change from {} to {}",
-            old.display(),
-            new.display()
-        );
     } else {
-        for change in &breaking {
+        for warning in &report.warnings {
+            println!("warning: {warning}");
+        }
+        if report.breaking.is_empty() {
+            println!(
+                "ok: no breaking change from {} to {}",
+                old.display(),
+                new.display()
+            );
+        }
+        for change in &report.breaking {
             println!("breaking: {change}");
         }
     }
-    i32::from(!breaking.is_empty())
+    i32::from(!report.breaking.is_empty())
 }
 
 fn verify_bundle(key: &Path, signature: &Path, bundle: &Path) -> i32 {

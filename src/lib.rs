@@ -14,6 +14,8 @@
 //!   the route table.
 //! - [`openai`]: OpenAI wire shapes: errors, the SSE codec, the text-bearing fields of answers.
 //! - [`openapi`]: OpenAPI documents named by `API` resources: reading (and enforcing) them.
+//! - [`policy`]: the checks a change passes in CI: `airgate diff` (routing contract and OpenAPI
+//!   specs, with oasdiff's check ids).
 //! - [`redact`]: credentials out of error messages and logs.
 //! - [`gateway`]: the AI request pipeline that composes the stages, top to bottom.
 //! - [`guard`]: the content guard: compiled pattern sets, built-in detectors, the streaming scanner.

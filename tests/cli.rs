@@ -250,3 +250,84 @@ fn diff_reports_breaking_changes_with_its_exit_codes() {
     assert_eq!(code, 2, "{out}");
     assert!(out.starts_with("error:"), "{out}");
 }
+
+/// `airgate diff` on two config folders, each an `API` whose OpenAPI spec sits beside it
+/// (`specs/`, a relative path): a removed path fails with oasdiff's check id in text and JSON,
+/// a widening passes, NEW's spec unreadable is 2, specs unreadable on both sides are a warning.
+#[test]
+fn diff_reports_breaking_changes_inside_openapi_specs() {
+    let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/openapi-diff");
+    let folder = |spec: Option<&Path>| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("api.yaml"),
+            "apiVersion: airgate.io/v1alpha1\nkind: API\nmetadata: {name: petstore, namespace: shop}\nspec:\n  openApiSpec: {path: specs/petstore.yaml}\n  service: {name: petstore, port: {number: 8080}}\n",
+        )
+        .unwrap();
+        if let Some(spec) = spec {
+            std::fs::create_dir(dir.path().join("specs")).unwrap();
+            std::fs::copy(spec, dir.path().join("specs/petstore.yaml")).unwrap();
+        }
+        dir
+    };
+    let path = |dir: &tempfile::TempDir| dir.path().display().to_string();
+    // OLD and NEW folders holding a fixture pair's specs.
+    let sides = |case: &str| {
+        let case = cases.join(case);
+        let side = |name: &str| folder(Some(&case.join(name)));
+        (side("old.yaml"), side("new.yaml"))
+    };
+
+    let (old, new) = sides("01-petstore-path-removed");
+    let (code, out) = run_airgate(&["diff", &path(&old), &path(&new)]);
+    assert_eq!(code, 1, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("breaking:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("api.yaml: document 1 (API shop/petstore): spec.openApiSpec: api-path-removed-without-deprecation: POST /user/createWithArray: api path removed without deprecation"),
+        "{line}"
+    );
+    // The place is in OLD's spec, where the path was.
+    let old_spec = old.path().join("specs/petstore.yaml");
+    assert!(
+        line.contains(&format!(
+            "({}#/paths/~1user~1createWithArray/post)",
+            old_spec.display()
+        )),
+        "{line}"
+    );
+    let (code, out) = run_airgate(&["diff", "--format", "json", &path(&old), &path(&new)]);
+    assert_eq!(code, 1, "{out}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["breaking"].as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(
+        json["breaking"][0]["check"],
+        "api-path-removed-without-deprecation"
+    );
+    assert_eq!(json["breaking"][0]["field"], "spec.openApiSpec");
+    assert_eq!(json["warnings"], serde_json::json!([]));
+
+    let (old, new) = sides("09-stripe-request-enum-value-added");
+    let (code, out) = run_airgate(&["diff", &path(&old), &path(&new)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ok: no breaking change"), "{out}");
+
+    // NEW's spec missing where OLD's was read: the change cannot be judged.
+    let missing = folder(None);
+    let (code, out) = run_airgate(&["diff", &path(&old), &path(&missing)]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("error: ")
+            && l.contains("(API shop/petstore): spec.openApiSpec: NEW's spec: cannot read")),
+        "{out}"
+    );
+    // Unreadable on both sides (a path only the pod has): compared no further, said so.
+    let (code, out) = run_airgate(&["diff", &path(&missing), &path(&folder(None))]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("warning: ") && out.contains("not compared: neither spec can be read"),
+        "{out}"
+    );
+}

@@ -1,7 +1,7 @@
 //! `airgate diff OLD NEW`: the breaking changes between two configurations, as a CI gate
 //! before a change is signed and applied.
 //!
-//! Built so far: the routing contract that clients of the gateway depend on.
+//! The routing contract that clients of the gateway depend on:
 //!
 //! | check | breaking when |
 //! | --- | --- |
@@ -11,7 +11,14 @@
 //! | `api-path-prefix-changed` | an `API`'s `pathPrefix` changed or was removed (adding one is not breaking) |
 //! | `authentication-added` | an `AIGateway` or `API` without `authentication` in OLD has it in NEW: its callers without tokens are refused |
 //!
-//! Not built yet (issue 14): the OpenAPI-spec checks (`openApiSpec` of `API` resources).
+//! Inside the OpenAPI specs of `API` resources ([`crate::policy::openapi_diff`], with oasdiff's
+//! check ids): for each `API` in OLD and NEW whose `openApiSpec.path` is set on both sides, both
+//! specs are read (a relative path beside the file that names it) and every breaking change
+//! is reported under `spec.openApiSpec`. A spec given only by `url` is not fetched (CI is
+//! offline): a warning says it was not compared, as it does for a spec unreadable on both sides
+//! or only in OLD. NEW's spec unreadable or invalid where OLD's was read is an error: the change
+//! cannot be judged.
+//!
 //! Resources are matched by kind and `namespace/name`, whatever their group.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,7 +26,23 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::{AiGateway, Api, AuthenticationSpec, LoadedConfig, Located, Source};
+use crate::config::{
+    AiGateway, Api, AuthenticationSpec, ConfigIssue, LoadedConfig, Located, Source,
+};
+use crate::openapi::{read_file, resolve_path};
+use crate::policy::openapi_diff::{self, Side};
+
+/// What `diff` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Every breaking change, in a stable order.
+    pub breaking: Vec<Breaking>,
+    /// What was not compared, and why (a spec given by URL only, or unreadable on both sides).
+    pub warnings: Vec<ConfigIssue>,
+    /// What makes the comparison impossible: NEW's spec unreadable or invalid where OLD's was
+    /// read.
+    pub errors: Vec<ConfigIssue>,
+}
 
 /// One breaking change, placed in the file and document of the resource in NEW (or in OLD,
 /// for a removed resource).
@@ -75,7 +98,24 @@ fn by_id<T>(resources: &[Located<T>], id: impl Fn(&T) -> String) -> BTreeMap<Str
     resources.iter().map(|l| (id(&l.resource), l)).collect()
 }
 
-/// Every breaking change from `old` to `new`, in a stable order.
+/// Compares `old` to `new`: the routing contract, then the OpenAPI specs the `API`s name
+/// (which reads them from disk).
+pub fn compare(old: &LoadedConfig, new: &LoadedConfig) -> Report {
+    let mut report = Report {
+        breaking: breaking_changes(old, new),
+        ..Report::default()
+    };
+    let new_apis = by_id(&new.apis, Api::id);
+    for (id, before) in by_id(&old.apis, Api::id) {
+        if let Some(after) = new_apis.get(&id) {
+            spec_changes(before, after, &mut report);
+        }
+    }
+    report
+}
+
+/// The breaking changes of the routing contract from `old` to `new`, in a stable order (no
+/// file is read).
 pub fn breaking_changes(old: &LoadedConfig, new: &LoadedConfig) -> Vec<Breaking> {
     let mut found = Vec::new();
     let (old_gateways, new_gateways) = (
@@ -145,6 +185,87 @@ pub fn breaking_changes(old: &LoadedConfig, new: &LoadedConfig) -> Vec<Breaking>
         found.extend(authentication_added(auth, &after.source, name));
     }
     found
+}
+
+const SPEC_FIELD: &str = "spec.openApiSpec";
+
+/// The breaking changes between the specs of one `API` in OLD and NEW, or why they were not
+/// compared.
+fn spec_changes(before: &Located<Api>, after: &Located<Api>, report: &mut Report) {
+    let (Some(was), Some(is)) = (
+        &before.resource.spec.open_api_spec,
+        &after.resource.spec.open_api_spec,
+    ) else {
+        // A spec added or removed changes no contract `diff` can compare.
+        return;
+    };
+    let name = after.resource.display_name();
+    let issue = |message: String| {
+        ConfigIssue::at(&after.source, message)
+            .with_resource(name.clone())
+            .with_field(SPEC_FIELD)
+    };
+    let (Some(old_path), Some(new_path)) = (&was.path, &is.path) else {
+        let sides = match (&was.path, &is.path) {
+            (Some(_), None) => "NEW gives it",
+            (None, Some(_)) => "OLD gives it",
+            _ => "both give it",
+        };
+        report.warnings.push(issue(format!(
+            "not compared: {sides} by url only, and diff reads files, it does not fetch"
+        )));
+        return;
+    };
+    let old_file = resolve_path(old_path, &before.source.file);
+    let new_file = resolve_path(new_path, &after.source.file);
+    let (old_spec, new_spec) = match (read_file(&old_file), read_file(&new_file)) {
+        (Ok(old_spec), Ok(new_spec)) => (old_spec, new_spec),
+        (Ok(_), Err(e)) => {
+            report.errors.push(issue(format!("NEW's spec: {e}")));
+            return;
+        }
+        (Err(e), Ok(_)) => {
+            report
+                .warnings
+                .push(issue(format!("not compared: OLD's spec: {e}")));
+            return;
+        }
+        (Err(old_error), Err(new_error)) => {
+            report.warnings.push(issue(format!(
+                "not compared: neither spec can be read (OLD's: {old_error}; NEW's: {new_error})"
+            )));
+            return;
+        }
+    };
+    let diff = openapi_diff::breaking_changes(&old_spec, &new_spec);
+    if diff.truncated {
+        report.warnings.push(issue(format!(
+            "compared in part: the specs are too large or too intricate to compare within {} \
+             steps, changes past them are not reported",
+            openapi_diff::MAX_WORK
+        )));
+    }
+    for change in diff.changes {
+        let file = match change.side {
+            Side::Old => &old_file,
+            Side::New => &new_file,
+        };
+        let message = format!(
+            "{}: {} ({}#{})",
+            change.operation,
+            change.message,
+            file.display(),
+            change.pointer
+        );
+        let breaking = Breaking::at(
+            &after.source,
+            name.clone(),
+            change.check,
+            SPEC_FIELD,
+            message,
+        );
+        report.breaking.push(breaking);
+    }
 }
 
 fn served_models(gateway: &AiGateway) -> BTreeSet<&str> {
@@ -278,6 +399,42 @@ mod tests {
         for (what, old, new, expected) in cases {
             let got: Vec<&str> = checks(&old, &new).into_iter().map(|(c, _)| c).collect();
             assert_eq!(got, expected, "{what}");
+        }
+    }
+
+    /// A spec given by URL on either side is not fetched, and said so; a spec on one side only
+    /// is no contract to compare.
+    #[test]
+    fn specs_diff_cannot_read_are_warnings_not_changes() {
+        let api = |spec: &str| {
+            format!("apiVersion: airgate.io/v1alpha1\nkind: API\nmetadata: {{name: pay, namespace: fin}}\nspec:\n  service: {{name: pay, port: {{number: 80}}}}\n{spec}")
+        };
+        let url = "  openApiSpec: {url: \"http://registry.local/pay.yaml\"}\n";
+        let path = "  openApiSpec: {path: specs/pay.yaml}\n";
+        let cases = [
+            (url, url, Some("not compared: both give it by url only")),
+            (path, url, Some("not compared: NEW gives it by url only")),
+            (url, path, Some("not compared: OLD gives it by url only")),
+            ("", path, None),
+            (path, "", None),
+        ];
+        for (old, new, warning) in cases {
+            let report = compare(&load("old.yaml", &api(old)), &load("new.yaml", &api(new)));
+            assert_eq!(report.breaking, [], "{old} -> {new}");
+            assert_eq!(report.errors, [], "{old} -> {new}");
+            let warnings: Vec<String> = report.warnings.iter().map(ToString::to_string).collect();
+            match warning {
+                Some(warning) => {
+                    assert_eq!(warnings.len(), 1, "{warnings:?}");
+                    assert!(
+                        warnings[0]
+                            .starts_with("new.yaml: document 1 (API fin/pay): spec.openApiSpec: "),
+                        "{warnings:?}"
+                    );
+                    assert!(warnings[0].contains(warning), "{warnings:?}");
+                }
+                None => assert_eq!(warnings, Vec::<String>::new(), "{old} -> {new}"),
+            }
         }
     }
 
