@@ -69,8 +69,9 @@ pub enum Command {
     Diff {
         old: PathBuf,
         new: PathBuf,
-        /// `text` (one line per change, as `validate` prints) or `json`.
-        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        /// `text` (one line per change, as `validate` prints), `json`, or `sarif` (SARIF 2.1.0,
+        /// each breaking change an error on its file and line).
+        #[arg(long, default_value = "text", value_parser = Format::NAMES)]
         format: String,
     },
     /// Print the CustomResourceDefinitions of AIGateway and API.
@@ -337,7 +338,13 @@ fn diff(old: &Path, new: &Path, format: &str) -> i32 {
         }
         return 2;
     }
-    if format == "json" {
+    if format == "sarif" {
+        let mut documents = crate::policy::documents::Documents::default();
+        documents.read(old);
+        documents.read(new);
+        let findings = crate::policy::diff::findings(&report, &documents);
+        print!("{}", crate::policy::sarif::render(&findings));
+    } else if format == "json" {
         let warnings: Vec<String> = report.warnings.iter().map(ToString::to_string).collect();
         let json = serde_json::json!({ "breaking": report.breaking, "warnings": warnings });
         println!("{json}");

@@ -470,12 +470,9 @@ fn json_output_names_file_line_document_field_and_rule() {
     assert_eq!(json["summary"]["warnings"], 1);
 }
 
-#[test]
-fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
-    let (_dir, good, bad) = mixed_inputs();
-    let (code, out) = run_airgate(&["validate", &good, &bad, "--format", "sarif"]);
-    assert_eq!(code, 1, "{out}");
-    let log: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+/// Parses `out` and checks it against the committed SARIF 2.1.0 schema.
+fn valid_sarif(out: &str) -> (Value, jsonschema::Validator) {
+    let log: Value = serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"));
     let schema_path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sarif-schema-2.1.0.json");
     let schema: Value =
@@ -486,6 +483,15 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect();
     assert!(errors.is_empty(), "{errors:#?}\n{out}");
+    (log, validator)
+}
+
+#[test]
+fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
+    let (_dir, good, bad) = mixed_inputs();
+    let (code, out) = run_airgate(&["validate", &good, &bad, "--format", "sarif"]);
+    assert_eq!(code, 1, "{out}");
+    let (log, validator) = valid_sarif(&out);
 
     // and a log the schema refuses is refused: the check can fail
     let mut broken = log.clone();
@@ -553,4 +559,38 @@ fn docs_policy_md_lists_every_built_in_rule_with_its_severity() {
             "docs/policy.md lacks or misstates: {row}"
         );
     }
+}
+
+#[test]
+fn diff_sarif_places_each_breaking_change_on_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = GATEWAY.replace("  labels: {compliance: PACK}\n", "");
+    let old = write(dir.path(), "old.yaml", &gateway);
+    let new = write(
+        dir.path(),
+        "new.yaml",
+        &gateway.replace("models: [m]", "models: [n]"),
+    );
+    let (code, out) = run_airgate(&[
+        "diff",
+        "--format",
+        "sarif",
+        &old.display().to_string(),
+        &new.display().to_string(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let (log, _) = valid_sarif(&out);
+    let results = log["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{out}");
+    assert_eq!(results[0]["ruleId"], "model-removed");
+    assert_eq!(results[0]["level"], "error");
+    let location = &results[0]["locations"][0]["physicalLocation"];
+    assert_eq!(
+        location["region"]["startLine"],
+        line_of(&gateway, "backends:")
+    );
+    assert!(location["artifactLocation"]["uri"]
+        .as_str()
+        .unwrap()
+        .ends_with("new.yaml"));
 }
