@@ -294,6 +294,33 @@ fn authentication_added(
     })
 }
 
+/// The id of a `diff` warning (a spec not compared) in SARIF output.
+pub const NOT_COMPARED_RULE: &str = "openapi-spec-not-compared";
+
+/// The breaking changes (errors) and what was not compared (warnings) as findings placed on
+/// their lines, for SARIF output. `documents` holds both sides' files.
+pub fn findings(
+    report: &Report,
+    documents: &super::documents::Documents,
+) -> Vec<super::finding::Finding> {
+    use super::finding::{Finding, Severity};
+    let breaking = report.breaking.iter().map(|change| Finding {
+        rule: change.check.to_string(),
+        severity: Severity::Error,
+        file: change.file.clone(),
+        line: documents.line(&change.file, Some(change.document), Some(&change.field)),
+        document: Some(change.document),
+        resource: Some(change.resource.clone()),
+        field: Some(change.field.clone()),
+        message: change.message.clone(),
+    });
+    let not_compared = report.warnings.iter().map(|issue| Finding {
+        rule: NOT_COMPARED_RULE.to_string(),
+        ..Finding::from_issue(issue.clone(), Severity::Warning, documents)
+    });
+    breaking.chain(not_compared).collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -449,31 +476,4 @@ mod tests {
             "new.yaml: document 1 (AIGateway ml/gw): spec.backends: model-removed: model \"m2\" is no longer served"
         );
     }
-}
-
-/// The id of a `diff` warning (a spec not compared) in SARIF output.
-pub const NOT_COMPARED_RULE: &str = "openapi-spec-not-compared";
-
-/// The breaking changes (errors) and what was not compared (warnings) as findings placed on
-/// their lines, for SARIF output. `documents` holds both sides' files.
-pub fn findings(
-    report: &Report,
-    documents: &super::documents::Documents,
-) -> Vec<super::finding::Finding> {
-    use super::finding::{Finding, Severity};
-    let breaking = report.breaking.iter().map(|change| Finding {
-        rule: change.check.to_string(),
-        severity: Severity::Error,
-        file: change.file.clone(),
-        line: documents.line(&change.file, Some(change.document), Some(&change.field)),
-        document: Some(change.document),
-        resource: Some(change.resource.clone()),
-        field: Some(change.field.clone()),
-        message: change.message.clone(),
-    });
-    let not_compared = report.warnings.iter().map(|issue| Finding {
-        rule: NOT_COMPARED_RULE.to_string(),
-        ..Finding::from_issue(issue.clone(), Severity::Warning, documents)
-    });
-    breaking.chain(not_compared).collect()
 }
