@@ -8,14 +8,15 @@
 //! - [`body`]: reading a request body within its size and time limits and the process-wide
 //!   memory budget (AI requests, and `API` requests whose body is validated).
 //! - [`cache`]: the semantic cache: MiniLM embedder (candle), HNSW index per scope, verification.
-//! - [`cli`]: the `airgate` command (`serve`, `validate`, `crds`).
+//! - [`cli`]: the `airgate` command (`serve`, `validate`, `diff`, `crds`, `audit`, `bundle`).
 //! - [`config`]: the `AIGateway` and `API` resources, loading a folder of YAML, validation.
 //! - [`server`]: listeners (public and admin), hostile-HTTP limits, TLS on the public listener,
 //!   the route table.
 //! - [`openai`]: OpenAI wire shapes: errors, the SSE codec, the text-bearing fields of answers.
 //! - [`openapi`]: OpenAPI documents named by `API` resources: reading (and enforcing) them.
-//! - [`policy`]: the checks a change passes in CI: `airgate diff` (routing contract and OpenAPI
-//!   specs, with oasdiff's check ids).
+//! - [`policy`]: the checks a change passes in CI: `airgate validate`'s rule packs and CEL rules
+//!   (text, JSON, SARIF), `airgate diff` (routing contract and OpenAPI specs, with oasdiff's
+//!   check ids).
 //! - [`redact`]: credentials out of error messages and logs.
 //! - [`gateway`]: the AI request pipeline that composes the stages, top to bottom.
 //! - [`guard`]: the content guard: compiled pattern sets, built-in detectors, the streaming scanner.
