@@ -117,17 +117,34 @@ impl ConfigIssue {
 impl fmt::Display for ConfigIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;
-        if let Some(document) = self.document {
-            write!(f, ": document {document}")?;
-        }
-        if let Some(resource) = &self.resource {
-            write!(f, " ({resource})")?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, ": {field}")?;
-        }
+        write_place(
+            f,
+            self.document,
+            self.resource.as_deref(),
+            self.field.as_deref(),
+        )?;
         write!(f, ": {}", self.message)
     }
+}
+
+/// `": document {n} ({resource}): {field}"`, absent parts omitted: where a problem is, after
+/// its file, as every configuration diagnostic (`ConfigIssue`, `validate`'s findings) writes it.
+pub fn write_place(
+    f: &mut fmt::Formatter<'_>,
+    document: Option<usize>,
+    resource: Option<&str>,
+    field: Option<&str>,
+) -> fmt::Result {
+    if let Some(document) = document {
+        write!(f, ": document {document}")?;
+    }
+    if let Some(resource) = resource {
+        write!(f, " ({resource})")?;
+    }
+    if let Some(field) = field {
+        write!(f, ": {field}")?;
+    }
+    Ok(())
 }
 
 impl std::error::Error for ConfigIssue {}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigIssue;
+use crate::config::{write_place, ConfigIssue};
 
 use super::documents::Documents;
 
@@ -86,15 +86,8 @@ impl fmt::Display for Finding {
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
         }
-        if let Some(document) = self.document {
-            write!(f, ": document {document}")?;
-        }
-        if let Some(resource) = &self.resource {
-            write!(f, " ({resource})")?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, ": {field}")?;
-        }
+        let (resource, field) = (self.resource.as_deref(), self.field.as_deref());
+        write_place(f, self.document, resource, field)?;
         if self.rule != SCHEMA_RULE {
             write!(f, ": {}", self.rule)?;
         }

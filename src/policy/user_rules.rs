@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::documents::labels;
 use super::finding::{Finding, Severity};
-use super::rules::Target;
+use super::rules::{finding, Target, Violation};
 use super::yaml_lines::FieldLines;
 
 /// The id of findings about the policy file itself (unreadable, not a list of rules).
@@ -291,17 +291,8 @@ pub fn evaluate(
             let Some((severity, message)) = rule.verdict(target) else {
                 continue;
             };
-            let source = target.source;
-            findings.push(Finding {
-                rule: rule.id.clone(),
-                severity,
-                file: source.file.clone(),
-                line: documents.line(&source.file, Some(source.document), Some(&rule.field)),
-                document: Some(source.document),
-                resource: Some(target.subject.label()),
-                field: Some(rule.field.clone()),
-                message,
-            });
+            let violation = Violation::new(rule.field.clone(), message);
+            findings.push(finding(target, documents, &rule.id, severity, violation));
         }
     }
     findings

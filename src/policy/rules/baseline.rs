@@ -79,11 +79,7 @@ fn cors_wildcard_with_credentials(target: &Target) -> Vec<Violation> {
 }
 
 fn jwt_algorithms_pinned(target: &Target) -> Vec<Violation> {
-    let authentication = match target.subject {
-        Subject::Gateway(g) => g.spec.authentication.as_ref(),
-        Subject::Api(a) => a.spec.authentication.as_ref(),
-    };
-    match authentication.and_then(|a| a.jwt.as_ref()) {
+    match target.subject.jwt() {
         Some(jwt) if jwt.algorithms.is_empty() => vec![Violation::new(
             "spec.authentication.jwt",
             "no `algorithms`: the accepted algorithms follow the key's type",

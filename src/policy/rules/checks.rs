@@ -6,11 +6,7 @@ use super::{Subject, Target, Violation};
 
 /// The resource authenticates callers (a JWT).
 pub fn authentication_required(target: &Target) -> Vec<Violation> {
-    let authentication = match target.subject {
-        Subject::Gateway(g) => g.spec.authentication.as_ref(),
-        Subject::Api(a) => a.spec.authentication.as_ref(),
-    };
-    if authentication.is_some_and(|a| a.jwt.is_some()) {
+    if target.subject.jwt().is_some() {
         return Vec::new();
     }
     vec![Violation::new(

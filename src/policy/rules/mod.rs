@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::config::{AiGateway, Api, LoadedConfig, Source, KIND_AI_GATEWAY, KIND_API};
+use crate::config::{AiGateway, Api, JwtSpec, LoadedConfig, Source, KIND_AI_GATEWAY, KIND_API};
 
 use super::documents::{labels, Documents};
 use super::finding::{Finding, Severity};
@@ -72,6 +72,15 @@ impl Subject<'_> {
             Subject::Gateway(g) => g.metadata.namespace(),
             Subject::Api(a) => a.metadata.namespace(),
         }
+    }
+
+    /// Its JWT authentication, if any.
+    pub fn jwt(&self) -> Option<&'_ JwtSpec> {
+        let authentication = match self {
+            Subject::Gateway(g) => g.spec.authentication.as_ref(),
+            Subject::Api(a) => a.spec.authentication.as_ref(),
+        };
+        authentication.and_then(|a| a.jwt.as_ref())
     }
 
     pub fn resource_labels(&self) -> &std::collections::BTreeMap<String, String> {
@@ -195,7 +204,8 @@ fn packs(target: &Target, documents: &Documents) -> (BTreeSet<Pack>, Vec<Finding
 /// The id of the warning for a `compliance` label naming no pack.
 pub const UNKNOWN_PACK_RULE: &str = "baseline.compliance-label-unknown";
 
-fn finding(
+/// A violation of `rule` as a finding, placed on its field's line.
+pub(crate) fn finding(
     target: &Target,
     documents: &Documents,
     rule: &str,

@@ -77,11 +77,7 @@ fn card_number_detector(target: &Target) -> Vec<Violation> {
 }
 
 fn jwt_issuer_audience(target: &Target) -> Vec<Violation> {
-    let authentication = match target.subject {
-        Subject::Gateway(g) => g.spec.authentication.as_ref(),
-        Subject::Api(a) => a.spec.authentication.as_ref(),
-    };
-    let Some(jwt) = authentication.and_then(|a| a.jwt.as_ref()) else {
+    let Some(jwt) = target.subject.jwt() else {
         return Vec::new(); // pci-dss.authentication-required reports it
     };
     let mut violations = Vec::new();
