@@ -298,6 +298,20 @@ def paired(a, b, key, scale=1.0, ratio=False):
     return (statistics.median(diffs) if diffs else None), diffs
 
 
+def paired_line(work):
+    """The paired sequential measurement of the openapi section (paired.py), as a list item."""
+    p = load_json(os.path.join(work, "paired-openapi.json"))
+    if not p:
+        return "- Paired sequential requests: not measured."
+    return (
+        f"- Paired sequential requests (`paired.py`: {p['pairs']:,} pairs, one request to each gateway "
+        "in turn over one kept-alive connection each, the order alternating): p50 none "
+        f"{fmt(p['a_p50_us'], 0)} µs, enforce {fmt(p['b_p50_us'], 0)} µs; median of the per-pair "
+        f"differences {fmt(p['diff_p50_us'], 0)} µs (quartiles {fmt(p['diff_p25_us'], 0)} / "
+        f"{fmt(p['diff_p75_us'], 0)} µs). The same client between two identical gateways measures about 0."
+    )
+
+
 def compare_row(label, a, b, key, scale=1.0, digits=0):
     """`| label | a | b | b − a | b / a |`: medians over the rounds of two variants, and the medians
     of their per-round differences and ratios."""
@@ -634,6 +648,7 @@ def features(work, core):
             f"| answers by status (fixed rate) | {status_text((agg(none_r) or {}).get('codes'))} | "
             f"{status_text((agg(enf_r) or {}).get('codes'))} | | |",
             "",
+            paired_line(work),
             f"- Enforcement on: the valid body HTTP {m.get('status_valid', 'n/a')}, a wrong type HTTP "
             f"{m.get('status_invalid', 'n/a')}, an undeclared path HTTP {m.get('status_undeclared', 'n/a')}; "
             f"violations counted during the rounds: {m.get('violations', 'n/a')}.",

@@ -27,6 +27,7 @@ CACHE_CONNECTIONS=${LT_CACHE_CONNECTIONS:-8}    # semantic cache: concurrent con
 CACHE_SEQUENTIAL=${LT_CACHE_SEQUENTIAL:-200}    # semantic cache: sequential requests per prompt set
 ROUNDS=${LT_ROUNDS:-3}                          # access/telemetry: rounds per variant, order rotated
 ROUND_SECONDS=${LT_ROUND_SECONDS:-5}            # access/telemetry: seconds of each round
+OPENAPI_PAIRS=${LT_OPENAPI_PAIRS:-5000}         # openapi: paired sequential requests
 
 MOCK=127.0.0.1:18000
 SLOW_MOCK=127.0.0.1:18001
@@ -639,6 +640,12 @@ if section openapi; then
         violations_before=$(metric $OPENAPI_ENFORCE_ADMIN '^airgate_openapi_violations_total[{]')
         run_rounds rate openapi "${OAS[@]}"
         run_rounds max openapi "${OAS[@]}"
+        if ((${#OAS[@]} == 2)); then
+            log "openapi: $OPENAPI_PAIRS paired sequential requests (paired.py)"
+            timeout 300 python3 "$HERE/paired.py" --a "$OPENAPI_NONE" --b "$OPENAPI_ENFORCE" --path "$REQ_PATH" \
+                --body-file "$HERE/scenarios/specs/payment-body.json" --pairs "$OPENAPI_PAIRS" \
+                >"$WORK/paired-openapi.json" || log "openapi: paired.py failed"
+        fi
         meta openapi violations "$(($(metric $OPENAPI_ENFORCE_ADMIN '^airgate_openapi_violations_total[{]') - violations_before))"
     fi
     for pid in "${OAS_PIDS[@]}"; do stop_pid "$pid"; done

@@ -224,10 +224,7 @@ pub async fn handle(
                 user: user.as_deref(),
             };
             let checked = match &route.openapi {
-                None => Ok(openapi::Checked {
-                    body,
-                    reservation: None,
-                }),
+                None => Ok(openapi::Checked::unread(body)),
                 Some(policy) => {
                     openapi::check(ctx, route, policy, &parts, &rest, body, asker).await
                 }

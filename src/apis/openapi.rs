@@ -19,6 +19,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use http_body::Body as _;
 
+use super::proxy::Payload;
 use super::{max_body_bytes, ApiContext, ApiRoute, BODY_READ_TIMEOUT};
 use crate::body::{self, BodyReservation};
 use crate::error::ApiError;
@@ -70,14 +71,14 @@ pub(super) struct Asker<'a> {
 
 /// The body to forward, and its share of the body memory budget while it is held.
 pub(super) struct Checked {
-    pub body: Body,
+    pub body: Payload,
     pub reservation: Option<BodyReservation>,
 }
 
 impl Checked {
-    fn unread(body: Body) -> Self {
+    pub(super) fn unread(body: Body) -> Self {
         Self {
-            body,
+            body: Payload::Streamed(body),
             reservation: None,
         }
     }
@@ -159,7 +160,7 @@ pub(super) async fn check(
         record(&violation, template)?;
     }
     Ok(Checked {
-        body: Body::from(bytes),
+        body: Payload::Read(bytes),
         reservation: Some(reservation),
     })
 }

@@ -31,6 +31,14 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// The request body as the proxy gets it.
+pub enum Payload {
+    /// Not read yet: streamed to the service as it arrives, within the API body limit.
+    Streamed(Body),
+    /// Read whole already (to be validated): sent as one buffer of known length.
+    Read(bytes::Bytes),
+}
+
 /// Who asked for what, besides the request itself.
 pub struct Exchange<'a> {
     /// The path after the API's prefix.
@@ -44,7 +52,7 @@ pub async fn forward(
     route: &ApiRoute,
     exchange: Exchange<'_>,
     parts: http::request::Parts,
-    body: Body,
+    body: Payload,
 ) -> Response {
     let Exchange {
         rest,
@@ -59,13 +67,18 @@ pub async fn forward(
     let mut headers = strip_hop_by_hop(&parts.headers);
     headers.remove(HOST);
     add_forwarded(&mut headers, &parts.headers, client_ip, request_id);
-    let limit = usize::try_from(max_body_bytes()).unwrap_or(usize::MAX);
-    let body = Limited::new(body, limit).into_data_stream();
+    let body = match body {
+        Payload::Streamed(body) => {
+            let limit = usize::try_from(max_body_bytes()).unwrap_or(usize::MAX);
+            reqwest::Body::wrap_stream(Limited::new(body, limit).into_data_stream())
+        }
+        Payload::Read(bytes) => reqwest::Body::from(bytes),
+    };
     let client = ctx.client.clone();
     let send = client
         .request(parts.method, &url)
         .headers(headers)
-        .body(reqwest::Body::wrap_stream(body))
+        .body(body)
         .send();
     let upstream = match tokio::time::timeout(route.timeout, send).await {
         Err(_) => {
