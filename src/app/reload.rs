@@ -460,7 +460,8 @@ pub fn spawn_watch(
 /// A file-system watcher on the path (a file's folder, so that a rename over it or a symlink
 /// swap is seen); `None` when the platform has none, and the poll does the work. For a file,
 /// only events about it or about `..`-entries (a ConfigMap's swap) wake the reloader: other
-/// files in its folder, such as logs, do not.
+/// files in its folder, such as logs, do not. Access events (open, read, close without a
+/// write) never do.
 fn watch(
     path: &Path,
     signature: Option<&Path>,
@@ -478,6 +479,9 @@ fn watch(
     };
     let signature = signature.and_then(Path::file_name).map(ToOwned::to_owned);
     let concerns = move |event: &notify::Event| match &name {
+        // Opening and reading are not changes, and the reloader's own reading of the files
+        // would otherwise wake it again: a reload every SETTLE, forever.
+        _ if matches!(event.kind, notify::EventKind::Access(_)) => false,
         None => true,
         Some(name) => event.paths.iter().any(|p| {
             p.file_name().is_some_and(|f| {
@@ -533,4 +537,43 @@ fn spawn_sighup(wake: mpsc::Sender<()>, forced: Arc<AtomicBool>, shutdown: Cance
     }
     #[cfg(not(unix))]
     let _ = (wake, forced, shutdown);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Whether the watcher wakes within a settle's time after `act`.
+    async fn wakes_after(path: &Path, act: impl FnOnce()) -> bool {
+        let (wake, mut woken) = mpsc::channel::<()>(1);
+        let _watcher = watch(path, None, wake).expect("inotify is available");
+        act();
+        tokio::time::timeout(SETTLE * 2, woken.recv()).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn reading_the_configuration_does_not_wake_the_reloader_and_writing_it_does() {
+        let folder = tempfile::tempdir().unwrap();
+        let file = folder.path().join("gateway.yaml");
+        std::fs::write(&file, "kind: API\n").unwrap();
+        // the reloader's own reading (open, read, close) once woke it again, forever
+        for watched in [folder.path(), file.as_path()] {
+            let read = wakes_after(watched, || {
+                std::fs::read(&file).unwrap();
+                std::fs::read_dir(folder.path()).unwrap().for_each(drop);
+            });
+            assert!(
+                !read.await,
+                "reading {} woke the reloader",
+                watched.display()
+            );
+            let written = wakes_after(watched, || std::fs::write(&file, "kind: API\n").unwrap());
+            assert!(
+                written.await,
+                "writing {} did not wake it",
+                watched.display()
+            );
+        }
+    }
 }
