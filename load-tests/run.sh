@@ -25,9 +25,9 @@ RESULTS=${LT_RESULTS:-$HERE/results.md}
 SECTIONS=${LT_SECTIONS:-access,telemetry,cache,reload,openapi} # feature sections to run (comma-separated; "" for none)
 CACHE_CONNECTIONS=${LT_CACHE_CONNECTIONS:-8}    # semantic cache: concurrent connections
 CACHE_SEQUENTIAL=${LT_CACHE_SEQUENTIAL:-200}    # semantic cache: sequential requests per prompt set
-ROUNDS=${LT_ROUNDS:-3}                          # access/telemetry: rounds per variant, order rotated
+ROUNDS=${LT_ROUNDS:-3}                          # access/telemetry/openapi: rounds per variant, order rotated
 ROUND_SECONDS=${LT_ROUND_SECONDS:-5}            # access/telemetry: seconds of each round
-OPENAPI_PAIRS=${LT_OPENAPI_PAIRS:-5000}         # openapi: paired sequential requests
+OPENAPI_PAIRS=${LT_OPENAPI_PAIRS:-2000}         # openapi: paired sequential requests per round and pair
 
 MOCK=127.0.0.1:18000
 SLOW_MOCK=127.0.0.1:18001
@@ -47,6 +47,7 @@ RELOAD_GW=127.0.0.1:18092 RELOAD_ADMIN=127.0.0.1:19100
 RELOAD_STEADY=127.0.0.1:18093 RELOAD_STEADY_ADMIN=127.0.0.1:19101
 OPENAPI_NONE=127.0.0.1:18094 OPENAPI_NONE_ADMIN=127.0.0.1:19102
 OPENAPI_ENFORCE=127.0.0.1:18095 OPENAPI_ENFORCE_ADMIN=127.0.0.1:19103
+OPENAPI_TWIN=127.0.0.1:18096 OPENAPI_TWIN_ADMIN=127.0.0.1:19104
 BODY='{"model":"bench-model","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
 
 log() { printf '[load-tests %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -88,7 +89,7 @@ section() { [[ ,$SECTIONS, == *,$1,* ]]; }
 for addr in $MOCK $SLOW_MOCK $NGINX $NGINX_SLOW $GATEWAY $ADMIN $ACCESS_CORE $ACCESS_CORE_ADMIN $ACCESS_MEM $ACCESS_MEM_ADMIN $ACCESS_REDIS \
     $ACCESS_REDIS_ADMIN $TEL_OFF $TEL_OFF_ADMIN $TEL_FULL $TEL_FULL_ADMIN $CACHE_GW $CACHE_ADMIN $CACHE_CORE $CACHE_CORE_ADMIN \
     $RELOAD_GW $RELOAD_ADMIN $RELOAD_STEADY $RELOAD_STEADY_ADMIN $OPENAPI_NONE $OPENAPI_NONE_ADMIN \
-    $OPENAPI_ENFORCE $OPENAPI_ENFORCE_ADMIN; do
+    $OPENAPI_ENFORCE $OPENAPI_ENFORCE_ADMIN $OPENAPI_TWIN $OPENAPI_TWIN_ADMIN; do
     if port_busy "$addr"; then
         log "port $addr is already in use; stop whatever listens there first"
         exit 1
@@ -615,44 +616,66 @@ if section reload; then
     if [[ -n $STEADY_PID ]]; then stop_pid "$STEADY_PID"; fi
 fi
 
-# ---- report ----
 # ---- 5. OpenAPI enforcement: the same API with and without its spec enforced ----
+# Every round starts fresh processes (in rotated order): two identical gateway processes can
+# differ by tens of µs per request for as long as they live (where their threads and
+# connections land on this machine's two CPUs), which no number of requests to the same pair
+# averages out. An identical twin of *none* measures that floor in the same rounds.
 if section openapi; then
-    OAS=() OAS_PIDS=()
     REQ_PATH=/pay/v3/charges
     REQ_BODY=$(cat "$HERE/scenarios/specs/payment-body.json")
-    ADDR_none=$OPENAPI_NONE ADDR_enforce=$OPENAPI_ENFORCE
-    ARGS_none=() ARGS_enforce=()
-    if start_gateway openapi-none $OPENAPI_NONE $OPENAPI_NONE_ADMIN "$HERE/scenarios/openapi-none.yaml"; then
-        OAS+=(none) OAS_PIDS+=("$SCEN_PID")
-    fi
-    if start_gateway openapi-enforce $OPENAPI_ENFORCE $OPENAPI_ENFORCE_ADMIN "$HERE/scenarios/openapi-enforce.yaml"; then
-        OAS+=(enforce) OAS_PIDS+=("$SCEN_PID")
-        # enforcement is on: the valid body passes, a wrong type and an undeclared path do not
-        meta openapi status_valid "$(http_code "http://$OPENAPI_ENFORCE$REQ_PATH")"
-        meta openapi status_invalid "$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H 'content-type: application/json' \
-            -d '{"amount": "12999"}' "http://$OPENAPI_ENFORCE$REQ_PATH" || true)"
-        meta openapi status_undeclared "$(http_code "http://$OPENAPI_ENFORCE/pay/v3/undeclared")"
-    fi
+    ADDR_none=$OPENAPI_NONE ADDR_enforce=$OPENAPI_ENFORCE ADDR_twin=$OPENAPI_TWIN
     meta openapi body_bytes "$(printf '%s' "$REQ_BODY" | wc -c)"
-    if ((${#OAS[@]} > 0)); then
-        for v in "${OAS[@]}"; do eval "oha_warmup \"\$ADDR_$v\"" || true; done
-        violations_before=$(metric $OPENAPI_ENFORCE_ADMIN '^airgate_openapi_violations_total[{]')
-        run_rounds rate openapi "${OAS[@]}"
-        run_rounds max openapi "${OAS[@]}"
-        if ((${#OAS[@]} == 2)); then
-            log "openapi: $OPENAPI_PAIRS paired sequential requests (paired.py)"
-            timeout 300 python3 "$HERE/paired.py" --a "$OPENAPI_NONE" --b "$OPENAPI_ENFORCE" --path "$REQ_PATH" \
-                --body-file "$HERE/scenarios/specs/payment-body.json" --pairs "$OPENAPI_PAIRS" \
-                >"$WORK/paired-openapi.json" || log "openapi: paired.py failed"
+    oas_start() { # VARIANT
+        case $1 in
+        none) start_gateway openapi-none $OPENAPI_NONE $OPENAPI_NONE_ADMIN "$HERE/scenarios/openapi-none.yaml" ;;
+        twin) start_gateway openapi-twin $OPENAPI_TWIN $OPENAPI_TWIN_ADMIN "$HERE/scenarios/openapi-none.yaml" ;;
+        enforce) start_gateway openapi-enforce $OPENAPI_ENFORCE $OPENAPI_ENFORCE_ADMIN "$HERE/scenarios/openapi-enforce.yaml" ;;
+        esac
+    }
+    oas_paired() { # B OUT: paired.py none vs B
+        timeout 300 python3 "$HERE/paired.py" --a "$OPENAPI_NONE" --b "$1" --path "$REQ_PATH" \
+            --body-file "$HERE/scenarios/specs/payment-body.json" --pairs "$OPENAPI_PAIRS" >"$WORK/$2" ||
+            { log "openapi: paired.py failed"; rm -f "$WORK/$2"; }
+    }
+    variants=(none enforce twin)
+    violations=0
+    for ((r = 1; r <= ROUNDS; r++)); do
+        OAS_PIDS=() started=()
+        for ((j = 0; j < 3; j++)); do
+            v=${variants[$(((j + r - 1) % 3))]}
+            if oas_start "$v"; then OAS_PIDS+=("$SCEN_PID") started+=("$v"); fi
+        done
+        if ((${#started[@]} == 3)); then
+            if ((r == 1)); then
+                # enforcement is on: the valid body passes, a wrong type and an undeclared path do not
+                meta openapi status_valid "$(http_code "http://$OPENAPI_ENFORCE$REQ_PATH")"
+                meta openapi status_invalid "$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H 'content-type: application/json' \
+                    -d '{"amount": "12999"}' "http://$OPENAPI_ENFORCE$REQ_PATH" || true)"
+                meta openapi status_undeclared "$(http_code "http://$OPENAPI_ENFORCE/pay/v3/undeclared")"
+            fi
+            for v in none enforce; do eval "oha_warmup \"\$ADDR_$v\"" || true; done
+            before=$(metric $OPENAPI_ENFORCE_ADMIN '^airgate_openapi_violations_total[{]')
+            log "openapi: round $r/$ROUNDS, $OPENAPI_PAIRS paired sequential requests against enforce and against twin"
+            oas_paired "$OPENAPI_ENFORCE" "paired-openapi.r$r.json"
+            oas_paired "$OPENAPI_TWIN" "paired-twin.r$r.json"
+            for v in none enforce; do
+                log "openapi $v: round $r/$ROUNDS, $RATE req/s and max, ${ROUND_SECONDS}s each"
+                OHA_SECONDS=$ROUND_SECONDS oha_rate "rate-openapi-$v.r$r" "$(eval echo "\$ADDR_$v")" || log "openapi $v: round $r failed"
+                OHA_SECONDS=$ROUND_SECONDS oha_max "max-openapi-$v.r$r" "$(eval echo "\$ADDR_$v")" "$CONNECTIONS" || log "openapi $v: round $r failed"
+            done
+            violations=$((violations + $(metric $OPENAPI_ENFORCE_ADMIN '^airgate_openapi_violations_total[{]') - before))
+        else
+            log "openapi: round $r skipped, ${#started[@]} of 3 gateways started"
         fi
-        meta openapi violations "$(($(metric $OPENAPI_ENFORCE_ADMIN '^airgate_openapi_violations_total[{]') - violations_before))"
-    fi
-    for pid in "${OAS_PIDS[@]}"; do stop_pid "$pid"; done
+        for pid in "${OAS_PIDS[@]}"; do stop_pid "$pid"; done
+    done
+    meta openapi violations "$violations"
     REQ_PATH=/v1/chat/completions
     REQ_BODY=$BODY
 fi
 
+# ---- report ----
 export LT_DURATION=$DURATION LT_RATE=$RATE LT_RATE_CONNECTIONS=$RATE_CONNECTIONS LT_CONNECTIONS=$CONNECTIONS \
     LT_TTFT_REQUESTS=$TTFT_REQUESTS LT_STREAMS=$STREAMS LT_STREAM_DELAY_MS=$STREAM_DELAY_MS \
     LT_STREAM_TOKENS=$STREAM_TOKENS LT_LOADGEN=$LOADGEN LT_GATEWAY_NOTE=$GATEWAY_NOTE \

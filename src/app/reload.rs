@@ -540,7 +540,7 @@ fn spawn_sighup(wake: mpsc::Sender<()>, forced: Arc<AtomicBool>, shutdown: Cance
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

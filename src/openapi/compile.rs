@@ -17,11 +17,11 @@
 use std::collections::HashSet;
 
 use http::Method;
-use jsonschema::Validator;
 use serde_json::Value;
 
 use super::paths::PathMatcher;
 use super::schema::{self, SchemaCompiler};
+use super::tape::BodyValidator;
 use super::{Spec, SpecVersion};
 
 /// Most `$ref` hops followed to reach a path item, request body or schema.
@@ -80,7 +80,7 @@ pub struct RequestBody {
 pub struct MediaEntry {
     pub(super) range: MediaRange,
     /// The compiled schema, for a JSON media type (or a range that covers JSON) with one.
-    pub(super) validator: Option<Validator>,
+    pub(super) validator: Option<BodyValidator>,
 }
 
 /// A media type or range, lower case, without parameters.

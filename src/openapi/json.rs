@@ -5,8 +5,15 @@
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor,
+};
+use serde_json::Number;
+
+use super::tape::{Entry, Slot, Tape};
 
 /// Why a body is not JSON the gateway validates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,86 +41,226 @@ impl fmt::Display for JsonError {
 /// The marker of a duplicate name in `serde_json`'s error.
 const DUPLICATE: &str = "airgate: duplicate member name";
 
-/// Parses `bytes` as one JSON value (whitespace around it allowed).
-pub fn parse(bytes: &[u8]) -> Result<Value, JsonError> {
+/// Parses `bytes` as one JSON value (whitespace around it allowed) into a [`Tape`] that
+/// borrows from `bytes`.
+pub fn parse(bytes: &[u8]) -> Result<Tape<'_>, JsonError> {
+    // about one slot per dozen bytes of a typical body; grown as needed
+    let mut slots = Vec::with_capacity(bytes.len() / 12 + 1);
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let parsed = Strict
-        .deserialize(&mut deserializer)
-        .and_then(|value| deserializer.end().map(|()| value));
-    parsed.map_err(|error| {
-        let (line, column) = (error.line(), error.column());
-        if error.is_data() && error.to_string().starts_with(DUPLICATE) {
-            JsonError::DuplicateKey { line, column }
-        } else {
-            JsonError::Syntax { line, column }
+    let parsed = Strict {
+        slots: &mut slots,
+        key: None,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|()| deserializer.end());
+    match parsed {
+        Ok(()) => Ok(Tape::new(slots)),
+        Err(error) => {
+            let (line, column) = (error.line(), error.column());
+            if error.is_data() && error.to_string().starts_with(DUPLICATE) {
+                Err(JsonError::DuplicateKey { line, column })
+            } else {
+                Err(JsonError::Syntax { line, column })
+            }
         }
-    })
+    }
 }
 
-/// A JSON value, refusing duplicate member names.
-struct Strict;
+/// Objects with more members than this check for a repeated name with a set rather than by
+/// comparing with every earlier name, so that a huge object cannot make the check quadratic.
+const SCANNED_MEMBERS: u32 = 32;
 
-impl<'de> DeserializeSeed<'de> for Strict {
-    type Value = Value;
+/// Appends one JSON value (and its descendants) to the tape, refusing duplicate member names.
+/// `key` is the value's member name when it is an object's member.
+struct Strict<'t, 'b> {
+    slots: &'t mut Vec<Slot<'b>>,
+    key: Option<Cow<'b, str>>,
+}
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+impl<'t, 'b> Strict<'t, 'b> {
+    fn push(self, value: Entry<'b>) {
+        self.slots.push(Slot {
+            key: self.key,
+            value,
+        });
+    }
+
+    /// Pushes a container's slot; its `len` and `end` are set by [`close`] once its members are in.
+    fn open(self, value: Entry<'b>) -> (&'t mut Vec<Slot<'b>>, usize) {
+        let at = self.slots.len();
+        self.slots.push(Slot {
+            key: self.key,
+            value,
+        });
+        (self.slots, at)
+    }
+}
+
+/// Records a container's member count and the end of its subtree.
+fn close(slots: &mut [Slot<'_>], at: usize, members: u32) {
+    let end = u32::try_from(slots.len()).unwrap_or(u32::MAX);
+    if let Some(slot) = slots.get_mut(at) {
+        match &mut slot.value {
+            Entry::Array { len, end: last } | Entry::Object { len, end: last } => {
+                *len = members;
+                *last = end;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether an earlier member of the object whose slot is `at` is named `name`.
+fn named_before(slots: &[Slot<'_>], at: usize, name: &str) -> bool {
+    let mut child = at + 1;
+    while let Some(slot) = slots.get(child) {
+        if slot.key.as_deref() == Some(name) {
+            return true;
+        }
+        child = match slot.value {
+            Entry::Array { end, .. } | Entry::Object { end, .. } => end as usize,
+            _ => child + 1,
+        };
+    }
+    false
+}
+
+impl<'de> DeserializeSeed<'de> for Strict<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Strict {
-    type Value = Value;
+impl<'de> Visitor<'de> for Strict<'_, 'de> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.push(Entry::Bool(v));
+        Ok(())
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.push(Entry::Number(v.into()));
+        Ok(())
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.push(Entry::Number(v.into()));
+        Ok(())
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        // serde_json's own `Value` does the same with a non-finite number (which JSON cannot
+        // write anyway)
+        self.push(Number::from_f64(v).map_or(Entry::Null, Entry::Number));
+        Ok(())
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
+        self.push(Entry::String(Cow::Borrowed(v)));
+        Ok(())
     }
 
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.push(Entry::String(Cow::Owned(v.to_string())));
+        Ok(())
     }
 
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_string<E>(self, v: String) -> Result<(), E> {
+        self.push(Entry::String(Cow::Owned(v)));
+        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(item) = seq.next_element_seed(Strict)? {
-            items.push(item);
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.push(Entry::Null);
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let (slots, at) = self.open(Entry::Array { len: 0, end: 0 });
+        let mut members = 0u32;
+        while seq
+            .next_element_seed(Strict {
+                slots: &mut *slots,
+                key: None,
+            })?
+            .is_some()
+        {
+            members = members.saturating_add(1);
         }
-        Ok(Value::Array(items))
+        close(slots, at, members);
+        Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut map = Map::new();
-        while let Some(key) = access.next_key::<String>()? {
-            if map.contains_key(&key) {
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
+        let (slots, at) = self.open(Entry::Object { len: 0, end: 0 });
+        let mut members = 0u32;
+        let mut many: Option<HashSet<String>> = None;
+        while let Some(Name(name)) = access.next_key()? {
+            let repeated = match &mut many {
+                None => named_before(slots, at, &name),
+                Some(names) => !names.insert(name.to_string()),
+            };
+            if repeated {
                 return Err(A::Error::custom(DUPLICATE));
             }
-            let value = access.next_value_seed(Strict)?;
-            map.insert(key, value);
+            access.next_value_seed(Strict {
+                slots: &mut *slots,
+                key: Some(name),
+            })?;
+            members = members.saturating_add(1);
+            if members == SCANNED_MEMBERS && many.is_none() {
+                let mut names = HashSet::new();
+                let mut child = at + 1;
+                while let Some(slot) = slots.get(child) {
+                    names.insert(slot.key.as_deref().unwrap_or("").to_string());
+                    child = match slot.value {
+                        Entry::Array { end, .. } | Entry::Object { end, .. } => end as usize,
+                        _ => child + 1,
+                    };
+                }
+                many = Some(names);
+            }
         }
-        Ok(Value::Object(map))
+        close(slots, at, members);
+        Ok(())
+    }
+}
+
+/// A member name, borrowed from the body when it has no escape.
+struct Name<'b>(Cow<'b, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+struct NameVisitor;
+
+impl<'de> Visitor<'de> for NameVisitor {
+    type Value = Name<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+        Ok(Name(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+        Ok(Name(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Name<'de>, E> {
+        Ok(Name(Cow::Owned(v)))
     }
 }
 
@@ -126,10 +273,10 @@ mod tests {
     fn parses_what_serde_json_parses() {
         let text = br#" {"a": [1, -2, 3.5, true, null, "x\u00e9"], "b": {"c": {}}, "n": 18446744073709551615} "#;
         assert_eq!(
-            parse(text).unwrap(),
-            serde_json::from_slice::<Value>(text).unwrap()
+            parse(text).unwrap().to_value(),
+            serde_json::from_slice::<serde_json::Value>(text).unwrap()
         );
-        let order = parse(br#"{"z": 1, "a": 2}"#).unwrap();
+        let order = parse(br#"{"z": 1, "a": 2}"#).unwrap().to_value();
         assert_eq!(order.as_object().unwrap().keys().next().unwrap(), "z");
     }
 
@@ -147,6 +294,26 @@ mod tests {
             Err(JsonError::DuplicateKey { .. })
         ));
         assert!(parse(br#"{"a": {"k": 1}, "b": {"k": 1}}"#).is_ok());
+        // past the members compared one by one: the set sees names from before and after
+        let members = |n: usize| -> Vec<String> {
+            (0..n)
+                .map(|i| format!("\"m{i}\": {{\"k\": [{i}]}}"))
+                .collect()
+        };
+        let big = format!("{{{}}}", members(100).join(", "));
+        assert!(parse(big.as_bytes()).is_ok());
+        for repeat in ["m5", "m31", "m32", "m99"] {
+            let text = format!("{{{}, \"{repeat}\": 0}}", members(100).join(", "));
+            assert!(
+                matches!(parse(text.as_bytes()), Err(JsonError::DuplicateKey { .. })),
+                "{repeat}"
+            );
+        }
+        // an escaped name is the same name
+        assert!(matches!(
+            parse(br#"{"ab": 1, "a\u0062": 2}"#),
+            Err(JsonError::DuplicateKey { .. })
+        ));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod json;
 pub mod paths;
 pub mod schema;
 pub mod source;
+pub mod tape;
 
 pub use check::{BodyCheck, BodyExpectation, Matched, Violation};
 pub use compile::CompiledSpec;
