@@ -240,22 +240,28 @@ def redis_rtt(work):
     return None, None
 
 
-def rounds(work, kind, name):
-    """{round: oha result} from KIND-NAME.rN.json (failed rounds are left out)."""
-    out = {}
-    prefix = f"{kind}-{name}.r"
+def round_numbers(work, prefix):
+    """The round numbers N of the files PREFIX.rN.json in WORK."""
+    head = f"{prefix}.r"
     try:
         files = os.listdir(work)
     except OSError:
-        return out
-    for f in files:
-        if f.startswith(prefix) and f.endswith(".json"):
-            n = f[len(prefix):-len(".json")]
-            if n.isdigit():
-                r = oha(work, kind, f"{name}.r{n}")
-                if r and r.get("total"):
-                    out[int(n)] = r
-    return dict(sorted(out.items()))
+        return []
+    return sorted(
+        int(f[len(head):-len(".json")])
+        for f in files
+        if f.startswith(head) and f.endswith(".json") and f[len(head):-len(".json")].isdigit()
+    )
+
+
+def rounds(work, kind, name):
+    """{round: oha result} from KIND-NAME.rN.json (failed rounds are left out)."""
+    out = {}
+    for n in round_numbers(work, f"{kind}-{name}"):
+        r = oha(work, kind, f"{name}.r{n}")
+        if r and r.get("total"):
+            out[n] = r
+    return out
 
 
 def agg(rs):
@@ -301,16 +307,10 @@ def paired(a, b, key, scale=1.0, ratio=False):
 def paired_rounds(work, name):
     """{round: paired.py result} from paired-NAME.rN.json."""
     out = {}
-    prefix = f"paired-{name}.r"
-    try:
-        files = os.listdir(work)
-    except OSError:
-        return out
-    for f in files:
-        if f.startswith(prefix) and f.endswith(".json") and f[len(prefix):-len(".json")].isdigit():
-            p = load_json(os.path.join(work, f))
-            if p:
-                out[int(f[len(prefix):-len(".json")])] = p
+    for n in round_numbers(work, f"paired-{name}"):
+        p = load_json(os.path.join(work, f"paired-{name}.r{n}.json"))
+        if p:
+            out[n] = p
     return out
 
 

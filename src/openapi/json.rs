@@ -13,7 +13,7 @@ use serde::de::{
 };
 use serde_json::Number;
 
-use super::tape::{Entry, Slot, Tape};
+use super::tape::{next_sibling, Entry, Slot, Tape};
 
 /// Why a body is not JSON the gateway validates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,10 +79,7 @@ struct Strict<'t, 'b> {
 
 impl<'t, 'b> Strict<'t, 'b> {
     fn push(self, value: Entry<'b>) {
-        self.slots.push(Slot {
-            key: self.key,
-            value,
-        });
+        self.open(value);
     }
 
     /// Pushes a container's slot; its `len` and `end` are set by [`close`] once its members are in.
@@ -110,19 +107,13 @@ fn close(slots: &mut [Slot<'_>], at: usize, members: u32) {
     }
 }
 
-/// Whether an earlier member of the object whose slot is `at` is named `name`.
-fn named_before(slots: &[Slot<'_>], at: usize, name: &str) -> bool {
-    let mut child = at + 1;
-    while let Some(slot) = slots.get(child) {
-        if slot.key.as_deref() == Some(name) {
-            return true;
-        }
-        child = match slot.value {
-            Entry::Array { end, .. } | Entry::Object { end, .. } => end as usize,
-            _ => child + 1,
-        };
-    }
-    false
+/// The names of the members already on the tape of the object whose slot is `at` (its own
+/// `end` is not known yet: they run to the tape's end, each member's subtree complete).
+fn names_so_far<'s>(slots: &'s [Slot<'_>], at: usize) -> impl Iterator<Item = &'s str> {
+    let first = u32::try_from(at + 1).unwrap_or(u32::MAX);
+    std::iter::successors(Some(first), |&child| Some(next_sibling(slots, child)))
+        .map_while(|child| slots.get(child as usize))
+        .map(|slot| slot.key.as_deref().unwrap_or(""))
 }
 
 impl<'de> DeserializeSeed<'de> for Strict<'_, 'de> {
@@ -204,7 +195,7 @@ impl<'de> Visitor<'de> for Strict<'_, 'de> {
         let mut many: Option<HashSet<String>> = None;
         while let Some(Name(name)) = access.next_key()? {
             let repeated = match &mut many {
-                None => named_before(slots, at, &name),
+                None => names_so_far(slots, at).any(|earlier| earlier == name),
                 Some(names) => !names.insert(name.to_string()),
             };
             if repeated {
@@ -216,16 +207,7 @@ impl<'de> Visitor<'de> for Strict<'_, 'de> {
             })?;
             members = members.saturating_add(1);
             if members == SCANNED_MEMBERS && many.is_none() {
-                let mut names = HashSet::new();
-                let mut child = at + 1;
-                while let Some(slot) = slots.get(child) {
-                    names.insert(slot.key.as_deref().unwrap_or("").to_string());
-                    child = match slot.value {
-                        Entry::Array { end, .. } | Entry::Object { end, .. } => end as usize,
-                        _ => child + 1,
-                    };
-                }
-                many = Some(names);
+                many = Some(names_so_far(slots, at).map(str::to_string).collect());
             }
         }
         close(slots, at, members);

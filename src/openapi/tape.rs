@@ -65,7 +65,7 @@ impl<'b> Tape<'b> {
 }
 
 /// The slot after `at`'s whole subtree.
-fn next_sibling(slots: &[Slot<'_>], at: u32) -> u32 {
+pub(super) fn next_sibling(slots: &[Slot<'_>], at: u32) -> u32 {
     match slots.get(at as usize).map(|slot| &slot.value) {
         Some(Entry::Array { end, .. } | Entry::Object { end, .. }) => *end,
         _ => at + 1,
