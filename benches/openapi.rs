@@ -6,6 +6,7 @@
 //! a typical ~1 KB JSON payment body (valid: the common case).
 //!
 //! * `baseline/parse`: `serde_json` parsing the body into a `Value`, alone.
+//! * `strict/parse`: the gateway's own strict parse of the body into its tape, alone.
 //! * `v3_0/match`, `v3_0/enforce`, `v3_1/enforce`: matching the path and method, deciding from
 //!   the `Content-Type`, then parsing the body strictly and validating it: everything the stage
 //!   does per request besides reading the body. `enforce - baseline` is what validation adds
@@ -80,6 +81,9 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("baseline/parse", |b| {
         b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body)).unwrap())
+    });
+    group.bench_function("strict/parse", |b| {
+        b.iter(|| airgate::openapi::json::parse(black_box(body)).is_ok())
     });
     group.bench_function("v3_0/match", |b| {
         b.iter(|| {

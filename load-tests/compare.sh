@@ -4,7 +4,12 @@
 # front of the same mock, at the same time, and are measured in alternating rounds (the order
 # rotates each round, so drift on a noisy machine hits both alike). Prints medians and the
 # ratio new / base of each measure, and the gateway's CPU time per request at the fixed rate
-# (from /proc/PID/task/*/schedstat), which is steadier than req/s on a shared machine. Binds only 127.0.0.1; bounded in time.
+# (from /proc/PID/task/*/schedstat), which is steadier than req/s on a shared machine. Each
+# round also sends LT_PAIRS sequential requests to both in turn (`paired.py`) and reports the
+# median per-pair difference new - base: the added latency of one request, without queueing.
+# Both binaries live through all rounds, and two identical processes can differ by tens of µs
+# for as long as they live: run it with the same binary twice for the floor. Binds only
+# 127.0.0.1; bounded in time.
 #
 #   bash load-tests/compare.sh BASE_BINARY NEW_BINARY
 #
@@ -20,6 +25,7 @@ ROUNDS=${LT_ROUNDS:-5}
 SECONDS_PER_ROUND=${LT_ROUND_SECONDS:-5}
 CONNECTIONS=${LT_CONNECTIONS:-32}
 RATE=${LT_RATE:-1000}
+PAIRS=${LT_PAIRS:-2000}
 MOCK_BIN=${LT_MOCK_BIN:-$ROOT/target/release/airgate-mock}
 OHA=${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}
 BODY='{"model":"bench-model","messages":[{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":16}'
@@ -79,6 +85,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
             "http://${ADDR[$v]}/v1/chat/completions" >"$WORK/rate-$v.r$r.json"
         echo $(($(cpu_ns "${PID[$v]}") - before)) >"$WORK/cpu-$v.r$r"
     done
+    if ((PAIRS > 0)); then
+        log "round $r/$ROUNDS: $PAIRS paired sequential requests, base and new in turn"
+        printf '%s' "$BODY" >"$WORK/body.json"
+        timeout 300 python3 "$HERE/paired.py" --a "${ADDR[base]}" --b "${ADDR[new]}" \
+            --path /v1/chat/completions --body-file "$WORK/body.json" --pairs "$PAIRS" >"$WORK/paired.r$r.json"
+    fi
 done
 
 python3 - "$WORK" "$ROUNDS" <<'EOF'
@@ -109,4 +121,17 @@ for label, kind, get, digits in rows:
     ratios = [n / b for n, b in zip(new, base)]
     print(f"| {label} | {statistics.median(base):.{digits}f} | {statistics.median(new):.{digits}f} "
           f"| {statistics.median(ratios):.3f} | {' '.join(f'{x:.3f}' for x in ratios)} |")
+paired = []
+for r in range(1, rounds + 1):
+    try:
+        with open(f"{work}/paired.r{r}.json") as f:
+            paired.append(json.load(f))
+    except FileNotFoundError:
+        pass
+if paired:
+    diffs = [d["diff_p50_us"] for d in paired]
+    print(f"\nPaired sequential requests ({paired[0]['pairs']} per round): p50 base "
+          f"{statistics.median(d['a_p50_us'] for d in paired):.1f} µs, new "
+          f"{statistics.median(d['b_p50_us'] for d in paired):.1f} µs; median per-pair difference "
+          f"new - base: {statistics.median(diffs):.1f} µs [{' / '.join(f'{x:.1f}' for x in diffs)}]")
 EOF

@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
 
@@ -80,6 +81,13 @@ impl BodyReservation {
 }
 
 /// Reads a whole body within `limit` bytes, `timeout`, and the memory `budget`.
+///
+/// The body is read by a task of its own, not by the connection's task that runs the handler.
+/// Read in place, every frame made hyper wake the very task that was running; tokio takes a
+/// self-wake for a yield and wakes a parked worker to share it, which then took over the I/O
+/// driver, so each request hopped threads: two futex calls and about 20 µs more per request
+/// (docs/policy.md, "Added latency"). Woken by another task, the connection's task goes to its
+/// worker's LIFO slot and stays on that thread.
 pub async fn read(
     headers: &HeaderMap,
     body: Body,
@@ -101,10 +109,36 @@ pub async fn read(
             return Err(ApiError::Overloaded);
         }
     }
-    match tokio::time::timeout(timeout, collect(body, limit, budget, &mut reservation)).await {
-        Err(_) => Err(ApiError::RequestTimeout),
-        Ok(Ok(bytes)) => Ok((bytes, reservation)),
-        Ok(Err(error)) => Err(error),
+    let budget = budget.clone();
+    let reader = ReaderTask(tokio::spawn(async move {
+        let reading = collect(body, limit, &budget, &mut reservation);
+        match tokio::time::timeout(timeout, reading).await {
+            Err(_) => Err(ApiError::RequestTimeout),
+            Ok(Ok(bytes)) => Ok((bytes, reservation)),
+            Ok(Err(error)) => Err(error),
+        }
+    }));
+    reader.finish().await
+}
+
+/// The task reading a body, stopped when its request is dropped (the client went away, or the
+/// gateway is shutting down) so that it never outlives the request it reads for.
+struct ReaderTask(JoinHandle<Result<(Bytes, BodyReservation), ApiError>>);
+
+impl ReaderTask {
+    async fn finish(mut self) -> Result<(Bytes, BodyReservation), ApiError> {
+        match (&mut self.0).await {
+            Ok(read) => read,
+            Err(error) => Err(ApiError::Internal(format!(
+                "the request body's reader stopped: {error}"
+            ))),
+        }
+    }
+}
+
+impl Drop for ReaderTask {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -138,6 +172,8 @@ async fn collect(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use futures::StreamExt;
+
     use super::*;
 
     fn headers(len: Option<usize>) -> HeaderMap {
@@ -194,5 +230,32 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.len(), 6 * 1024);
+    }
+
+    /// The body is read by a task of its own; a request dropped mid-read (the client went away)
+    /// must stop it, or a trickling upload would be read, and its budget held, until the timeout.
+    #[tokio::test]
+    async fn a_dropped_request_stops_the_reading_of_its_body() {
+        let budget = BodyBudget::new(64 * 1024);
+        let (alive, stopped) = tokio::sync::oneshot::channel::<()>();
+        let first = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(vec![b'z'; 4096]))]);
+        // Then nothing more, ever; `alive` lives as long as the body does.
+        let rest = futures::stream::once(async move {
+            let _alive = alive;
+            futures::future::pending::<Result<Bytes, std::io::Error>>().await
+        });
+        let body = Body::from_stream(first.chain(rest));
+        let chunked = headers(None);
+        let reading = read(&chunked, body, 1 << 20, Duration::from_secs(60), &budget);
+        tokio::select! {
+            _ = reading => panic!("a body that never ends was read to its end"),
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        let dropped = tokio::time::timeout(Duration::from_secs(5), stopped).await;
+        assert!(
+            matches!(dropped, Ok(Err(_))),
+            "the body outlived the request that was reading it"
+        );
+        assert_eq!(budget.available(), 64 * 1024, "its budget is given back");
     }
 }

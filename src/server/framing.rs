@@ -21,6 +21,9 @@
 //!   HTTP/2 connection preface as the very first bytes ends inspection (HTTP/2 frames carry no
 //!   HTTP/1 framing).
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -172,12 +175,15 @@ impl FramingInspector {
 /// (`\n\n` or `\n\r\n`), and only then is the buffer parsed, so a head trickled in byte by
 /// byte is parsed about once, not once per byte.
 fn head_end(buf: &[u8], before: usize, first: bool) -> HeadEnd {
+    // built once: `memmem::find` builds its searcher (with CPU-feature checks) on every call,
+    // and this runs on every read of every connection
+    static BLANK_LINE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+    static BLANK_CRLF_LINE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\r\n"));
     if first && buf.starts_with(H2_PREFACE) {
         return HeadEnd::Http2;
     }
     let window = &buf[before.saturating_sub(2)..];
-    let may_end = memchr::memmem::find(window, b"\n\n").is_some()
-        || memchr::memmem::find(window, b"\n\r\n").is_some();
+    let may_end = BLANK_LINE.find(window).is_some() || BLANK_CRLF_LINE.find(window).is_some();
     if !may_end {
         return if buf.len() > MAX_HEAD {
             HeadEnd::Invalid
