@@ -198,6 +198,23 @@ async fn an_in_place_rewrite_is_served_and_sighup_reloads_the_same_bytes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_removed_by_a_reload_no_longer_reports_a_state() {
+    let backend = mock(Duration::ZERO).await;
+    let gw = GatewayProcess::start(&gateway("model-a", &backend.url(), ""), &[]).await;
+    let before = gw.metrics().await;
+    let up =
+        |backend: &str| format!("airgate_backend_up{{backend=\"{backend}\",gateway=\"test/gw\"}}");
+    assert_eq!(metric(&before, &up("a")), Some(1.0), "{before}");
+    // the same gateway, its backend renamed: `a` is gone from the configuration
+    let renamed = gateway("model-b", &backend.url(), "").replace("- name: a", "- name: b");
+    std::fs::write(gw.dir.path().join("gateway.yaml"), renamed).unwrap();
+    wait_for_model(&gw, "model-b").await;
+    let after = gw.metrics().await;
+    assert_eq!(metric(&after, &up("b")), Some(1.0), "{after}");
+    assert_eq!(metric(&after, &up("a")), None, "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_open_across_a_reload_completes_intact() {
     // 16 tokens, 150 ms apart: the stream is open for about 2.4 s
     let backend = mock(Duration::from_millis(150)).await;

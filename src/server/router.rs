@@ -172,14 +172,26 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
             "/metrics",
             get(|State(state): State<Arc<AppState>>| async move {
                 state.metrics.sync_process(state.process_counts());
+                let snapshot = state.snapshot.load();
                 // cache sizes change after the request that stored the answer: read them now
-                for gateway in state.snapshot.load().gateways() {
+                for gateway in snapshot.gateways() {
                     if let Some(policy) = &gateway.cache {
                         state
                             .metrics
                             .cache_stats(&gateway.id, &policy.cache.stats());
                     }
                 }
+                // what a reload removed no longer reports a state (a probe of the old
+                // configuration may still write one after the swap: pruned at each scrape)
+                let gateway = |id: &str| snapshot.gateways().find(|g| g.id == id);
+                state.metrics.retain_gauges(
+                    |id, backend| {
+                        gateway(id).is_some_and(|g| {
+                            backend.is_none_or(|name| g.backends.iter().any(|b| b.name == name))
+                        })
+                    },
+                    |id| gateway(id).is_some_and(|g| g.cache.is_some()),
+                );
                 (
                     [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
                     state.metrics.render(),

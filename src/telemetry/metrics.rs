@@ -413,6 +413,39 @@ impl Metrics {
             .set(i64::from(up));
     }
 
+    /// Drops the gauge series of gateways and backends the configuration in service no longer
+    /// has. A gauge keeps its last value until told otherwise: a removed backend that was down
+    /// would read `airgate_backend_up 0` (and page someone) forever, and a removed cache its
+    /// last size. Counters stay, as totals of what happened. `live` answers for a gateway id
+    /// and, for `airgate_backend_up`, a backend name; `cached` for a gateway with a cache.
+    pub fn retain_gauges(
+        &self,
+        live: impl Fn(&str, Option<&str>) -> bool,
+        cached: impl Fn(&str) -> bool,
+    ) {
+        for labels in series(&self.backend_up, &["gateway", "backend"]) {
+            if let [gateway, backend] = labels.as_slice() {
+                if !live(gateway, Some(backend)) {
+                    let _ = self.backend_up.remove_label_values(&[gateway, backend]);
+                }
+            }
+        }
+        for gauges in [
+            &self.cache_entries,
+            &self.cache_bytes,
+            &self.cache_evictions,
+            &self.cache_rejected,
+        ] {
+            for labels in series(gauges, &["gateway"]) {
+                if let [gateway] = labels.as_slice() {
+                    if !(live(gateway, None) && cached(gateway)) {
+                        let _ = gauges.remove_label_values(&[gateway]);
+                    }
+                }
+            }
+        }
+    }
+
     pub fn stream_terminated(&self, gateway: &str, reason: &str) {
         self.stream_terminations
             .with_label_values(&[gateway, reason])
@@ -649,6 +682,29 @@ impl Metrics {
     }
 }
 
+/// The values of `names`, in that order, of each series a gauge family has now (the
+/// exposition sorts a series' labels by name, so they are looked up by name).
+fn series(gauges: &IntGaugeVec, names: &[&str]) -> Vec<Vec<String>> {
+    use prometheus::core::Collector;
+    gauges
+        .collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .map(|metric| {
+            let labels = metric.get_label();
+            names
+                .iter()
+                .filter_map(|name| {
+                    labels
+                        .iter()
+                        .find(|pair| pair.get_name() == *name)
+                        .map(|pair| pair.get_value().to_string())
+                })
+                .collect()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -699,5 +755,29 @@ mod tests {
             "airgate_requests_total{backend=\"b\",gateway=\"ns/gw\",model=\"m\",route=\"chat_completions\",status_class=\"5xx\"} 1"
         ));
         assert!(text.contains("airgate_build_info{version="));
+    }
+
+    #[test]
+    fn gauges_of_what_the_configuration_no_longer_has_are_dropped() {
+        let m = Metrics::try_new().unwrap();
+        m.set_backend_up("ns/kept", "a", true);
+        m.set_backend_up("ns/kept", "removed", false);
+        m.set_backend_up("ns/gone", "a", false);
+        let stats = crate::cache::CacheStats::default();
+        m.cache_stats("ns/kept", &stats);
+        m.cache_stats("ns/gone", &stats);
+        m.cache_stats("ns/uncached", &stats);
+        m.retain_gauges(
+            |gateway, backend| {
+                matches!(gateway, "ns/kept" | "ns/uncached") && backend.is_none_or(|b| b == "a")
+            },
+            |gateway| gateway == "ns/kept",
+        );
+        let text = m.render();
+        assert!(text.contains("airgate_backend_up{backend=\"a\",gateway=\"ns/kept\"} 1"));
+        assert!(!text.contains("backend=\"removed\""), "{text}");
+        assert!(!text.contains("ns/gone"), "{text}");
+        assert!(text.contains("airgate_cache_entries{gateway=\"ns/kept\"} 0"));
+        assert!(!text.contains("airgate_cache_entries{gateway=\"ns/uncached\"}"));
     }
 }
