@@ -308,7 +308,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             signature,
             bundle,
         }) => Ok(verify_bundle(&key, &signature, &bundle)),
-        Command::Diff { old, new, format } => Ok(diff(&old, &new, &format)),
+        Command::Diff { old, new, format } => Ok(diff(
+            &old,
+            &new,
+            Format::parse(&format).unwrap_or(Format::Text),
+        )),
         Command::Crds { group } => {
             print!("{}", config::crds::render_group(&group)?);
             Ok(0)
@@ -318,7 +322,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 
 /// `airgate diff`: 0 with no breaking change, 1 with some, 2 when an input does not load or
 /// NEW's OpenAPI spec cannot be read where OLD's could.
-fn diff(old: &Path, new: &Path, format: &str) -> i32 {
+fn diff(old: &Path, new: &Path, format: Format) -> i32 {
     let (before, after) = match (app::load(old), app::load(new)) {
         (Ok(before), Ok(after)) => (before, after),
         (before, after) => {
@@ -328,7 +332,7 @@ fn diff(old: &Path, new: &Path, format: &str) -> i32 {
             return 2;
         }
     };
-    let report = crate::policy::diff::compare(&before, &after);
+    let mut report = crate::policy::diff::compare(&before, &after);
     if !report.errors.is_empty() {
         for warning in &report.warnings {
             println!("warning: {warning}");
@@ -338,13 +342,14 @@ fn diff(old: &Path, new: &Path, format: &str) -> i32 {
         }
         return 2;
     }
-    if format == "sarif" {
-        let mut documents = crate::policy::documents::Documents::default();
-        documents.read(old);
-        documents.read(new);
+    let mut documents = crate::policy::documents::Documents::default();
+    documents.read(old);
+    documents.read(new);
+    crate::policy::diff::place(&mut report, &documents);
+    if format == Format::Sarif {
         let findings = crate::policy::diff::findings(&report, &documents);
         print!("{}", crate::policy::sarif::render(&findings));
-    } else if format == "json" {
+    } else if format == Format::Json {
         let warnings: Vec<String> = report.warnings.iter().map(ToString::to_string).collect();
         let json = serde_json::json!({ "breaking": report.breaking, "warnings": warnings });
         println!("{json}");

@@ -241,6 +241,17 @@ fn diff_reports_breaking_changes_with_its_exit_codes() {
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(json["breaking"][0]["check"], "model-removed");
     assert_eq!(json["breaking"][0]["field"], "spec.backends");
+    // placed on the line of the field, in text and JSON as in SARIF
+    let line = 1 + without
+        .lines()
+        .position(|l| l.trim_start().starts_with("backends:"))
+        .unwrap();
+    assert_eq!(json["breaking"][0]["line"], line, "{json}");
+    let (_, out) = run_airgate(&["diff", &seed, &new]);
+    assert!(
+        out.contains(&format!("breaking: {new}:{line}: document ")),
+        "{out}"
+    );
 
     let (code, out) = run_airgate(&[
         "diff",
@@ -285,8 +296,13 @@ fn diff_reports_breaking_changes_inside_openapi_specs() {
         .lines()
         .find(|l| l.starts_with("breaking:"))
         .unwrap_or_else(|| panic!("{out}"));
+    let api = std::fs::read_to_string(new.path().join("api.yaml")).unwrap();
+    let spec_line = 1 + api
+        .lines()
+        .position(|l| l.trim_start().starts_with("openApiSpec:"))
+        .unwrap();
     assert!(
-        line.contains("api.yaml: document 1 (API shop/petstore): spec.openApiSpec: api-path-removed-without-deprecation: POST /user/createWithArray: api path removed without deprecation"),
+        line.contains(&format!("api.yaml:{spec_line}: document 1 (API shop/petstore): spec.openApiSpec: api-path-removed-without-deprecation: POST /user/createWithArray: api path removed without deprecation")),
         "{line}"
     );
     // The place is in OLD's spec, where the path was.

@@ -51,6 +51,8 @@ pub struct Breaking {
     /// The check's id.
     pub check: &'static str,
     pub file: PathBuf,
+    /// 1-based line of `field` in `file`, once [`place`] found it.
+    pub line: Option<usize>,
     pub document: usize,
     /// `Kind namespace/name`.
     pub resource: String,
@@ -70,6 +72,7 @@ impl Breaking {
         Self {
             check,
             file: source.file.clone(),
+            line: None,
             document: source.document,
             resource,
             field: field.to_string(),
@@ -78,18 +81,18 @@ impl Breaking {
     }
 }
 
-/// `"{file}: document {n} ({resource}): {field}: {check}: {message}"`, as `validate` prints.
+/// `"{file}:{line}: document {n} ({resource}): {field}: {check}: {message}"`, as `validate`
+/// prints (`:{line}` when known).
 impl std::fmt::Display for Breaking {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
         write!(
             f,
-            "{}: document {} ({}): {}: {}: {}",
-            self.file.display(),
-            self.document,
-            self.resource,
-            self.field,
-            self.check,
-            self.message
+            ": document {} ({}): {}: {}: {}",
+            self.document, self.resource, self.field, self.check, self.message
         )
     }
 }
@@ -297,8 +300,15 @@ fn authentication_added(
 /// The id of a `diff` warning (a spec not compared) in SARIF output.
 pub const NOT_COMPARED_RULE: &str = "openapi-spec-not-compared";
 
+/// Puts each breaking change on the line of its field; `documents` holds both sides' files.
+pub fn place(report: &mut Report, documents: &super::documents::Documents) {
+    for change in &mut report.breaking {
+        change.line = documents.line(&change.file, Some(change.document), Some(&change.field));
+    }
+}
+
 /// The breaking changes (errors) and what was not compared (warnings) as findings placed on
-/// their lines, for SARIF output. `documents` holds both sides' files.
+/// their lines (after [`place`]), for SARIF output. `documents` holds both sides' files.
 pub fn findings(
     report: &Report,
     documents: &super::documents::Documents,
@@ -308,7 +318,7 @@ pub fn findings(
         rule: change.check.to_string(),
         severity: Severity::Error,
         file: change.file.clone(),
-        line: documents.line(&change.file, Some(change.document), Some(&change.field)),
+        line: change.line,
         document: Some(change.document),
         resource: Some(change.resource.clone()),
         field: Some(change.field.clone()),
