@@ -17,6 +17,7 @@ use super::framing::Taint;
 use super::AppState;
 use crate::access::client_ip_from_headers;
 use crate::error::ApiError;
+use crate::gateway::runtime::Snapshot;
 use crate::telemetry::outcome::{self, Outcome, RequestFacts, Sinks};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -29,6 +30,12 @@ pub struct RequestId(pub String);
 /// The client's address: the socket peer, or `X-Forwarded-For` from a trusted proxy.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
+
+/// The configuration snapshot a request started on: it is routed on the snapshot its answer
+/// is counted on, whatever a reload swaps in meanwhile (a reload is judged, and rolled back, by
+/// the answers of the requests it served).
+#[derive(Clone)]
+pub struct RequestSnapshot(pub Arc<Snapshot>);
 
 pub async fn request_context(
     State(state): State<Arc<AppState>>,
@@ -44,8 +51,8 @@ pub async fn request_context(
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let client_ip = client_ip_of(&state, &request);
-    // counted on the snapshot the request started on, whatever a reload does meanwhile
-    let answers = std::sync::Arc::clone(&state.snapshot.load().answers);
+    let snapshot = state.snapshot.load_full();
+    let answers = Arc::clone(&snapshot.answers);
     let (method, path) = (request.method().clone(), request.uri().path().to_string());
     // the access log's header rules read the request's headers after the route took them
     let headers = state
@@ -58,6 +65,7 @@ pub async fn request_context(
             let extensions = request.extensions_mut();
             extensions.insert(RequestId(id.clone()));
             extensions.insert(ClientIp(client_ip));
+            extensions.insert(RequestSnapshot(snapshot));
             next.run(request).await
         }
     };

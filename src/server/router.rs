@@ -9,12 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
-use super::middleware::{request_context, ClientIp, RequestId};
+use super::middleware::{request_context, ClientIp, RequestId, RequestSnapshot};
 use super::AppState;
 use crate::apis;
 use crate::error::ApiError;
 use crate::gateway::pipeline::{self, RequestContext};
-use crate::gateway::{models, Endpoint, Gateway};
+use crate::gateway::{models, Endpoint, Gateway, Snapshot};
 
 const NAMED_PREFIX: &str = "/gateways/{namespace}/{name}";
 
@@ -32,10 +32,11 @@ pub fn public_router(state: Arc<AppState>) -> Router {
                 endpoint.path(),
                 post(
                     move |State(state): State<Arc<AppState>>,
+                          Extension(RequestSnapshot(snapshot)): Extension<RequestSnapshot>,
                           Extension(id): Extension<RequestId>,
                           Extension(ip): Extension<ClientIp>,
                           request: Request| async move {
-                        let gateway = default_gateway(&state)?;
+                        let gateway = default_gateway(&snapshot)?;
                         Ok::<_, ApiError>(
                             serve_ai(&state, &gateway, (&id, ip), endpoint, request).await,
                         )
@@ -47,10 +48,11 @@ pub fn public_router(state: Arc<AppState>) -> Router {
                 post(
                     move |State(state): State<Arc<AppState>>,
                           Path((namespace, name)): Path<(String, String)>,
+                          Extension(RequestSnapshot(snapshot)): Extension<RequestSnapshot>,
                           Extension(id): Extension<RequestId>,
                           Extension(ip): Extension<ClientIp>,
                           request: Request| async move {
-                        let gateway = named_gateway(&state, &namespace, &name)?;
+                        let gateway = named_gateway(&snapshot, &namespace, &name)?;
                         Ok::<_, ApiError>(
                             serve_ai(&state, &gateway, (&id, ip), endpoint, request).await,
                         )
@@ -91,8 +93,8 @@ async fn serve_ai(
     pipeline::handle(ctx, endpoint, request).await
 }
 
-fn default_gateway(state: &AppState) -> Result<Arc<Gateway>, ApiError> {
-    state.snapshot.load().default.clone().ok_or_else(|| {
+fn default_gateway(snapshot: &Snapshot) -> Result<Arc<Gateway>, ApiError> {
+    snapshot.default.clone().ok_or_else(|| {
         ApiError::RouteNotFound {
             method: "POST".into(),
             path: "/v1 (no default AIGateway: use /gateways/{namespace}/{name}/v1 or annotate one with airgate.io/default: \"true\")".into(),
@@ -100,10 +102,12 @@ fn default_gateway(state: &AppState) -> Result<Arc<Gateway>, ApiError> {
     })
 }
 
-fn named_gateway(state: &AppState, namespace: &str, name: &str) -> Result<Arc<Gateway>, ApiError> {
-    state
-        .snapshot
-        .load()
+fn named_gateway(
+    snapshot: &Snapshot,
+    namespace: &str,
+    name: &str,
+) -> Result<Arc<Gateway>, ApiError> {
+    snapshot
         .gateway(namespace, name)
         .ok_or_else(|| ApiError::RouteNotFound {
             method: "POST".into(),
@@ -111,16 +115,18 @@ fn named_gateway(state: &AppState, namespace: &str, name: &str) -> Result<Arc<Ga
         })
 }
 
-async fn list_models_default(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let gateway = default_gateway(&state)?;
+async fn list_models_default(
+    Extension(RequestSnapshot(snapshot)): Extension<RequestSnapshot>,
+) -> Result<Response, ApiError> {
+    let gateway = default_gateway(&snapshot)?;
     Ok(Json(models::list(&gateway)).into_response())
 }
 
 async fn list_models_named(
-    State(state): State<Arc<AppState>>,
+    Extension(RequestSnapshot(snapshot)): Extension<RequestSnapshot>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let gateway = named_gateway(&state, &namespace, &name)?;
+    let gateway = named_gateway(&snapshot, &namespace, &name)?;
     Ok(Json(models::list(&gateway)).into_response())
 }
 
@@ -131,14 +137,12 @@ async fn api_or_not_found(
     State(state): State<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
     Extension(ClientIp(client_ip)): Extension<ClientIp>,
+    Extension(RequestSnapshot(snapshot)): Extension<RequestSnapshot>,
     request: Request,
 ) -> Response {
-    let (found, client) = {
-        let snapshot = state.snapshot.load();
-        let found =
-            apis::find(&snapshot.apis, request.uri().path()).map(|(r, rest)| (Arc::clone(r), rest));
-        (found, snapshot.api_client.clone())
-    };
+    let found =
+        apis::find(&snapshot.apis, request.uri().path()).map(|(r, rest)| (Arc::clone(r), rest));
+    let client = snapshot.api_client.clone();
     let Some((route, rest)) = found else {
         return ApiError::RouteNotFound {
             method: request.method().to_string(),
