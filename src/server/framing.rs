@@ -21,14 +21,12 @@
 //!   HTTP/2 connection preface as the very first bytes ends inspection (HTTP/2 frames carry no
 //!   HTTP/1 framing).
 
-use std::sync::LazyLock;
-
-use memchr::memmem::Finder;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 
+use memchr::memmem::Finder;
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// Largest request head the inspector buffers; longer heads are refused by hyper anyway.

@@ -187,14 +187,17 @@ pub fn admin_router(state: Arc<AppState>) -> Router {
                 }
                 // what a reload removed no longer reports a state (a probe of the old
                 // configuration may still write one after the swap: pruned at each scrape)
-                let gateway = |id: &str| snapshot.gateways().find(|g| g.id == id);
                 state.metrics.retain_gauges(
                     |id, backend| {
-                        gateway(id).is_some_and(|g| {
-                            backend.is_none_or(|name| g.backends.iter().any(|b| b.name == name))
-                        })
+                        snapshot
+                            .gateway_by_id(id)
+                            .is_some_and(|g| g.backends.iter().any(|b| b.name == backend))
                     },
-                    |id| gateway(id).is_some_and(|g| g.cache.is_some()),
+                    |id| {
+                        snapshot
+                            .gateway_by_id(id)
+                            .is_some_and(|g| g.cache.is_some())
+                    },
                 );
                 (
                     [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],

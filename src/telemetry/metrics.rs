@@ -416,17 +416,18 @@ impl Metrics {
     /// Drops the gauge series of gateways and backends the configuration in service no longer
     /// has. A gauge keeps its last value until told otherwise: a removed backend that was down
     /// would read `airgate_backend_up 0` (and page someone) forever, and a removed cache its
-    /// last size. Counters stay, as totals of what happened. `live` answers for a gateway id
-    /// and, for `airgate_backend_up`, a backend name; `cached` for a gateway with a cache.
+    /// last size. Counters stay, as totals of what happened. `backend` answers whether a
+    /// gateway (by id) still has a backend of that name, `cached` whether a gateway still
+    /// exists with a cache.
     pub fn retain_gauges(
         &self,
-        live: impl Fn(&str, Option<&str>) -> bool,
+        backend: impl Fn(&str, &str) -> bool,
         cached: impl Fn(&str) -> bool,
     ) {
         for labels in series(&self.backend_up, &["gateway", "backend"]) {
-            if let [gateway, backend] = labels.as_slice() {
-                if !live(gateway, Some(backend)) {
-                    let _ = self.backend_up.remove_label_values(&[gateway, backend]);
+            if let [gateway, name] = labels.as_slice() {
+                if !backend(gateway, name) {
+                    let _ = self.backend_up.remove_label_values(&[gateway, name]);
                 }
             }
         }
@@ -438,7 +439,7 @@ impl Metrics {
         ] {
             for labels in series(gauges, &["gateway"]) {
                 if let [gateway] = labels.as_slice() {
-                    if !(live(gateway, None) && cached(gateway)) {
+                    if !cached(gateway) {
                         let _ = gauges.remove_label_values(&[gateway]);
                     }
                 }
@@ -768,9 +769,7 @@ mod tests {
         m.cache_stats("ns/gone", &stats);
         m.cache_stats("ns/uncached", &stats);
         m.retain_gauges(
-            |gateway, backend| {
-                matches!(gateway, "ns/kept" | "ns/uncached") && backend.is_none_or(|b| b == "a")
-            },
+            |gateway, backend| matches!(gateway, "ns/kept" | "ns/uncached") && backend == "a",
             |gateway| gateway == "ns/kept",
         );
         let text = m.render();
